@@ -1,0 +1,29 @@
+import type { Readable, Writable } from 'node:stream';
+
+/** Everything a command may touch of the outside world. Built by `cli/main.ts`, the only file that reads `process`. */
+export interface CliContext {
+  readonly stdout: Writable & { isTTY?: boolean; columns?: number };
+  readonly stderr: Writable & { isTTY?: boolean; columns?: number };
+  readonly stdin: Readable;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly cwd: string;
+  /** Aborted on SIGINT/SIGTERM. */
+  readonly signal: AbortSignal;
+}
+
+/** A subcommand: parses its own argv (after the subcommand name) and returns the exit code. */
+export type Command = (argv: string[], ctx: CliContext) => Promise<number>;
+
+/** A usage error: printed with the command's usage, exit code 2. */
+export class UsageError extends Error {
+  readonly code = 'TSBUILD_USAGE';
+}
+
+/** The store root: `--root`, else `TSBUILD_ROOT`, else `$XDG_DATA_HOME/tsbuild` or `~/.local/share/tsbuild`. */
+export function resolveRoot(flag: string | undefined, ctx: CliContext): string {
+  if (flag) return flag;
+  const env = ctx.env;
+  if (env.TSBUILD_ROOT) return env.TSBUILD_ROOT;
+  const base = env.XDG_DATA_HOME || `${env.HOME ?? '/root'}/.local/share`;
+  return `${base}/tsbuild`;
+}

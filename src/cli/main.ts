@@ -1,0 +1,101 @@
+import type { CliContext, Command } from './context.js';
+import { UsageError } from './context.js';
+
+/** Subcommand name → module under ./commands exporting `run: Command`. Loaded lazily so `tsbuild parse` stays fast. */
+const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
+  build: () => import('./commands/build.js'),
+  parse: () => import('./commands/parse.js'),
+  graph: () => import('./commands/graph.js'),
+  lint: () => import('./commands/lint.js'),
+  pull: () => import('./commands/pull.js'),
+  push: () => import('./commands/push.js'),
+  images: () => import('./commands/images.js'),
+  inspect: () => import('./commands/inspect.js'),
+  tag: () => import('./commands/tag.js'),
+  rmi: () => import('./commands/rmi.js'),
+  run: () => import('./commands/run.js'),
+  prune: () => import('./commands/prune.js'),
+  du: () => import('./commands/du.js'),
+};
+
+const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH | tsbuild COMMAND [OPTIONS]
+
+Commands:
+  build     Build an image from a Dockerfile (the default: tsbuild -t name:tag .)
+  parse     Parse Dockerfiles and print their AST (json) or BuildKit's dump (buildkit)
+  graph     Print the stage graph (dot, mermaid, json)
+  lint      Check Dockerfiles with BuildKit's check rules
+  pull      Pull an image from a registry into the local store
+  push      Push an image from the local store to a registry
+  images    List images in the local store
+  inspect   Show an image's manifest and config
+  tag       Tag an image in the local store
+  rmi       Remove image tags from the local store
+  run       Run a command in a sandbox over an image
+  prune     Remove build cache
+  du        Show cache and store disk usage
+
+Run 'tsbuild COMMAND --help' for more information on a command.
+`;
+
+export async function main(argv: string[], ctx: CliContext): Promise<number> {
+  const [first, ...rest] = argv;
+  if (first === undefined || first === '--help' || first === '-h' || first === 'help') {
+    (first === undefined ? ctx.stderr : ctx.stdout).write(USAGE);
+    return first === undefined ? 2 : 0;
+  }
+  if (first === '--version' || first === '-v') {
+    ctx.stdout.write(`tsbuild ${await version()}\n`);
+    return 0;
+  }
+  const load = COMMANDS[first];
+  const [name, args] = load ? [first, rest] : ['build', argv];
+  try {
+    const mod = await COMMANDS[name]!();
+    return await mod.run(args, ctx);
+  } catch (err) {
+    if (err instanceof UsageError || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || (err as { code?: string }).code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' || (err as { code?: string }).code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') {
+      ctx.stderr.write(`tsbuild ${name}: ${(err as Error).message}\n`);
+      return 2;
+    }
+    ctx.stderr.write(`tsbuild ${name}: ${describe(err)}\n`);
+    return 1;
+  }
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  let s = err.message;
+  let cause = err.cause;
+  while (cause instanceof Error) {
+    if (!s.includes(cause.message)) s += `: ${cause.message}`;
+    cause = cause.cause;
+  }
+  return s;
+}
+
+async function version(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI against the real process. */
+export async function runProcess(): Promise<void> {
+  const controller = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(130);
+    controller.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const code = await main(process.argv.slice(2), {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    stdin: process.stdin,
+    env: process.env,
+    cwd: process.cwd(),
+    signal: controller.signal,
+  });
+  process.exitCode = code;
+}
