@@ -54,6 +54,12 @@ export interface Mount {
   readonly size?: number;
   /** secret: expose as this environment variable. */
   readonly env?: string;
+  /**
+   * The `--mount` value as written. When it contains `$`, the fields holding variables were not
+   * checked and typed fields from them are unset: the planner re-parses it with
+   * `parseMount(spec, { expand })` from src/parser/mounts.ts.
+   */
+  readonly spec: string;
   readonly range: Range;
 }
 
@@ -63,6 +69,8 @@ export interface RunInstruction extends Base {
   readonly mounts: readonly Mount[];
   readonly network?: 'default' | 'none' | 'host';
   readonly security?: 'sandbox' | 'insecure';
+  /** `--device` values as written (CDI device requests); not interpreted by the parser. */
+  readonly devices?: readonly string[];
   readonly heredocs: readonly Heredoc[];
 }
 
@@ -83,7 +91,7 @@ export interface ShellInstruction extends Base {
 
 export interface CopyInstruction extends Base {
   readonly kind: 'COPY' | 'ADD';
-  /** Source words (unexpanded), or heredoc names for `<<EOF` sources. */
+  /** Source path words (unexpanded); heredoc sources (`<<EOF`) are not here but in `heredocs`. */
   readonly sources: readonly string[];
   readonly dest: string;
   readonly from?: string;
@@ -97,6 +105,10 @@ export interface CopyInstruction extends Base {
   readonly checksum?: string;
   readonly keepGitDir?: boolean;
   readonly unpack?: boolean;
+  /**
+   * Heredoc sources in order (BuildKit's SourceContents): the file name is `name`, the data is
+   * `content`, with leading tabs of each line removed when `chomp`; expand variables when `expand`.
+   */
   readonly heredocs: readonly Heredoc[];
   readonly json: boolean;
 }
@@ -123,6 +135,8 @@ export interface ArgDeclaration {
   readonly name: string;
   /** Unexpanded default, absent when the ARG has none. */
   readonly defaultValue?: string;
+  /** BuildKit's DocComment: the preceding comment line starting with `<name> `, minus that prefix. */
+  readonly docComment?: string;
 }
 
 export interface ArgInstruction extends Base {
@@ -171,7 +185,8 @@ export interface OnbuildInstruction extends Base {
   readonly kind: 'ONBUILD';
   /** The trigger text as stored in the image config's OnBuild list. */
   readonly expression: string;
-  readonly trigger: Instruction;
+  /** The trigger as a typed instruction; absent when it does not convert (reported as a warning). */
+  readonly trigger?: Instruction;
 }
 
 export interface MaintainerInstruction extends Base {
@@ -207,6 +222,8 @@ export interface Stage {
   readonly name?: string;
   readonly nameAsWritten?: string;
   readonly from: FromInstruction;
+  /** BuildKit's DocComment: the preceding comment line starting with `<name> `, minus that prefix. */
+  readonly docComment?: string;
   /** Instructions after FROM, up to the next FROM. */
   readonly instructions: readonly Instruction[];
   readonly range: Range;
@@ -225,6 +242,11 @@ export interface ParseResult {
   readonly ast: Dockerfile;
   /** The line-level AST (BuildKit's parser output), for dumps and tools. */
   readonly raw: RawDockerfile;
+  /**
+   * False when BuildKit's line-level parser would reject the file (a syntax error): then there is
+   * no dump. Semantic errors (unknown instruction, bad flag, argument counts) leave it true.
+   */
+  readonly syntaxValid: boolean;
   /** Every error and warning in the file; parsing never throws. */
   readonly diagnostics: readonly Diagnostic[];
 }

@@ -1,0 +1,83 @@
+import type { ParseResult } from './ast.js';
+import type { Diagnostic } from './diagnostics.js';
+import { parseRaw } from './raw.js';
+import type { Directive } from './raw-types.js';
+import { toAst } from './to-ast.js';
+
+export type * from './ast.js';
+export type * from './raw-types.js';
+export type { Diagnostic, FormatOptions, Position, Range, Severity } from './diagnostics.js';
+export { formatDiagnostic, LineIndex } from './diagnostics.js';
+export { parseRaw } from './raw.js';
+export { dumpBuildkit } from './dump.js';
+export { toAst, heredocWordName, INSTRUCTIONS } from './to-ast.js';
+export type { ToAstOptions, ToAstResult } from './to-ast.js';
+export { parseFlags, suggestWord, INSTRUCTION_FLAGS } from './flags.js';
+export type { FlagSpec, FlagType, FlagValue, ParsedFlags } from './flags.js';
+export { parseMount, splitCsv, MOUNT_TYPES, MOUNT_KEYS } from './mounts.js';
+export type { MountError, MountResult, ParseMountOptions } from './mounts.js';
+export { parseGoDuration } from './duration.js';
+export { processWord, processWords, envFromList, envFromMap, emptyEnv, ShellExpansionError } from './shell.js';
+export type { ShellEnv, ShellOptions, ProcessWordResult } from './shell.js';
+
+export interface ParseOptions {
+  /** The file name recorded on the AST and on diagnostics. */
+  readonly file?: string;
+}
+
+/** Frontends that mean "the standard Dockerfile syntax", which tsbuild implements itself. */
+const STANDARD_SYNTAX = /^(?:docker\.io\/)?docker\/dockerfile(?:-upstream)?(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$/;
+
+/** Checks the `# syntax=`, `# check=` directives; `escape` is validated by the raw parser. */
+function checkDirectives(directives: readonly Directive[], file: string | undefined): Diagnostic[] {
+  const out: Diagnostic[] = [];
+  const at = (d: Directive, message: string, code: string): Diagnostic => ({
+    code,
+    severity: 'warning',
+    message,
+    range: d.range,
+    ...(file !== undefined ? { file } : {}),
+  });
+  for (const d of directives) {
+    if (d.name === 'syntax' && !STANDARD_SYNTAX.test(d.value.trim())) {
+      out.push(at(d, `syntax directive ${JSON.stringify(d.value)} ignored: tsbuild always uses its built-in Dockerfile frontend`, 'unsupported-syntax'));
+    }
+    if (d.name === 'check') {
+      for (const part of d.value.split(';')) {
+        const p = part.trim();
+        if (p === '') continue;
+        const [key = '', value = ''] = p.split('=', 2).map((s) => s.trim());
+        const k = key.toLowerCase();
+        if (k === 'skip') continue;
+        if (k === 'error' && ['true', 'false', '1', '0', 't', 'f'].includes(value.toLowerCase())) continue;
+        out.push(at(d, k === 'error' ? `invalid check directive: error must be a boolean, not ${JSON.stringify(value)}` : `invalid check directive: unknown key ${JSON.stringify(key)}`, 'invalid-directive'));
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Parses a Dockerfile: the line-level parse (BuildKit's parser), then typed instructions and stages
+ * (BuildKit's instructions package). Never throws; every error and warning in the file is in
+ * `diagnostics`, sorted by position.
+ */
+export function parseDockerfile(text: string, options: ParseOptions = {}): ParseResult {
+  const file = options.file;
+  const { raw, diagnostics: rawDiagnostics } = parseRaw(text, file !== undefined ? { file } : {});
+  const { ast, diagnostics } = toAst(raw, { ...(file !== undefined ? { file } : {}), source: text });
+  const all = [...rawDiagnostics, ...checkDirectives(raw.directives, file), ...diagnostics];
+  const syntaxOk = !rawDiagnostics.some((d) => d.severity === 'error');
+  if (syntaxOk && raw.instructions.length > 0 && ast.stages.length === 0 && !diagnostics.some((d) => d.severity === 'error')) {
+    const first = raw.instructions[0]!;
+    all.push({
+      code: 'no-stages',
+      severity: 'error',
+      message: 'dockerfile contains no stages to build',
+      range: first.keywordRange,
+      ...(file !== undefined ? { file } : {}),
+    });
+  }
+  all.sort((a, b) => a.range.start.offset - b.range.start.offset);
+  return { ast, raw, diagnostics: all, syntaxValid: syntaxOk };
+}
