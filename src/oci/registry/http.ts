@@ -1,0 +1,123 @@
+import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import type { Readable } from 'node:stream';
+
+/** Keep-alive agents shared by every client in the process (a registry is talked to many times). */
+const agents = {
+  http: new http.Agent({ keepAlive: true, maxSockets: 32 }),
+  https: new https.Agent({ keepAlive: true, maxSockets: 32 }),
+};
+
+export interface HttpRequest {
+  readonly method: string;
+  readonly url: URL;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** A buffer, or a stream (send Content-Length in `headers` when known; else chunked). */
+  readonly body?: Buffer | Readable;
+  readonly signal?: AbortSignal | undefined;
+  /** Socket idle timeout in ms (default 60 000). */
+  readonly timeoutMs?: number;
+  /** Skip TLS verification (only for registries the user named insecure). */
+  readonly rejectUnauthorized?: boolean;
+}
+
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: IncomingMessage;
+  readonly url: URL;
+}
+
+/** One HTTP exchange, no redirects, no retries: resolves when the response head arrives. */
+export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
+  return new Promise((resolve, reject) => {
+    if (req.signal?.aborted) {
+      reject(req.signal.reason ?? new Error('aborted'));
+      return;
+    }
+    const isHttps = req.url.protocol === 'https:';
+    const headers: Record<string, string> = { 'user-agent': 'tsbuild', ...req.headers };
+    if (Buffer.isBuffer(req.body)) headers['content-length'] = String(req.body.length);
+    else if (req.body === undefined && (req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH')) headers['content-length'] = '0';
+    const options: https.RequestOptions = {
+      method: req.method,
+      headers,
+      agent: isHttps ? agents.https : agents.http,
+      timeout: req.timeoutMs ?? 60_000,
+    };
+    if (isHttps && req.rejectUnauthorized === false) {
+      options.rejectUnauthorized = false;
+      options.agent = new https.Agent({ keepAlive: false, rejectUnauthorized: false });
+    }
+    const cr = (isHttps ? https : http).request(req.url, options);
+    let settled = false;
+    const onAbort = () => cr.destroy(req.signal?.reason instanceof Error ? req.signal.reason : new Error('aborted'));
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    cr.on('timeout', () => cr.destroy(Object.assign(new Error(`no data from ${req.url.host} for ${(req.timeoutMs ?? 60_000) / 1000} s`), { code: 'ETIMEDOUT' })));
+    cr.on('error', (err) => {
+      req.signal?.removeEventListener('abort', onAbort);
+      if (!settled) {
+        settled = true;
+        reject(err);
+      }
+    });
+    cr.on('response', (res) => {
+      settled = true;
+      res.on('close', () => req.signal?.removeEventListener('abort', onAbort));
+      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url });
+    });
+    const body = req.body;
+    if (body === undefined) cr.end();
+    else if (Buffer.isBuffer(body)) cr.end(body);
+    else {
+      body.on('error', (err) => cr.destroy(err));
+      body.pipe(cr);
+    }
+  });
+}
+
+/** Reads a (small) response body; refuses more than `limit` bytes. */
+export async function readBody(res: IncomingMessage, limit = 8 * 1024 * 1024): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let n = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > limit) {
+      res.destroy();
+      throw new Error(`response body larger than ${limit} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Reads up to 64 KiB of an error body as text; never throws. */
+export async function readErrorText(res: IncomingMessage): Promise<string> {
+  try {
+    return (await readBody(res, 64 * 1024)).toString('utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Discards a body so the socket goes back to the pool. */
+export function discard(res: IncomingMessage): void {
+  res.resume();
+  res.on('error', () => {});
+}
+
+export function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** Network errors worth a retry (dropped connections, resets, timeouts). */
+export function isTransientNetworkError(err: unknown): boolean {
+  const code = (err as { code?: string } | undefined)?.code;
+  return (
+    code === 'ECONNRESET' || code === 'ECONNREFUSED' || code === 'EPIPE' || code === 'ETIMEDOUT' ||
+    code === 'ECONNABORTED' || code === 'EAI_AGAIN' || code === 'ENETUNREACH' || code === 'EHOSTUNREACH' ||
+    code === 'UND_ERR_SOCKET' || code === 'ERR_STREAM_PREMATURE_CLOSE' ||
+    (err instanceof Error && /socket hang up|aborted/i.test(err.message) && code !== 'ABORT_ERR')
+  );
+}
