@@ -212,7 +212,8 @@ describe('options and helpers', () => {
     expect(processWord('${V//b*/-}', env).result).toBe('a-');
     expect(processWord('${V//*/-}', env).result).toBe('-');
     expect(processWord('${V//$E/-}', env).result).toBe('-a-b-c-');
-    expect(processWord('${V//b/<\\$0>}', env).result).toBe('a<b>c');
+    // the replacement keeps its escapes (rawEscapes), then Go's template expands $0
+    expect(processWord('${V//b/<\\$0>}', env).result).toBe('a<\\b>c');
   });
 
   it('records matched and unmatched names from nested expansions', () => {
