@@ -1,0 +1,91 @@
+import type { Digest } from '../oci/digest.js';
+import type { Platform } from '../oci/types.js';
+
+/** Where a build's image goes. Several outputs may be given. */
+export type OutputSpec =
+  /** Tag the image in the local store (the default when `tags` are given). */
+  | { readonly type: 'image'; readonly name?: readonly string[]; readonly push?: boolean }
+  /** Push to a registry under every name. */
+  | { readonly type: 'registry'; readonly name?: readonly string[] }
+  /** OCI image layout: a directory, or a tar of one when `tar` is true (the default for `--output type=oci,dest=x.tar`). */
+  | { readonly type: 'oci'; readonly dest: string; readonly tar?: boolean; readonly name?: readonly string[] }
+  /** `docker save` format archive (docker load can read it). */
+  | { readonly type: 'docker'; readonly dest: string; readonly name?: readonly string[] }
+  /** The target stage's root filesystem as a directory. */
+  | { readonly type: 'local'; readonly dest: string }
+  /** The target stage's root filesystem as a tar. */
+  | { readonly type: 'tar'; readonly dest: string };
+
+export interface SecretSpec {
+  readonly id: string;
+  /** File with the secret's bytes. */
+  readonly src?: string;
+  /** Environment variable holding the secret (read from `env` of the options). */
+  readonly env?: string;
+}
+
+export interface SshSpec {
+  readonly id: string;
+  /** Agent socket paths; default `$SSH_AUTH_SOCK`. */
+  readonly paths: readonly string[];
+}
+
+/** Progress events; the library never prints, the CLI renders these. */
+export type ProgressEvent =
+  | { readonly type: 'step'; readonly id: string; readonly name: string; readonly status: 'started' | 'cached' | 'done' | 'error'; readonly durationMs?: number; readonly reason?: string; readonly error?: string }
+  | { readonly type: 'output'; readonly id: string; readonly name: string; readonly stream: 'stdout' | 'stderr'; readonly data: string }
+  | { readonly type: 'log'; readonly level: 'info' | 'warning'; readonly message: string };
+
+export interface BuildOptions {
+  /** The build context directory. */
+  readonly context: string;
+  /** Dockerfile path; default `<context>/Dockerfile`. `-` is not accepted here: pass `dockerfileText`. */
+  readonly dockerfile?: string;
+  /** The Dockerfile's text, overriding `dockerfile` (which is then only used for messages and `.dockerignore` lookup). */
+  readonly dockerfileText?: string;
+  /** Stage to build; default the last stage. */
+  readonly target?: string;
+  readonly buildArgs?: Readonly<Record<string, string>>;
+  /** Target platform, e.g. `linux/amd64`; default the host's. */
+  readonly platform?: string;
+  /** Extra labels for the final image. */
+  readonly labels?: Readonly<Record<string, string>>;
+  /** Image names to tag in the local store (like `-t`). */
+  readonly tags?: readonly string[];
+  readonly outputs?: readonly OutputSpec[];
+  /** Store, cache and runtime state root; default `$TSBUILD_ROOT` or `~/.local/share/tsbuild`. */
+  readonly root?: string;
+  /** Ignore the cache for every step. */
+  readonly noCache?: boolean;
+  /** Ignore the cache for these stages. */
+  readonly noCacheFilter?: readonly string[];
+  /** Always resolve base images from the registry, even when present in the store. */
+  readonly pull?: boolean;
+  readonly secrets?: readonly SecretSpec[];
+  readonly ssh?: readonly SshSpec[];
+  /** Named contexts: `--build-context name=path|docker-image://ref`. */
+  readonly buildContexts?: Readonly<Record<string, string>>;
+  /** Default network mode for RUN; default 'default' (the host network, see README). */
+  readonly network?: 'default' | 'none' | 'host';
+  /** Clamp timestamps for reproducible images (seconds since epoch). */
+  readonly sourceDateEpoch?: number;
+  /** Environment used for `--secret env=` and credentials lookups. Default: none. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Maximum number of steps run at once; default the number of CPUs. */
+  readonly parallelism?: number;
+  readonly signal?: AbortSignal;
+  readonly onProgress?: (event: ProgressEvent) => void;
+}
+
+export interface BuildResult {
+  /** Digest of the image manifest. */
+  readonly manifestDigest: Digest;
+  /** Digest of the image config (the image ID, as `docker images` shows). */
+  readonly configDigest: Digest;
+  readonly platform: Platform;
+  readonly tags: readonly string[];
+  /** Steps answered from the cache / run, for reporting. */
+  readonly cachedSteps: number;
+  readonly executedSteps: number;
+  readonly diagnostics: readonly import('../parser/diagnostics.js').Diagnostic[];
+}

@@ -1,0 +1,253 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import type { Command, CliContext } from '../context.js';
+import { UsageError, resolveRoot } from '../context.js';
+import type { BuildOptions, OutputSpec, ProgressEvent, SecretSpec, SshSpec } from '../../builder/options.js';
+
+const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH
+
+Build an image from a Dockerfile and a context directory.
+
+Options:
+  -t, --tag name:tag          Name and tag the image in the local store (repeatable)
+  -f, --file PATH             Dockerfile (default: PATH/Dockerfile); "-" reads stdin
+      --target STAGE          Build this stage
+      --build-arg K=V         Set a build-time variable (repeatable; "K" alone takes it from the environment)
+      --platform os/arch      Target platform (default: the host's)
+      --label K=V             Add a label to the image (repeatable)
+  -o, --output SPEC           type=image|registry|oci|docker|local|tar[,dest=PATH][,name=REF][,push=true][,tar=false]
+      --push                  Shorthand for --output type=registry
+      --load                  Shorthand for --output type=image (the default with -t)
+      --no-cache              Do not use the cache
+      --no-cache-filter STAGE Do not use the cache for these stages (repeatable)
+      --pull                  Always look up base images in the registry
+      --secret id=ID[,src=PATH|,env=VAR]   Expose a secret to RUN --mount=type=secret (repeatable)
+      --ssh default|ID[=SOCKET]            Expose an SSH agent to RUN --mount=type=ssh (repeatable)
+      --build-context NAME=PATH            Add a named context (repeatable)
+      --network default|none|host          Network for RUN steps
+      --progress auto|plain|tty|json|quiet Progress output (default auto)
+  -q, --quiet                 Print only the image ID
+      --iidfile PATH          Write the image ID (config digest) to PATH
+      --metadata-file PATH    Write build result metadata (JSON) to PATH
+      --source-date-epoch N   Clamp timestamps (also the SOURCE_DATE_EPOCH env or build arg)
+      --root DIR              Store, cache and runtime root (env TSBUILD_ROOT)
+`;
+
+export interface ParsedBuildArgs {
+  readonly options: Omit<BuildOptions, 'onProgress' | 'signal'>;
+  readonly progress: 'auto' | 'plain' | 'tty' | 'json' | 'quiet';
+  readonly iidfile?: string;
+  readonly metadataFile?: string;
+  readonly dockerfileFromStdin: boolean;
+}
+
+function kv(value: string, flag: string): [string, string] {
+  const i = value.indexOf('=');
+  if (i <= 0) throw new UsageError(`${flag} wants KEY=VALUE, got ${JSON.stringify(value)}`);
+  return [value.slice(0, i), value.slice(i + 1)];
+}
+
+/** Splits `a=b,c=d` (csv like buildx: values may be quoted). */
+function csvAttrs(spec: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const part of spec.match(/(?:[^,"]|"[^"]*")+/g) ?? []) {
+    const i = part.indexOf('=');
+    const k = (i < 0 ? part : part.slice(0, i)).trim();
+    let v = i < 0 ? '' : part.slice(i + 1).trim();
+    if (v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
+    out[k] = v;
+  }
+  return out;
+}
+
+export function parseOutput(spec: string, cwd: string): OutputSpec {
+  const a = csvAttrs(spec.includes('=') ? spec : `type=local,dest=${spec}`);
+  const names = a.name ? a.name.split(/[,\s]+/).filter(Boolean) : undefined;
+  const dest = a.dest ? (a.dest === '-' ? '-' : resolve(cwd, a.dest)) : undefined;
+  const need = (t: string) => {
+    if (!dest) throw new UsageError(`--output type=${t} needs dest=PATH`);
+    return dest;
+  };
+  switch (a.type) {
+    case 'image':
+    case 'docker-image':
+      return { type: 'image', ...(names ? { name: names } : {}), ...(a.push === 'true' ? { push: true } : {}) };
+    case 'registry':
+      return { type: 'registry', ...(names ? { name: names } : {}) };
+    case 'oci': {
+      const d = need('oci');
+      const tar = a.tar !== undefined ? a.tar !== 'false' : /\.tar$/i.test(d) ? true : undefined;
+      return { type: 'oci', dest: d, ...(tar !== undefined ? { tar } : {}), ...(names ? { name: names } : {}) };
+    }
+    case 'docker':
+      return { type: 'docker', dest: need('docker'), ...(names ? { name: names } : {}) };
+    case 'local':
+      return { type: 'local', dest: need('local') };
+    case 'tar':
+      return { type: 'tar', dest: need('tar') };
+    default:
+      throw new UsageError(`unknown output type ${JSON.stringify(a.type ?? '')}: want image, registry, oci, docker, local or tar`);
+  }
+}
+
+export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'env'>): ParsedBuildArgs {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    strict: true,
+    options: {
+      tag: { type: 'string', short: 't', multiple: true },
+      file: { type: 'string', short: 'f' },
+      target: { type: 'string' },
+      'build-arg': { type: 'string', multiple: true },
+      platform: { type: 'string' },
+      label: { type: 'string', multiple: true },
+      output: { type: 'string', short: 'o', multiple: true },
+      push: { type: 'boolean' },
+      load: { type: 'boolean' },
+      'no-cache': { type: 'boolean' },
+      'no-cache-filter': { type: 'string', multiple: true },
+      pull: { type: 'boolean' },
+      secret: { type: 'string', multiple: true },
+      ssh: { type: 'string', multiple: true },
+      'build-context': { type: 'string', multiple: true },
+      network: { type: 'string' },
+      progress: { type: 'string' },
+      quiet: { type: 'boolean', short: 'q' },
+      iidfile: { type: 'string' },
+      'metadata-file': { type: 'string' },
+      'source-date-epoch': { type: 'string' },
+      root: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) throw new HelpRequested();
+  if (positionals.length !== 1) throw new UsageError(`build wants exactly one context PATH, got ${positionals.length}\n\n${USAGE}`);
+  const context = resolve(ctx.cwd, positionals[0]!);
+  const buildArgs: Record<string, string> = {};
+  for (const a of values['build-arg'] ?? []) {
+    if (!a.includes('=')) {
+      const v = ctx.env[a];
+      if (v !== undefined) buildArgs[a] = v;
+      continue;
+    }
+    const [k, v] = kv(a, '--build-arg');
+    buildArgs[k] = v;
+  }
+  const labels: Record<string, string> = {};
+  for (const l of values.label ?? []) {
+    const [k, v] = kv(l, '--label');
+    labels[k] = v;
+  }
+  const outputs: OutputSpec[] = (values.output ?? []).map((o) => parseOutput(o, ctx.cwd));
+  if (values.push) outputs.push({ type: 'registry' });
+  if (values.load) outputs.push({ type: 'image' });
+  const secrets: SecretSpec[] = (values.secret ?? []).map((s) => {
+    const a = csvAttrs(s);
+    if (!a.id) throw new UsageError(`--secret wants id=ID[,src=PATH|,env=VAR], got ${JSON.stringify(s)}`);
+    const spec: SecretSpec = { id: a.id, ...(a.src || a.source ? { src: resolve(ctx.cwd, (a.src || a.source)!) } : {}), ...(a.env ? { env: a.env } : {}) };
+    return spec.src || spec.env ? spec : { ...spec, ...(ctx.env[a.id] !== undefined ? { env: a.id } : { src: resolve(ctx.cwd, a.id) }) };
+  });
+  const ssh: SshSpec[] = (values.ssh ?? []).map((s) => {
+    const i = s.indexOf('=');
+    const id = i < 0 ? s : s.slice(0, i);
+    const paths = i < 0 ? (ctx.env.SSH_AUTH_SOCK ? [ctx.env.SSH_AUTH_SOCK] : []) : s.slice(i + 1).split(',');
+    return { id, paths };
+  });
+  const buildContexts: Record<string, string> = {};
+  for (const c of values['build-context'] ?? []) {
+    const [k, v] = kv(c, '--build-context');
+    buildContexts[k] = /^[a-z-]+:\/\//.test(v) ? v : resolve(ctx.cwd, v);
+  }
+  const progress = (values.quiet ? 'quiet' : values.progress ?? 'auto') as ParsedBuildArgs['progress'];
+  if (!['auto', 'plain', 'tty', 'json', 'quiet', 'rawjson'].includes(progress)) throw new UsageError(`--progress wants auto, plain, tty, json or quiet`);
+  const network = values.network as BuildOptions['network'] | undefined;
+  if (network !== undefined && !['default', 'none', 'host'].includes(network)) throw new UsageError(`--network wants default, none or host`);
+  const sdeText = values['source-date-epoch'] ?? buildArgs.SOURCE_DATE_EPOCH ?? ctx.env.SOURCE_DATE_EPOCH;
+  const sourceDateEpoch = sdeText !== undefined && sdeText !== '' ? Number(sdeText) : undefined;
+  if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) throw new UsageError(`SOURCE_DATE_EPOCH must be an integer, got ${JSON.stringify(sdeText)}`);
+  const dockerfileFromStdin = values.file === '-';
+  const options: ParsedBuildArgs['options'] = {
+    context,
+    ...(values.file && !dockerfileFromStdin ? { dockerfile: resolve(ctx.cwd, values.file) } : {}),
+    ...(values.target ? { target: values.target } : {}),
+    buildArgs,
+    ...(values.platform ? { platform: values.platform } : {}),
+    labels,
+    tags: values.tag ?? [],
+    outputs,
+    root: resolveRoot(values.root, ctx as CliContext),
+    noCache: values['no-cache'] ?? false,
+    noCacheFilter: values['no-cache-filter'] ?? [],
+    pull: values.pull ?? false,
+    secrets,
+    ssh,
+    buildContexts,
+    ...(network ? { network } : {}),
+    ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
+    env: ctx.env,
+  };
+  return {
+    options,
+    progress,
+    ...(values.iidfile ? { iidfile: resolve(ctx.cwd, values.iidfile) } : {}),
+    ...(values['metadata-file'] ? { metadataFile: resolve(ctx.cwd, values['metadata-file']) } : {}),
+    dockerfileFromStdin,
+  };
+}
+
+class HelpRequested extends Error {}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(typeof c === 'string' ? Buffer.from(c) : (c as Buffer));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export const run: Command = async (argv, ctx) => {
+  let parsed: ParsedBuildArgs;
+  try {
+    parsed = parseBuildArgv(argv, ctx);
+  } catch (e) {
+    if (e instanceof HelpRequested) {
+      ctx.stdout.write(USAGE);
+      return 0;
+    }
+    throw e;
+  }
+  const { build, BuildError } = await import('../../builder/build.js');
+  const { createProgressRenderer } = await import('../progress.js');
+  const renderer = createProgressRenderer(parsed.progress, ctx.stderr);
+  const dockerfileText = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : undefined;
+  try {
+    const result = await build({
+      ...parsed.options,
+      ...(dockerfileText !== undefined ? { dockerfileText } : {}),
+      signal: ctx.signal,
+      onProgress: renderer.onEvent,
+    });
+    renderer.done();
+    if (parsed.progress === 'quiet') ctx.stdout.write(`${result.configDigest}\n`);
+    else ctx.stderr.write(`writing image ${result.configDigest}${result.tags.length ? ` (${result.tags.join(', ')})` : ''}\n`);
+    if (parsed.iidfile) {
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(parsed.iidfile, result.configDigest);
+    }
+    if (parsed.metadataFile) {
+      const { writeFile } = await import('node:fs/promises');
+      await writeFile(
+        parsed.metadataFile,
+        JSON.stringify({ 'containerimage.digest': result.manifestDigest, 'containerimage.config.digest': result.configDigest, 'image.name': result.tags.join(',') }, null, 2),
+      );
+    }
+    return 0;
+  } catch (err) {
+    renderer.done();
+    if (err instanceof BuildError) {
+      ctx.stderr.write(`${await err.render(async (file) => readFile(file, 'utf8').catch(() => dockerfileText ?? ''))}\n`);
+      return 1;
+    }
+    throw err;
+  }
+};
