@@ -1,0 +1,813 @@
+/**
+ * COPY and ADD with BuildKit's semantics (dockerfile2llb `dispatchCopy` + fileop `docopy` +
+ * fsutil `copy`), applied to a destination root directory. Every write stays inside the
+ * destination root; every read stays inside the source root.
+ *
+ * The result lists the paths written (relative to the destination root, after following the
+ * destination's symlinks), which `layer.ts` turns into a layer with their parent directories.
+ */
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import {
+  chmod,
+  copyFile,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  readlink,
+  rename,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import pLimit from 'p-limit';
+import tar from 'tar-stream';
+import { TsbuildError } from '../errors.js';
+import { cleanPath, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
+
+export class CopyError extends TsbuildError {}
+
+/** One source of a COPY/ADD. */
+export type CopySource =
+  /** A path (after variable expansion) in the source root; may hold wildcards. */
+  | { readonly kind: 'path'; readonly path: string }
+  /** A heredoc file (`COPY <<EOF name`), content already expanded by the planner. */
+  | { readonly kind: 'inline'; readonly name: string; readonly content: string | Uint8Array }
+  /** ADD only: an http(s) URL. */
+  | { readonly kind: 'url'; readonly url: string };
+
+export interface CopySpec {
+  readonly kind: 'COPY' | 'ADD';
+  readonly sources: readonly CopySource[];
+  /** Destination as written (after expansion); relative to `workdir` unless absolute. */
+  readonly dest: string;
+  /** The stage's WORKDIR; default `/`. */
+  readonly workdir?: string;
+  /** `--chown=user[:group]`. */
+  readonly chown?: string;
+  /** `--chmod=` octal or symbolic. */
+  readonly chmod?: string;
+  readonly parents?: boolean;
+  readonly exclude?: readonly string[];
+  /** ADD: `--unpack`; default true for local sources, false for URLs. */
+  readonly unpack?: boolean;
+  /** ADD URL: `--checksum=sha256:<hex>`. */
+  readonly checksum?: string;
+}
+
+/** Where the sources are read from: a build context (with ignore rules) or a stage's rootfs. */
+export interface CopySourceRoot {
+  readonly root: string;
+  /** Ignore rules of a context: hidden paths behave as absent (`intermediate`: a directory on the way). */
+  readonly isHidden?: (rel: string, intermediate: boolean) => boolean;
+  /** Keep the source's uid/gid (true for `--from` stages); a context's files land as 0:0. */
+  readonly preserveOwnership?: boolean;
+}
+
+/** Resolves names for `--chown`; `undefined` means not found. */
+export interface IdLookup {
+  user(name: string): Promise<{ uid: number; gid: number } | undefined>;
+  group(name: string): Promise<number | undefined>;
+  /** Whether the lookup has any database at all (no /etc/passwd: unknown names map to 0). */
+  readonly hasDatabase?: () => Promise<boolean>;
+}
+
+export interface CopyEnv {
+  readonly source: CopySourceRoot;
+  /** The destination root filesystem directory; changed in place. */
+  readonly destRoot: string;
+  /** Name lookup for --chown; default reads `/etc/passwd` and `/etc/group` inside destRoot. */
+  readonly ids?: IdLookup;
+  /** mtime of directories and inline files this copy creates; default now. */
+  readonly createdTime?: Date;
+  readonly signal?: AbortSignal;
+  /** For ADD URL; default global fetch. */
+  readonly fetch?: typeof fetch;
+}
+
+export interface CopyResult {
+  /** Paths written or created, relative to destRoot (slash-separated, sorted, unique). */
+  readonly changed: readonly string[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// --chmod and --chown
+
+export type ModeSpec =
+  | { readonly kind: 'octal'; readonly mode: number }
+  | { readonly kind: 'symbolic'; readonly text: string; readonly apply: (mode: number, isDir: boolean) => number };
+
+const SYMBOLIC_CLAUSE = /^([ugoa]*)((?:[-+=](?:[rwxXst]*|[ugo]))+)$/;
+
+function chmodError(s: string): CopyError {
+  return new CopyError('TSBUILD_BAD_CHMOD', `invalid chmod parameter: '${s}'. it should be octal string and between 0 and 07777`);
+}
+
+/** Parse `--chmod`: octal up to 07777, or symbolic (`u+x,g-w`, `a+X`, `u=rw,go=r`). */
+export function parseChmod(s: string): ModeSpec {
+  if (/^[0-7]+$/.test(s)) {
+    const mode = parseInt(s, 8);
+    if (mode > 0o7777) throw chmodError(s);
+    return { kind: 'octal', mode };
+  }
+  const clauses = s.split(',');
+  const parsed: { who: string; ops: { op: string; perm: string }[] }[] = [];
+  for (const c of clauses) {
+    const m = SYMBOLIC_CLAUSE.exec(c);
+    if (!m) throw chmodError(s);
+    const ops = [...m[2]!.matchAll(/([-+=])([rwxXst]*|[ugo])/g)].map((x) => ({ op: x[1]!, perm: x[2]! }));
+    parsed.push({ who: m[1]!, ops });
+  }
+  const apply = (mode: number, isDir: boolean): number => {
+    let cur = mode & 0o7777;
+    for (const { who: whoText, ops } of parsed) {
+      const who = whoText === '' || whoText.includes('a') ? 'ugo' : whoText;
+      let mask = 0;
+      if (who.includes('u')) mask |= 0o4700;
+      if (who.includes('g')) mask |= 0o2070;
+      if (who.includes('o')) mask |= 0o0007;
+      for (const { op, perm } of ops) {
+        let bits = 0;
+        if (perm === 'u' || perm === 'g' || perm === 'o') {
+          const shift = perm === 'u' ? 6 : perm === 'g' ? 3 : 0;
+          const v = (cur >> shift) & 7;
+          bits = (v << 6) | (v << 3) | v;
+        } else {
+          for (const ch of perm) {
+            if (ch === 'r') bits |= 0o444;
+            else if (ch === 'w') bits |= 0o222;
+            else if (ch === 'x') bits |= 0o111;
+            else if (ch === 'X') {
+              if (isDir || (cur & 0o111) !== 0) bits |= 0o111;
+            } else if (ch === 's') bits |= 0o6000;
+            else if (ch === 't') bits |= 0o1000;
+          }
+        }
+        const effective = bits & (mask | (perm.includes('t') && who.includes('o') ? 0o1000 : 0));
+        if (op === '+') cur |= effective;
+        else if (op === '-') cur &= ~effective;
+        else cur = (cur & ~(mask & 0o0777) & ~(mask & 0o6000)) | effective;
+      }
+    }
+    return cur;
+  };
+  return { kind: 'symbolic', text: s, apply };
+}
+
+function applyMode(spec: ModeSpec | undefined, mode: number, isDir: boolean): number {
+  if (!spec) return mode & 0o7777;
+  if (spec.kind === 'octal') return spec.mode;
+  return spec.apply(mode & 0o7777, isDir);
+}
+
+/** Reads `/etc/passwd` and `/etc/group` inside a root (symlinks resolved inside it). */
+export function rootfsIdLookup(root: string): IdLookup {
+  const readDb = async (p: string): Promise<string[][] | undefined> => {
+    const r = await resolveInRoot(root, p);
+    if (!r.exists) return undefined;
+    try {
+      const text = await readFile(r.abs, 'utf8');
+      return text
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+        .map((l) => l.split(':'));
+    } catch {
+      return undefined;
+    }
+  };
+  return {
+    async user(name) {
+      const db = await readDb('/etc/passwd');
+      const row = db?.find((r) => r[0] === name);
+      if (!row) return undefined;
+      return { uid: Number(row[2]), gid: Number(row[3]) };
+    },
+    async group(name) {
+      const db = await readDb('/etc/group');
+      const row = db?.find((r) => r[0] === name);
+      return row ? Number(row[2]) : undefined;
+    },
+    async hasDatabase() {
+      return (await resolveInRoot(root, '/etc/passwd')).exists || (await resolveInRoot(root, '/etc/group')).exists;
+    },
+  };
+}
+
+const NUMERIC = /^[0-9]+$/;
+
+/** Resolve `--chown=user[:group]` to numeric ids, as BuildKit's `readUser` does. */
+export async function resolveChown(spec: string, ids: IdLookup): Promise<{ uid: number; gid: number }> {
+  const [userPart = '', groupPart] = spec.split(':', 2);
+  const hasDb = ids.hasDatabase ? await ids.hasDatabase() : true;
+  let uid: number;
+  let gid: number;
+  if (NUMERIC.test(userPart)) {
+    uid = Number(userPart);
+    gid = uid;
+  } else {
+    const u = await ids.user(userPart);
+    if (u) {
+      uid = u.uid;
+      gid = u.gid;
+    } else if (!hasDb) {
+      uid = 0;
+      gid = 0;
+    } else {
+      throw new CopyError('TSBUILD_CHOWN_UNKNOWN_USER', `unable to find user ${userPart}: no matching entries in passwd file`);
+    }
+  }
+  if (groupPart !== undefined && groupPart !== '') {
+    if (NUMERIC.test(groupPart)) gid = Number(groupPart);
+    else {
+      const g = await ids.group(groupPart);
+      if (g !== undefined) gid = g;
+      else if (!hasDb) gid = 0;
+      else throw new CopyError('TSBUILD_CHOWN_UNKNOWN_GROUP', `unable to find group ${groupPart}: no matching entries in group file`);
+    }
+  }
+  return { uid, gid };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Go filepath.Match wildcards
+
+/** Whether a path holds unescaped `*`, `?` or `[` (BuildKit `containsWildcards`). */
+export function containsWildcards(p: string): boolean {
+  for (let i = 0; i < p.length; i++) {
+    const ch = p[i];
+    if (ch === '\\') i++;
+    else if (ch === '*' || ch === '?' || ch === '[') return true;
+  }
+  return false;
+}
+
+/** Go `filepath.Match` for one path component, as a RegExp. */
+export function goMatchRegExp(pattern: string): RegExp {
+  let re = '^';
+  for (let i = 0; i < pattern.length; i++) {
+    const ch = pattern[i]!;
+    if (ch === '*') re += '[^/]*';
+    else if (ch === '?') re += '[^/]';
+    else if (ch === '\\' && i + 1 < pattern.length) re += '\\' + pattern[++i];
+    else if (ch === '[') {
+      const end = pattern.indexOf(']', i + 2);
+      if (end < 0) throw new CopyError('TSBUILD_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(pattern)}`);
+      let cls = pattern.slice(i + 1, end);
+      if (cls.startsWith('^')) cls = '^' + cls.slice(1).replace(/[\]\\]/g, '\\$&');
+      else cls = cls.replace(/[\]\\^]/g, '\\$&');
+      re += '[' + cls + ']';
+      i = end;
+    } else re += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+  }
+  return new RegExp(re + '$', 'su');
+}
+
+function unescapeGo(s: string): string {
+  return s.replace(/\\(.)/g, '$1');
+}
+
+/** Expand a cleaned relative path with wildcards inside `root`, component by component. */
+async function resolveWildcards(src: CopySourceRoot, rel: string): Promise<string[]> {
+  const parts = rel.split('/').filter((p) => p !== '');
+  let candidates: string[] = [''];
+  for (const [i, part] of parts.entries()) {
+    const last = i === parts.length - 1;
+    const next: string[] = [];
+    for (const base of candidates) {
+      if (!containsWildcards(part)) {
+        next.push(base === '' ? unescapeGo(part) : `${base}/${unescapeGo(part)}`);
+        continue;
+      }
+      const dir = await resolveInRoot(src.root, base, { isHidden: hiddenFn(src) });
+      if (!dir.exists) continue;
+      let names: string[];
+      try {
+        names = await readdir(dir.abs);
+      } catch {
+        continue;
+      }
+      const re = goMatchRegExp(part);
+      for (const n of names.sort()) {
+        if (!re.test(n)) continue;
+        const candidate = base === '' ? n : `${base}/${n}`;
+        if (src.isHidden?.(dir.rel === '' ? n : `${dir.rel}/${n}`, !last)) continue;
+        next.push(candidate);
+      }
+    }
+    candidates = next;
+  }
+  return candidates;
+}
+
+function hiddenFn(src: CopySourceRoot): ((rel: string, intermediate: boolean) => boolean) | undefined {
+  return src.isHidden;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The copier
+
+interface Owner {
+  uid: number;
+  gid: number;
+}
+
+class Copier {
+  readonly changed = new Set<string>();
+  readonly env: CopyEnv;
+  readonly mode: ModeSpec | undefined;
+  readonly owner: Owner | undefined;
+  readonly created: Date;
+  readonly exclude: PatternMatcher | undefined;
+  readonly limit = pLimit(16);
+  readonly hardlinks = new Map<string, string>();
+  constructor(env: CopyEnv, mode: ModeSpec | undefined, owner: Owner | undefined, exclude: PatternMatcher | undefined) {
+    this.env = env;
+    this.mode = mode;
+    this.owner = owner;
+    this.created = env.createdTime ?? new Date();
+    this.exclude = exclude;
+  }
+
+  checkAbort(): void {
+    if (this.env.signal?.aborted) throw new CopyError('TSBUILD_ABORTED', 'copy aborted', { cause: this.env.signal.reason });
+  }
+
+  /** Resolve a destination path inside destRoot, following symlinks (the last one too, unless told). */
+  dest(p: string, followFinal = true): Promise<Resolved> {
+    return resolveInRoot(this.env.destRoot, p, { followFinal });
+  }
+
+  mark(rel: string): void {
+    if (rel !== '') this.changed.add(rel);
+  }
+
+  /** `MkdirAll` inside destRoot: created directories get 0755 (or --chmod), the --chown owner, createdTime. */
+  async mkdirAll(p: string): Promise<Resolved> {
+    const r = await this.dest(p);
+    if (r.exists) {
+      const st = await stat(r.abs);
+      if (!st.isDirectory()) throw new CopyError('TSBUILD_COPY_NOT_DIR', `cannot copy to non-directory: /${r.rel}`);
+      return r;
+    }
+    // Create the missing tail; the parent chain may contain further links, so recurse.
+    const parent = path.posix.dirname('/' + r.rel);
+    const pr = parent === '/' ? await this.dest('/') : await this.mkdirAll(parent);
+    const name = path.posix.basename(r.rel);
+    const abs = path.join(pr.abs, name);
+    const rel = pr.rel === '' ? name : `${pr.rel}/${name}`;
+    try {
+      await mkdir(abs);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      return this.mkdirAll('/' + rel);
+    }
+    await chmod(abs, applyMode(this.mode, 0o755, true));
+    const o = this.owner ?? { uid: 0, gid: 0 };
+    await lchown(abs, o.uid, o.gid);
+    await lutimes(abs, this.created, this.created);
+    this.mark(rel);
+    return { rel, abs, exists: true };
+  }
+
+  async setMeta(abs: string, rel: string, st: { mode: number; uid: number; gid: number; mtime: Date; atime?: Date }, isDir: boolean, isLink: boolean): Promise<void> {
+    const o = this.owner ?? (this.env.source.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
+    await lchown(abs, o.uid, o.gid);
+    if (!isLink) await chmod(abs, applyMode(this.mode, st.mode, isDir));
+    await lutimes(abs, st.mtime, st.mtime);
+    this.mark(rel);
+  }
+
+  /** Remove whatever is at a target that must become a non-directory. */
+  async clearTarget(abs: string, rel: string): Promise<void> {
+    let st;
+    try {
+      st = await lstat(abs);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) throw new CopyError('TSBUILD_COPY_OVER_DIR', `cannot replace directory /${rel} with a non-directory`);
+    await rm(abs, { force: true });
+  }
+
+  /** Copy one resolved source entry (file, dir, link) to the target path (target's parent exists). */
+  async copyEntry(srcAbs: string, targetAbs: string, targetRel: string, relInSource: string, top: boolean): Promise<void> {
+    this.checkAbort();
+    const st = await lstat(srcAbs);
+    if (st.isDirectory()) {
+      let created = false;
+      let tst;
+      try {
+        tst = await lstat(targetAbs);
+      } catch {
+        /* absent */
+      }
+      if (tst === undefined) {
+        await mkdir(targetAbs);
+        created = true;
+      } else if (!tst.isDirectory()) {
+        if (top) throw new CopyError('TSBUILD_COPY_NOT_DIR', `cannot copy to non-directory: /${targetRel}`);
+        await rm(targetAbs, { force: true });
+        await mkdir(targetAbs);
+        created = true;
+      }
+      const names = (await readdir(srcAbs)).sort();
+      const hidden = this.env.source.isHidden;
+      const srcRel = path.relative(this.env.source.root, srcAbs).split(path.sep).join('/');
+      const jobs: Promise<void>[] = [];
+      for (const n of names) {
+        const childRelInSource = relInSource === '' ? n : `${relInSource}/${n}`;
+        if (this.exclude && this.exclude.matches(childRelInSource)) {
+          const cst = await lstat(path.join(srcAbs, n));
+          if (!cst.isDirectory() || this.exclude.canSkipDir(childRelInSource)) continue;
+        }
+        if (hidden) {
+          const childSrcRel = srcRel === '' ? n : `${srcRel}/${n}`;
+          const cst = await lstat(path.join(srcAbs, n));
+          if (hidden(childSrcRel, cst.isDirectory())) continue;
+        }
+        const childTargetRel = targetRel === '' ? n : `${targetRel}/${n}`;
+        const cst = await lstat(path.join(srcAbs, n));
+        const run = (): Promise<void> => this.copyEntry(path.join(srcAbs, n), path.join(targetAbs, n), childTargetRel, childRelInSource, false);
+        if (cst.isDirectory()) {
+          await Promise.all(jobs.splice(0));
+          await run();
+        } else jobs.push(this.limit(run));
+      }
+      await Promise.all(jobs);
+      if (created || !top) await this.setMeta(targetAbs, targetRel, st, true, false);
+      return;
+    }
+    await this.clearTarget(targetAbs, targetRel);
+    if (st.isSymbolicLink()) {
+      await symlink(await readlink(srcAbs), targetAbs);
+      await this.setMeta(targetAbs, targetRel, st, false, true);
+      return;
+    }
+    if (st.isFile()) {
+      if (st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = this.hardlinks.get(key);
+        if (first !== undefined) {
+          await link(first, targetAbs);
+          this.mark(targetRel);
+          return;
+        }
+        this.hardlinks.set(key, targetAbs);
+      }
+      await copyFile(srcAbs, targetAbs);
+      await this.setMeta(targetAbs, targetRel, st, false, false);
+      return;
+    }
+    // Sockets, fifos and devices are not copied (BuildKit's context transfer drops them too).
+  }
+
+  /** The target for one source entry (fsutil `prepareTargetDir`). */
+  async prepareTarget(srcIsDir: boolean, baseName: string, destPath: string): Promise<Resolved> {
+    const d = await this.dest(destPath);
+    let destIsDir = false;
+    if (d.exists) {
+      try {
+        destIsDir = (await stat(d.abs)).isDirectory();
+      } catch {
+        destIsDir = false;
+      }
+    }
+    if (!srcIsDir && destIsDir) {
+      const rel = d.rel === '' ? baseName : `${d.rel}/${baseName}`;
+      const parent = await this.dest('/' + d.rel);
+      return { rel, abs: path.join(parent.abs, baseName), exists: false };
+    }
+    const parentDir = await this.mkdirAll(path.posix.dirname('/' + d.rel));
+    const name = path.posix.basename('/' + d.rel);
+    if (d.rel === '') return { rel: '', abs: this.env.destRoot, exists: true };
+    return { rel: parentDir.rel === '' ? name : `${parentDir.rel}/${name}`, abs: path.join(parentDir.abs, name), exists: d.exists };
+  }
+}
+
+/** The destination as BuildKit computes it: absolute, with a trailing `/` when it names a directory. */
+export function destinationPath(dest: string, workdir = '/', forceDir = false): string {
+  let d = dest.startsWith('/') ? dest : path.posix.join(workdir === '' ? '/' : workdir, dest);
+  d = cleanPath('/' + d);
+  const isDir = forceDir || dest === '' || dest === '.' || dest.endsWith('/') || dest.endsWith('/.');
+  if (isDir && d !== '/') d += '/';
+  return d;
+}
+
+/** Split a `--parents` source at its pivot (`/./`): the part before it is dropped at the destination. */
+function parentsPivot(raw: string): { keepFrom: string } {
+  const cleanRaw = raw.replace(/^\/+/, '');
+  const i = cleanRaw.indexOf('/./');
+  if (i < 0) return { keepFrom: '' };
+  return { keepFrom: cleanPath(cleanRaw.slice(0, i)) };
+}
+
+function isUrl(s: string): boolean {
+  return /^https?:\/\//i.test(s);
+}
+
+function isGitUrl(s: string): boolean {
+  return /^git@|^git:\/\/|^https?:\/\/\S+\.git(#\S*)?$/.test(s);
+}
+
+/**
+ * Apply one COPY or ADD to `env.destRoot`. Validates flags first (so a bad `--chmod` fails before
+ * any write), then copies each source in order.
+ */
+export async function applyCopy(spec: CopySpec, env: CopyEnv): Promise<CopyResult> {
+  const mode = spec.chmod !== undefined && spec.chmod !== '' ? parseChmod(spec.chmod) : undefined;
+  for (const s of spec.sources) {
+    if (s.kind === 'url' && spec.kind === 'COPY') throw new CopyError('TSBUILD_COPY_URL', "source can't be a URL for COPY");
+    if (s.kind === 'path' && spec.kind === 'COPY' && isUrl(s.path)) throw new CopyError('TSBUILD_COPY_URL', "source can't be a URL for COPY");
+  }
+  const destIsDir = spec.sources.length > 1;
+  if (destIsDir && !(spec.dest.endsWith('/') || spec.dest === '.' || spec.dest === '' || spec.dest.endsWith('/.'))) {
+    throw new CopyError(
+      'TSBUILD_COPY_DEST_NOT_DIR',
+      `When using ${spec.kind} with more than one source file, the destination must be a directory and end with a /`,
+    );
+  }
+  const owner = spec.chown !== undefined && spec.chown !== '' ? await resolveChown(spec.chown, env.ids ?? rootfsIdLookup(env.destRoot)) : undefined;
+  const exclude = spec.exclude && spec.exclude.length > 0 ? PatternMatcher.from(spec.exclude) : undefined;
+  const c = new Copier(env, mode, owner, exclude);
+  const dest = destinationPath(spec.dest, spec.workdir ?? '/');
+
+  for (const source of spec.sources) {
+    c.checkAbort();
+    if (source.kind === 'inline') {
+      await copyInline(c, source.name, source.content, dest);
+      continue;
+    }
+    if (source.kind === 'url' || (spec.kind === 'ADD' && isUrl(source.path))) {
+      const url = source.kind === 'url' ? source.url : source.path;
+      await addUrl(c, url, dest, spec);
+      continue;
+    }
+    if (spec.kind === 'ADD' && isGitUrl(source.path)) {
+      throw new CopyError('TSBUILD_ADD_GIT_UNSUPPORTED', `ADD of a git repository (${source.path}) is not supported yet`);
+    }
+    await copyPathSource(c, spec, source.path, dest);
+  }
+  return { changed: [...c.changed].sort() };
+}
+
+async function copyInline(c: Copier, name: string, content: string | Uint8Array, dest: string): Promise<void> {
+  const baseName = path.posix.basename(cleanPath('/' + name));
+  const ensure = dest.endsWith('/') ? dest : path.posix.dirname(dest);
+  await c.mkdirAll(ensure);
+  const t = await c.prepareTarget(false, baseName, dest);
+  await c.clearTarget(t.abs, t.rel);
+  await writeFile(t.abs, content);
+  await c.setMeta(t.abs, t.rel, { mode: 0o644, uid: 0, gid: 0, mtime: c.created }, false, false);
+}
+
+async function copyPathSource(c: Copier, spec: CopySpec, raw: string, dest: string): Promise<void> {
+  const src = c.env.source;
+  const rel = cleanPath('/' + raw).slice(1);
+  const wild = containsWildcards(rel);
+  const matches = wild ? await resolveWildcards(src, rel) : [unescapeGo(rel)];
+  if (matches.length === 0) return; // a wildcard matching nothing is not an error
+  const pivot = spec.parents ? parentsPivot(raw) : undefined;
+  const unpack = spec.kind === 'ADD' && spec.unpack !== false;
+  // fsutil Copy: make the destination directory (trailing slash) or the destination's parent.
+  const ensure = dest.endsWith('/') ? dest : path.posix.dirname(dest);
+  for (const m of matches) {
+    const r = await resolveInRoot(src.root, m, { isHidden: src.isHidden });
+    if (!r.exists) throw new CopyError('TSBUILD_COPY_SOURCE_NOT_FOUND', `failed to compute cache key: "/${m}": not found`);
+    const st = await stat(r.abs);
+    if (unpack && st.isFile() && (await detectArchive(r.abs)) !== undefined) {
+      const target = await c.mkdirAll(dest);
+      await extractArchive(c, r.abs, target);
+      continue;
+    }
+    let destPath = dest;
+    if (pivot) {
+      // --parents: keep the source's path (after the pivot) under the destination directory.
+      const keep = pivot.keepFrom === '' || pivot.keepFrom === '.' ? m : path.posix.relative(pivot.keepFrom, m);
+      const destDir = dest.endsWith('/') ? dest : dest + '/';
+      destPath = st.isDirectory() ? cleanPath(destDir + keep) + '/' : cleanPath(destDir + keep);
+      await c.mkdirAll(path.posix.dirname(cleanPath(destDir + keep)));
+    } else {
+      await c.mkdirAll(ensure);
+    }
+    const baseName = path.posix.basename('/' + m);
+    const t = await c.prepareTarget(st.isDirectory(), baseName, destPath);
+    if (st.isDirectory()) {
+      await c.copyEntry(r.abs, t.abs, t.rel, '', true);
+    } else {
+      await c.copyEntry(r.abs, t.abs, t.rel, baseName, true);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// ADD: archives
+
+export type ArchiveCompression = 'none' | 'gzip' | 'bzip2' | 'xz' | 'zstd';
+
+function compressionOf(head: Buffer): ArchiveCompression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 3 && head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
+function isTarHeader(block: Buffer): boolean {
+  if (block.length < 512) return false;
+  if (block.subarray(0, 512).every((b) => b === 0)) return false;
+  const stored = block.subarray(148, 156).toString('latin1').replace(/\0.*$/, '').trim();
+  if (!/^[0-7]+$/.test(stored)) return false;
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 32 : block[i]!;
+  return sum === parseInt(stored, 8);
+}
+
+function decompressed(file: string, compression: ArchiveCompression): Readable {
+  const input = createReadStream(file);
+  if (compression === 'none') return input;
+  if (compression === 'gzip') return input.pipe(createGunzip());
+  const tool = compression === 'bzip2' ? 'bzip2' : compression === 'xz' ? 'xz' : 'zstd';
+  const child = spawn(tool, ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'] });
+  input.pipe(child.stdin);
+  child.stdin.on('error', () => {});
+  const out = child.stdout;
+  child.on('close', (code) => {
+    if (code !== 0) out.destroy(new CopyError('TSBUILD_DECOMPRESS', `${tool} -dc ${file} exited with ${code}`));
+  });
+  return out;
+}
+
+/** If `file` is a tar (plain or gzip/bzip2/xz/zstd compressed, by content), its compression. */
+export async function detectArchive(file: string): Promise<ArchiveCompression | undefined> {
+  const fh = await open(file, 'r');
+  let head: Buffer;
+  try {
+    const buf = Buffer.alloc(512);
+    const { bytesRead } = await fh.read(buf, 0, 512, 0);
+    head = buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+  const comp = compressionOf(head);
+  if (comp === 'none') return isTarHeader(head) ? 'none' : undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const stream = decompressed(file, comp);
+  try {
+    for await (const chunk of stream) {
+      chunks.push(chunk as Buffer);
+      size += (chunk as Buffer).length;
+      if (size >= 512) break;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    stream.destroy();
+  }
+  return isTarHeader(Buffer.concat(chunks)) ? comp : undefined;
+}
+
+/** Extract a (compressed) tar into `target` (an existing directory in destRoot), never leaving destRoot. */
+async function extractArchive(c: Copier, file: string, target: Resolved): Promise<void> {
+  const comp = (await detectArchive(file)) ?? 'none';
+  const ex = tar.extract();
+  const dirTimes: { abs: string; mtime: Date }[] = [];
+  const input = decompressed(file, comp);
+  const done = pipeline(input, ex).catch((err: unknown) => {
+    throw new CopyError('TSBUILD_ADD_EXTRACT', `failed to extract ${path.basename(file)}`, { cause: err });
+  });
+  for await (const entry of ex) {
+    c.checkAbort();
+    const h = entry.header;
+    const name = cleanPath('/' + h.name).slice(1);
+    if (name === '' || name === '.') {
+      entry.resume();
+      continue;
+    }
+    // Parents are resolved (links followed) inside destRoot; the entry itself is not followed.
+    const parentPath = path.posix.dirname(`/${target.rel}/${name}`);
+    const parent = await c.mkdirAll(parentPath);
+    const base = path.posix.basename(name);
+    const abs = path.join(parent.abs, base);
+    const rel = parent.rel === '' ? base : `${parent.rel}/${base}`;
+    const meta = {
+      mode: h.mode ?? 0o644,
+      uid: h.uid ?? 0,
+      gid: h.gid ?? 0,
+      mtime: h.mtime ?? c.created,
+    };
+    const owner = c.owner ?? { uid: meta.uid, gid: meta.gid };
+    const setMeta = async (isDir: boolean, isLink: boolean): Promise<void> => {
+      await lchown(abs, owner.uid, owner.gid);
+      if (!isLink) await chmod(abs, applyMode(c.mode, meta.mode, isDir));
+      if (isDir) dirTimes.push({ abs, mtime: meta.mtime });
+      else await lutimes(abs, meta.mtime, meta.mtime);
+      c.mark(rel);
+    };
+    switch (h.type) {
+      case 'directory': {
+        let st;
+        try {
+          st = await lstat(abs);
+        } catch {
+          /* absent */
+        }
+        if (st && !st.isDirectory()) await rm(abs, { force: true });
+        if (!st || !st.isDirectory()) await mkdir(abs);
+        await setMeta(true, false);
+        entry.resume();
+        break;
+      }
+      case 'file':
+      case 'contiguous-file':
+      case null:
+      case undefined: {
+        await c.clearTarget(abs, rel);
+        await pipeline(entry, createWriteStream(abs, { mode: 0o600 }));
+        await setMeta(false, false);
+        break;
+      }
+      case 'symlink': {
+        await c.clearTarget(abs, rel);
+        await symlink(h.linkname ?? '', abs);
+        await setMeta(false, true);
+        entry.resume();
+        break;
+      }
+      case 'link': {
+        const linkTarget = await resolveInRoot(c.env.destRoot, `/${target.rel}/${cleanPath('/' + (h.linkname ?? '')).slice(1)}`, { followFinal: false });
+        if (!linkTarget.exists) throw new CopyError('TSBUILD_ADD_EXTRACT', `hard link ${name} -> ${h.linkname}: target not found in the archive`);
+        await c.clearTarget(abs, rel);
+        await link(linkTarget.abs, abs);
+        c.mark(rel);
+        entry.resume();
+        break;
+      }
+      default:
+        // Devices and fifos cannot be created without mknod; they are skipped.
+        entry.resume();
+    }
+  }
+  await done;
+  for (const d of dirTimes.reverse()) await lutimes(d.abs, d.mtime, d.mtime);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ADD: URLs
+
+/** The file name BuildKit gives a URL's download. */
+export function urlFileName(url: string): string {
+  const u = new URL(url);
+  const base = path.posix.basename(u.pathname);
+  return base === '' || base === '/' || base === '.' ? '__unnamed__' : decodeURIComponent(base);
+}
+
+async function addUrl(c: Copier, url: string, dest: string, spec: CopySpec): Promise<void> {
+  const doFetch = c.env.fetch ?? fetch;
+  let res: Response;
+  try {
+    res = await doFetch(url, c.env.signal ? { signal: c.env.signal } : {});
+  } catch (cause) {
+    throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}`, { cause });
+  }
+  if (!res.ok || !res.body) throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
+  const ensure = dest.endsWith('/') ? dest : path.posix.dirname(dest);
+  await c.mkdirAll(ensure);
+  const t = await c.prepareTarget(false, urlFileName(url), dest);
+  await c.clearTarget(t.abs, t.rel);
+  const tmp = `${t.abs}.tsbuild-download-${randomBytes(6).toString('hex')}`;
+  const hash = createHash('sha256');
+  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+  body.on('data', (chunk: Buffer) => hash.update(chunk));
+  try {
+    await pipeline(body, createWriteStream(tmp, { mode: 0o600 }));
+    const got = `sha256:${hash.digest('hex')}`;
+    if (spec.checksum !== undefined && spec.checksum !== got) {
+      throw new CopyError('TSBUILD_ADD_CHECKSUM', `digest mismatch for ${url}: want ${spec.checksum}, got ${got}`);
+    }
+    await rename(tmp, t.abs);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  const lm = res.headers.get('last-modified');
+  const mtime = lm !== null && !Number.isNaN(Date.parse(lm)) ? new Date(Date.parse(lm)) : c.created;
+  if (spec.unpack === true && (await detectArchive(t.abs)) !== undefined) {
+    const dir = await c.mkdirAll(dest);
+    await extractArchive(c, t.abs, dir);
+    await rm(t.abs, { force: true });
+    return;
+  }
+  await c.setMeta(t.abs, t.rel, { mode: 0o600, uid: 0, gid: 0, mtime }, false, false);
+}
