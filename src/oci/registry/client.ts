@@ -500,10 +500,8 @@ export class RegistryClient {
         discard(res.body);
         if (res.status === 416) {
           // Out of step with the registry: ask where it is and continue from there.
-          const st = await this.#uploadStatus(location, repository, utarget);
-          location = st.location;
-          offset = st.next;
           if (++failures > this.#retries) throw new RegistryError('TSBUILD_REGISTRY_HTTP', utarget, `registry kept rejecting chunk ranges (HTTP 416) at byte ${offset}`, { status: 416 });
+          ({ location, offset } = await this.#resumePoint(location, repository, utarget));
           continue;
         }
         const loc = header(res.headers, 'location');
@@ -514,9 +512,7 @@ export class RegistryClient {
       } catch (err) {
         if (this.#opts.signal?.aborted || !(isTransientNetworkError(err) || (err instanceof RegistryError && err.status !== undefined && err.status >= 500)) || ++failures > this.#retries) throw err;
         await sleep(this.#backoff(failures - 1));
-        const st = await this.#uploadStatus(location, repository, utarget);
-        location = st.location;
-        offset = st.next;
+        ({ location, offset } = await this.#resumePoint(location, repository, utarget));
       }
     }
     const url = new URL(location);
@@ -533,15 +529,21 @@ export class RegistryClient {
     this.#checkStoredDigest(res, digest, target);
   }
 
-  /** GET an upload session: where the next chunk starts. */
-  async #uploadStatus(location: URL, repository: string, target: RegistryErrorTarget): Promise<{ location: URL; next: number }> {
-    const res = await this.#send({ method: 'GET', url: location, scopes: [this.#scope(repository)], target, retry: true, ok: (s) => s === 204 || s === 200 });
+  /**
+   * Where to continue a chunked upload: GET the session for its Range. `0-0` is ambiguous
+   * (distribution says it for 0 bytes and for 1 byte), and so is a missing Range: then start a
+   * new session from byte 0.
+   */
+  async #resumePoint(location: URL, repository: string, target: RegistryErrorTarget): Promise<{ location: URL; offset: number }> {
+    const res = await this.#send({ method: 'GET', url: location, scopes: [this.#scope(repository)], target, retry: true, ok: (s) => s === 204 || s === 200 || s === 404 });
     discard(res.body);
+    const m = header(res.headers, 'range')?.match(/^(?:bytes=)?0-(\d+)$/);
+    if (res.status === 404 || !m || m[1] === '0') {
+      const fresh = await this.#startUpload(repository, { repository: target.repository, object: target.object?.replace(/^upload of /, '') ?? '' });
+      return { location: fresh.location, offset: 0 };
+    }
     const loc = header(res.headers, 'location');
-    const range = header(res.headers, 'range');
-    const m = range?.match(/^(?:bytes=)?0-(\d+)$/);
-    // distribution reports "0-0" for an empty session; with no bytes there is nothing to keep anyway.
-    return { location: loc ? new URL(loc, location) : location, next: m ? Number(m[1]) + 1 : 0 };
+    return { location: loc ? new URL(loc, location) : location, offset: Number(m[1]) + 1 };
   }
 
   #checkStoredDigest(res: HttpResponse, digest: Digest, target: RegistryErrorTarget): void {
