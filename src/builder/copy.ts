@@ -372,9 +372,9 @@ class Copier {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       return this.mkdirAll('/' + rel);
     }
-    await chmod(abs, applyMode(this.mode, 0o755, true));
     const o = this.owner ?? { uid: 0, gid: 0 };
     await lchown(abs, o.uid, o.gid);
+    await chmod(abs, applyMode(this.mode, 0o755, true));
     await lutimes(abs, this.created, this.created);
     this.mark(rel);
     return { rel, abs, exists: true };

@@ -1,0 +1,305 @@
+/**
+ * Deterministic layer tars: entries in depth-first name order (parents first), owners as
+ * numeric ids with empty user/group names, modes kept, mtimes kept or clamped to
+ * SOURCE_DATE_EPOCH, hard links within the layer written as links, PAX headers for long names.
+ *
+ * One streaming pass computes the diffID (sha256 of the tar) and, when compressing, the digest
+ * and size of the gzip blob; the blob is written atomically (temp file, fsync, rename) into
+ * `<blobDir>/sha256/<hex>`. With `compression: 'none'` only the tar is stored (named by its
+ * diffID) and `compressBlob` makes the gzip blob later, when an exporter needs it (lazy blobs).
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { lstat, mkdir, open, readdir, readlink, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
+import tar from 'tar-stream';
+import { TsbuildError } from '../errors.js';
+import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
+
+export class LayerError extends TsbuildError {}
+
+type TarHeader = Parameters<tar.Pack['entry']>[0];
+
+export const MEDIA_TYPE_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
+export const MEDIA_TYPE_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
+
+export interface WriteLayerOptions {
+  /** The directory the entries are read from (a stage rootfs or an overlay upper dir). */
+  readonly root: string;
+  /**
+   * Paths (slash-separated, relative to root) to put in the layer; their parent directories are
+   * added. Directories listed are added without their contents. Omitted: the whole tree.
+   */
+  readonly paths?: readonly string[];
+  /** Paths deleted by this layer: written as `.wh.<name>` whiteouts. */
+  readonly whiteouts?: readonly string[];
+  /** Directories whose lower contents are hidden: a `.wh..wh..opq` entry inside each. */
+  readonly opaqueDirs?: readonly string[];
+  /**
+   * With a whole-tree walk of an overlayfs upper dir: turn 0/0 character devices into
+   * whiteouts (overlayfs' own whiteout form).
+   */
+  readonly overlayWhiteouts?: boolean;
+  /** Clamp mtimes later than this (seconds since the epoch), as BuildKit's rewrite-timestamp does. */
+  readonly sourceDateEpoch?: number;
+  /** Blob directory: blobs land in `<blobDir>/sha256/<hex>`. */
+  readonly blobDir: string;
+  /** Default 'gzip'. 'none' stores the tar itself (lazy compression). */
+  readonly compression?: 'gzip' | 'none';
+  /** zlib level, default 6 (as gzip and BuildKit). */
+  readonly gzipLevel?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface LayerResult {
+  /** sha256 of the uncompressed tar. */
+  readonly diffId: Digest;
+  /** Digest of the stored blob (equal to diffId when not compressed). */
+  readonly digest: Digest;
+  /** Size in bytes of the stored blob. */
+  readonly size: number;
+  readonly uncompressedSize: number;
+  readonly mediaType: string;
+  /** Number of tar entries written. */
+  readonly entries: number;
+}
+
+/** Compare slash paths component by component, so a directory's children follow it directly. */
+export function comparePaths(a: string, b: string): number {
+  const pa = a.split('/');
+  const pb = b.split('/');
+  const n = Math.min(pa.length, pb.length);
+  for (let i = 0; i < n; i++) {
+    const x = pa[i]!;
+    const y = pb[i]!;
+    if (x !== y) return Buffer.compare(Buffer.from(x), Buffer.from(y));
+  }
+  return pa.length - pb.length;
+}
+
+function normalize(rel: string): string {
+  const parts: string[] = [];
+  for (const p of rel.split('/')) {
+    if (p === '' || p === '.') continue;
+    if (p === '..') throw new LayerError('TSBUILD_LAYER_PATH', `layer path ${JSON.stringify(rel)} leaves the root`);
+    parts.push(p);
+  }
+  return parts.join('/');
+}
+
+async function walkAll(root: string, rel: string, out: string[]): Promise<void> {
+  const names = await readdir(rel === '' ? root : path.join(root, rel));
+  for (const n of names) {
+    const r = rel === '' ? n : `${rel}/${n}`;
+    out.push(r);
+    const st = await lstat(path.join(root, r));
+    if (st.isDirectory()) await walkAll(root, r, out);
+  }
+}
+
+type Item = { readonly kind: 'path'; readonly rel: string } | { readonly kind: 'whiteout'; readonly rel: string; readonly parentRel: string };
+
+/** The sorted list of entries a layer holds: given paths plus all their parents, plus whiteouts. */
+export async function layerEntries(options: Pick<WriteLayerOptions, 'root' | 'paths' | 'whiteouts' | 'opaqueDirs'>): Promise<Item[]> {
+  const set = new Set<string>();
+  const whiteouts = new Map<string, string>();
+  let listed: string[];
+  if (options.paths === undefined) {
+    listed = [];
+    await walkAll(options.root, '', listed);
+  } else listed = options.paths.map(normalize).filter((p) => p !== '');
+  const addParents = (rel: string): void => {
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) set.add(parts.slice(0, i).join('/'));
+  };
+  for (const p of listed) {
+    set.add(p);
+    addParents(p);
+  }
+  for (const w of options.whiteouts ?? []) {
+    const rel = normalize(w);
+    const dir = path.posix.dirname(rel);
+    const name = `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(rel)}`;
+    whiteouts.set(name, dir === '.' ? '' : dir);
+    if (dir !== '.') {
+      set.add(dir);
+      addParents(dir);
+    }
+  }
+  for (const o of options.opaqueDirs ?? []) {
+    const dir = normalize(o);
+    whiteouts.set(`${dir === '' ? '' : dir + '/'}.wh..wh..opq`, dir);
+    if (dir !== '') {
+      set.add(dir);
+      addParents(dir);
+    }
+  }
+  const items: Item[] = [...set].map((rel) => ({ kind: 'path' as const, rel }));
+  for (const [rel, parentRel] of whiteouts) items.push({ kind: 'whiteout', rel, parentRel });
+  items.sort((a, b) => comparePaths(a.rel, b.rel));
+  return items;
+}
+
+function clamp(mtime: Date, epoch: number | undefined): Date {
+  if (epoch === undefined) return new Date(Math.floor(mtime.getTime() / 1000) * 1000);
+  const e = epoch * 1000;
+  return mtime.getTime() > e ? new Date(e) : new Date(Math.floor(mtime.getTime() / 1000) * 1000);
+}
+
+/** Add the layer's entries to `pack` (not finalized). Returns the entry count. */
+async function packInto(options: WriteLayerOptions, items: readonly Item[], pack: tar.Pack): Promise<number> {
+  const seen = new Map<string, string>();
+  let count = 0;
+  const put = (header: TarHeader, body?: Readable): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      if (body === undefined) {
+        if (header.type === 'file' || header.type === undefined) pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
+        else pack.entry(header, (err) => (err ? reject(err) : resolve()));
+        return;
+      }
+      const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      body.on('error', reject);
+      body.pipe(sink as unknown as Writable);
+    });
+  for (const item of items) {
+    if (options.signal?.aborted) throw new LayerError('TSBUILD_ABORTED', 'layer writing aborted', { cause: options.signal.reason });
+    count++;
+    if (item.kind === 'whiteout') {
+      let mtime = new Date(0);
+      if (item.parentRel !== '') mtime = (await lstat(path.join(options.root, item.parentRel)).catch(() => undefined))?.mtime ?? mtime;
+      await put({ name: item.rel, type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: clamp(mtime, options.sourceDateEpoch) });
+      continue;
+    }
+    const abs = path.join(options.root, item.rel);
+    const st = await lstat(abs);
+    const base = {
+      uid: st.uid,
+      gid: st.gid,
+      uname: '',
+      gname: '',
+      mode: st.mode & 0o7777,
+      mtime: clamp(st.mtime, options.sourceDateEpoch),
+    };
+    if (st.isDirectory()) {
+      await put({ ...base, name: item.rel + '/', type: 'directory' });
+    } else if (st.isSymbolicLink()) {
+      await put({ ...base, name: item.rel, type: 'symlink', linkname: await readlink(abs) });
+    } else if (st.isFile()) {
+      if (st.nlink > 1) {
+        const key = `${st.dev}:${st.ino}`;
+        const first = seen.get(key);
+        if (first !== undefined) {
+          await put({ ...base, name: item.rel, type: 'link', linkname: first, size: 0 });
+          continue;
+        }
+        seen.set(key, item.rel);
+      }
+      await put({ ...base, name: item.rel, type: 'file', size: st.size }, createReadStream(abs));
+    } else if (st.isCharacterDevice() && options.overlayWhiteouts && st.rdev === 0) {
+      const dir = path.posix.dirname(item.rel);
+      const name = `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(item.rel)}`;
+      await put({ ...base, name, type: 'file', size: 0, mode: 0o644 });
+    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+      const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn) | Number((BigInt(st.rdev) >> 32n) & ~0xfffn);
+      const minor = Number(BigInt(st.rdev) & 0xffn) | Number((BigInt(st.rdev) >> 12n) & ~0xffn);
+      await put({ ...base, name: item.rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
+    } else if (st.isFIFO()) {
+      await put({ ...base, name: item.rel, type: 'fifo' });
+    } else {
+      count--; // sockets have no tar form
+    }
+  }
+  return count;
+}
+
+/** Write `stream` to a temp file in blobDir, fsync, and rename it to `sha256/<hex>` once `name()` is known. */
+async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promise<void>, name: () => Digest): Promise<void> {
+  const dir = path.join(blobDir, 'sha256');
+  const tmpDir = path.join(blobDir, 'tmp');
+  await mkdir(dir, { recursive: true });
+  await mkdir(tmpDir, { recursive: true });
+  const tmp = path.join(tmpDir, `layer-${randomBytes(8).toString('hex')}`);
+  const fh = await open(tmp, 'wx', 0o644);
+  try {
+    const file = createWriteStream('', { fd: fh.fd, autoClose: false });
+    await sinks(file);
+    await fh.sync();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    await rm(tmp, { force: true });
+    throw err;
+  }
+  await fh.close();
+  const final = path.join(dir, digestHex(name()));
+  await rename(tmp, final);
+  const d = await open(dir, 'r');
+  try {
+    await d.sync();
+  } finally {
+    await d.close();
+  }
+}
+
+/**
+ * Write a layer: a deterministic tar of `paths` (plus parents) under `root`, hashed and
+ * (by default) gzipped in one streaming pass, stored atomically in `blobDir`.
+ */
+export async function writeLayer(options: WriteLayerOptions): Promise<LayerResult> {
+  const compression = options.compression ?? 'gzip';
+  const items = await layerEntries(options);
+  const pack = tar.pack();
+  const tarHash = new DigestingStream();
+  const blobHash = compression === 'gzip' ? new DigestingStream() : tarHash;
+  let entries = 0;
+  const producing = packInto(options, items, pack).then(
+    (n) => {
+      entries = n;
+      pack.finalize();
+    },
+    (err: unknown) => {
+      pack.destroy(err as Error);
+      throw err;
+    },
+  );
+  producing.catch(() => {}); // awaited below; this only marks the rejection as handled early
+  await storeAtomically(
+    options.blobDir,
+    async (file) => {
+      const source = pack as unknown as Readable;
+      const done =
+        compression === 'gzip'
+          ? pipeline(source, tarHash, createGzip({ level: options.gzipLevel ?? 6 }), blobHash, file)
+          : pipeline(source, tarHash, file);
+      await Promise.all([done, producing]);
+    },
+    () => blobHash.digest,
+  );
+  return {
+    diffId: tarHash.digest,
+    digest: blobHash.digest,
+    size: blobHash.size,
+    uncompressedSize: tarHash.size,
+    mediaType: compression === 'gzip' ? MEDIA_TYPE_LAYER_GZIP : MEDIA_TYPE_LAYER_TAR,
+    entries,
+  };
+}
+
+/** Gzip a stored uncompressed layer blob (named by its diffID) into a new blob: lazy compression. */
+export async function compressBlob(blobDir: string, diffId: Digest, options: { gzipLevel?: number } = {}): Promise<{ digest: Digest; size: number; mediaType: string }> {
+  const src = path.join(blobDir, 'sha256', digestHex(diffId));
+  const check = new DigestingStream();
+  const out = new DigestingStream();
+  const input = createReadStream(src);
+  await storeAtomically(
+    blobDir,
+    async (file) => {
+      await pipeline(input, check, createGzip({ level: options.gzipLevel ?? 6 }), out, file);
+      if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
+    },
+    () => out.digest,
+  );
+  return { digest: out.digest, size: out.size, mediaType: MEDIA_TYPE_LAYER_GZIP };
+}
