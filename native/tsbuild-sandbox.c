@@ -1,0 +1,729 @@
+/*
+ * tsbuild-sandbox: runs one process in fresh Linux namespaces over a prepared root filesystem.
+ *
+ * Usage:
+ *   tsbuild-sandbox run        read the spec from fd 3 (a socket), report status on fd 3
+ *   tsbuild-sandbox xattrs DIR list the extended attributes of every entry under DIR
+ *   tsbuild-sandbox version    print the protocol version
+ *
+ * Spec wire format (written by src/runtime/protocol.ts): a decimal byte count, NUL, then that
+ * many bytes of NUL-terminated tokens. A blob is a decimal length token followed by exactly that
+ * many raw bytes. Records (one keyword token, then fields):
+ *   overlay <merged> <upper> <work> <nlower> <lower bottom..top>...   root from overlayfs
+ *   dir <path>                                   root is this directory (bind-mounted on itself)
+ *   hostname <name>      net none|host           cwd <path>      userns 0|1
+ *   uid <n>   gid <n>    group <n> (repeated)    env <K=V> (repeated)   arg <s> (repeated)
+ *   bind <src> <dst> <ro 0|1>                    a host path (dir, file or socket)
+ *   ovbind <lower> <upper> <work> <dst>          a host dir, writable, writes discarded
+ *   tmpfs <dst> <size bytes, 0 = default> <mode octal>
+ *   file <dst> <mode octal> <uid> <gid> <ro 0|1> <blob>   a file on a private tmpfs (secrets, resolv.conf, hosts)
+ *   end
+ *
+ * Status lines written to fd 3: "E <message>" (setup failed; the command did not run),
+ * "X <code>" (the command exited), "S <signal>" (the command was killed by a signal).
+ *
+ * Process tree: this process (host side) -> init (pid 1 of the new pid namespace, a reaper)
+ * -> the command (pid 2). When the command exits, init exits and the kernel kills everything
+ * left in the namespace. SIGTERM/SIGINT/SIGHUP to this process kill the whole namespace.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define PROTOCOL_VERSION "1"
+
+#ifndef MOVE_MOUNT_F_EMPTY_PATH
+#define MOVE_MOUNT_F_EMPTY_PATH 0x00000004
+#endif
+#ifndef OPEN_TREE_CLONE
+#define OPEN_TREE_CLONE 1
+#endif
+#ifndef OPEN_TREE_CLOEXEC
+#define OPEN_TREE_CLOEXEC O_CLOEXEC
+#endif
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 0x00000001
+#endif
+#ifndef FSMOUNT_CLOEXEC
+#define FSMOUNT_CLOEXEC 0x00000001
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+#ifndef FSCONFIG_SET_FLAG
+#define FSCONFIG_SET_FLAG 0
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#endif
+#ifndef SYS_open_tree
+#define SYS_open_tree 428
+#define SYS_move_mount 429
+#define SYS_fsopen 430
+#define SYS_fsconfig 431
+#define SYS_fsmount 432
+#define SYS_mount_setattr 442
+#endif
+
+struct mattr {
+  uint64_t attr_set, attr_clr, propagation, userns_fd;
+};
+
+static int x_open_tree(int dfd, const char *path, unsigned flags) { return (int)syscall(SYS_open_tree, dfd, path, flags); }
+static int x_move_mount(int fdf, const char *pf, int fdt, const char *pt, unsigned flags) {
+  return (int)syscall(SYS_move_mount, fdf, pf, fdt, pt, flags);
+}
+static int x_fsopen(const char *fs, unsigned flags) { return (int)syscall(SYS_fsopen, fs, flags); }
+static int x_fsconfig(int fd, unsigned cmd, const char *key, const void *val, int aux) {
+  return (int)syscall(SYS_fsconfig, fd, cmd, key, val, aux);
+}
+static int x_fsmount(int fd, unsigned flags, unsigned attrs) { return (int)syscall(SYS_fsmount, fd, flags, attrs); }
+static int x_mount_setattr(int dfd, const char *path, unsigned flags, struct mattr *a) {
+  return (int)syscall(SYS_mount_setattr, dfd, path, flags, a, sizeof(*a));
+}
+
+/* ---------------------------------------------------------------- status reporting */
+
+static int status_fd = 3;
+
+static void report(const char *fmt, ...) {
+  char buf[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
+  buf[n++] = '\n';
+  ssize_t off = 0;
+  while (off < n) {
+    ssize_t w = write(status_fd, buf + off, (size_t)(n - off));
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) break;
+    off += w;
+  }
+}
+
+/* Reports a setup error (with errno text) and exits: the command never ran. */
+static void die(const char *fmt, ...) {
+  char msg[3000];
+  int e = errno;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (e) report("E %s: %s", msg, strerror(e));
+  else report("E %s", msg);
+  _exit(125);
+}
+
+/* ---------------------------------------------------------------- the spec */
+
+#define MAX_ITEMS 4096
+
+enum mkind { M_BIND, M_OVBIND, M_TMPFS, M_FILE };
+struct mnt {
+  enum mkind kind;
+  const char *src, *dst, *upper, *work;
+  int ro;
+  unsigned long size;
+  unsigned mode;
+  uid_t uid;
+  gid_t gid;
+  const char *data;
+  size_t len;
+  int fd; /* a detached mount prepared before pivot_root */
+};
+
+struct spec {
+  const char *merged, *upper, *work, *dir;
+  const char *lowers[512];
+  int nlower;
+  const char *hostname, *net, *cwd;
+  int userns;
+  uid_t uid;
+  gid_t gid;
+  gid_t groups[256];
+  int ngroups;
+  char *env[MAX_ITEMS + 1];
+  int nenv;
+  char *args[MAX_ITEMS + 1];
+  int nargs;
+  struct mnt mounts[256];
+  int nmounts;
+};
+
+static struct spec S;
+static char *buf, *cur, *bufend;
+
+static char *tok(void) {
+  if (cur >= bufend) die("spec: truncated");
+  char *s = cur;
+  char *z = memchr(cur, 0, (size_t)(bufend - cur));
+  if (!z) die("spec: unterminated token");
+  cur = z + 1;
+  return s;
+}
+static unsigned long num(void) {
+  char *s = tok(), *e;
+  errno = 0;
+  unsigned long v = strtoul(s, &e, 10);
+  if (*e || errno) die("spec: bad number %s", s);
+  return v;
+}
+static unsigned long octal(void) {
+  char *s = tok(), *e;
+  errno = 0;
+  unsigned long v = strtoul(s, &e, 8);
+  if (*e || errno) die("spec: bad mode %s", s);
+  return v;
+}
+
+static void read_spec(void) {
+  char head[32];
+  size_t h = 0;
+  for (;;) { /* the length, byte by byte, up to its NUL */
+    if (h >= sizeof head) die("spec: bad header");
+    ssize_t r = read(status_fd, head + h, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) die("spec: no spec on fd 3");
+    if (head[h++] == 0) break;
+  }
+  size_t len = strtoul(head, NULL, 10);
+  buf = malloc(len + 1);
+  if (!buf) die("spec: out of memory");
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = read(status_fd, buf + got, len - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) die("spec: short read");
+    got += (size_t)r;
+  }
+  cur = buf;
+  bufend = buf + len;
+  S.userns = 1;
+  for (;;) {
+    char *k = tok();
+    if (!strcmp(k, "end")) break;
+    else if (!strcmp(k, "overlay")) {
+      S.merged = tok(); S.upper = tok(); S.work = tok();
+      unsigned long n = num();
+      if (n < 1 || n > 500) die("spec: bad lower count");
+      for (unsigned long i = 0; i < n; i++) S.lowers[S.nlower++] = tok();
+    } else if (!strcmp(k, "dir")) S.dir = tok();
+    else if (!strcmp(k, "hostname")) S.hostname = tok();
+    else if (!strcmp(k, "net")) S.net = tok();
+    else if (!strcmp(k, "cwd")) S.cwd = tok();
+    else if (!strcmp(k, "userns")) S.userns = (int)num();
+    else if (!strcmp(k, "uid")) S.uid = (uid_t)num();
+    else if (!strcmp(k, "gid")) S.gid = (gid_t)num();
+    else if (!strcmp(k, "group")) {
+      if (S.ngroups >= 256) die("spec: too many groups");
+      S.groups[S.ngroups++] = (gid_t)num();
+    } else if (!strcmp(k, "env")) {
+      if (S.nenv >= MAX_ITEMS) die("spec: too many env");
+      S.env[S.nenv++] = tok();
+    } else if (!strcmp(k, "arg")) {
+      if (S.nargs >= MAX_ITEMS) die("spec: too many args");
+      S.args[S.nargs++] = tok();
+    } else if (!strcmp(k, "bind") || !strcmp(k, "ovbind") || !strcmp(k, "tmpfs") || !strcmp(k, "file")) {
+      if (S.nmounts >= 256) die("spec: too many mounts");
+      struct mnt *m = &S.mounts[S.nmounts++];
+      memset(m, 0, sizeof *m);
+      m->fd = -1;
+      if (!strcmp(k, "bind")) {
+        m->kind = M_BIND; m->src = tok(); m->dst = tok(); m->ro = (int)num();
+      } else if (!strcmp(k, "ovbind")) {
+        m->kind = M_OVBIND; m->src = tok(); m->upper = tok(); m->work = tok(); m->dst = tok();
+      } else if (!strcmp(k, "tmpfs")) {
+        m->kind = M_TMPFS; m->dst = tok(); m->size = num(); m->mode = (unsigned)octal();
+      } else {
+        m->kind = M_FILE; m->dst = tok(); m->mode = (unsigned)octal(); m->uid = (uid_t)num(); m->gid = (gid_t)num();
+        m->ro = (int)num();
+        m->len = num();
+        if ((size_t)(bufend - cur) < m->len) die("spec: truncated blob");
+        m->data = cur;
+        cur += m->len;
+      }
+    } else die("spec: unknown record %s", k);
+  }
+  S.env[S.nenv] = NULL;
+  S.args[S.nargs] = NULL;
+  if (S.nargs == 0) die("spec: no command");
+  if (!S.merged && !S.dir) die("spec: no root filesystem");
+}
+
+/* ---------------------------------------------------------------- helpers inside the new root */
+
+/* mkdir -p, resolved from the current root (after pivot_root, symlinks cannot leave it). */
+static int mkdir_p(const char *path, mode_t mode) {
+  char tmp[PATH_MAX];
+  if (strlen(path) >= sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+  strcpy(tmp, path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = 0;
+    if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+    *p = '/';
+  }
+  if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
+  struct stat st;
+  if (stat(tmp, &st) < 0) return -1;
+  if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR; return -1; }
+  return 0;
+}
+
+static int parent_dir(const char *path, mode_t mode) {
+  char tmp[PATH_MAX];
+  if (strlen(path) >= sizeof tmp) { errno = ENAMETOOLONG; return -1; }
+  strcpy(tmp, path);
+  char *slash = strrchr(tmp, '/');
+  if (!slash || slash == tmp) return 0;
+  *slash = 0;
+  return mkdir_p(tmp, mode);
+}
+
+/* Makes a mount point of the right kind: a directory, or an empty file for a file source. */
+static void make_target(const char *dst, int isdir) {
+  if (isdir) {
+    if (mkdir_p(dst, 0755) < 0) die("mount target %s", dst);
+    return;
+  }
+  if (parent_dir(dst, 0755) < 0) die("mount target %s", dst);
+  struct stat st;
+  if (stat(dst, &st) == 0) {
+    if (S_ISDIR(st.st_mode)) { errno = EISDIR; die("mount target %s", dst); }
+    return;
+  }
+  int fd = open(dst, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+  if (fd < 0) die("mount target %s", dst);
+  close(fd);
+}
+
+static void set_readonly(int fd, const char *what) {
+  struct mattr a = {.attr_set = MOUNT_ATTR_RDONLY};
+  if (x_mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, &a) < 0) die("read-only %s", what);
+}
+
+static int overlay_fd(const char **lowers, int nlower, const char *upper, const char *work, int userxattr) {
+  int fs = x_fsopen("overlay", FSOPEN_CLOEXEC);
+  if (fs < 0) return -1;
+  /* lowerdir+ (Linux 6.8) takes one directory per call, top first; no length limit. */
+  for (int i = nlower - 1; i >= 0; i--) {
+    if (x_fsconfig(fs, FSCONFIG_SET_STRING, "lowerdir+", lowers[i], 0) < 0) { close(fs); return -2; }
+  }
+  if (upper) {
+    if (x_fsconfig(fs, FSCONFIG_SET_STRING, "upperdir", upper, 0) < 0) goto fail;
+    if (x_fsconfig(fs, FSCONFIG_SET_STRING, "workdir", work, 0) < 0) goto fail;
+    x_fsconfig(fs, FSCONFIG_SET_FLAG, "volatile", NULL, 0);
+  }
+  x_fsconfig(fs, FSCONFIG_SET_STRING, "redirect_dir", "off", 0);
+  x_fsconfig(fs, FSCONFIG_SET_STRING, "index", "off", 0);
+  x_fsconfig(fs, FSCONFIG_SET_STRING, "metacopy", "off", 0);
+  if (userxattr) x_fsconfig(fs, FSCONFIG_SET_FLAG, "userxattr", NULL, 0);
+  if (x_fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0) goto fail;
+  int m = x_fsmount(fs, FSMOUNT_CLOEXEC, 0);
+  close(fs);
+  return m;
+fail:;
+  int e = errno;
+  close(fs);
+  errno = e;
+  return -1;
+}
+
+/* The classic mount(2) form, for kernels without lowerdir+ (limited to one page of options). */
+static void overlay_legacy(const char *target, const char **lowers, int nlower, const char *upper, const char *work,
+                           int userxattr) {
+  char opts[4096];
+  size_t o = 0;
+  o += (size_t)snprintf(opts + o, sizeof opts - o, "lowerdir=");
+  for (int i = nlower - 1; i >= 0 && o < sizeof opts; i--)
+    o += (size_t)snprintf(opts + o, sizeof opts - o, "%s%s", lowers[i], i ? ":" : "");
+  if (upper && o < sizeof opts) o += (size_t)snprintf(opts + o, sizeof opts - o, ",upperdir=%s,workdir=%s", upper, work);
+  if (o < sizeof opts) o += (size_t)snprintf(opts + o, sizeof opts - o, ",redirect_dir=off,index=off%s", userxattr ? ",userxattr" : "");
+  if (o >= sizeof opts) { errno = E2BIG; die("overlay options too long for this kernel (%d layers)", nlower); }
+  if (mount("overlay", target, "overlay", 0, opts) < 0) die("mount overlay on %s", target);
+}
+
+static void dev_node(const char *name, unsigned maj, unsigned min, int hostdev_fd) {
+  char path[64];
+  snprintf(path, sizeof path, "/dev/%s", name);
+  if (mknod(path, S_IFCHR | 0666, makedev(maj, min)) == 0) {
+    chmod(path, 0666);
+    return;
+  }
+  if (hostdev_fd < 0) die("mknod %s", path);
+  /* In a user namespace device nodes cannot be made: bind the host's. */
+  int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+  if (fd < 0) die("create %s", path);
+  close(fd);
+  if (x_move_mount(hostdev_fd, "", AT_FDCWD, path, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("bind %s", path);
+}
+
+static void loopback_up(void) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) die("socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strcpy(ifr.ifr_name, "lo");
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) die("get lo flags");
+  ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+  if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) die("bring lo up");
+  close(s);
+}
+
+static void write_file(const char *path, const char *data) {
+  int fd = open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) die("open %s", path);
+  size_t n = strlen(data);
+  if (write(fd, data, n) != (ssize_t)n) die("write %s", path);
+  close(fd);
+}
+
+static void read_byte(int fd) {
+  char c;
+  for (;;) {
+    ssize_t r = read(fd, &c, 1);
+    if (r < 0 && errno == EINTR) continue;
+    if (r != 1) _exit(125); /* the other side died */
+    return;
+  }
+}
+static void write_byte(int fd) {
+  char c = 1;
+  while (write(fd, &c, 1) < 0 && errno == EINTR) {
+  }
+}
+
+/* ---------------------------------------------------------------- init: pid 1 of the namespace */
+
+static int to_parent[2], to_child[2];
+static int am_root;
+
+#define HOSTDEVS 6
+static const char *devnames[HOSTDEVS] = {"null", "zero", "full", "random", "urandom", "tty"};
+static const unsigned devnums[HOSTDEVS][2] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}};
+
+static int init_main(void) {
+  close(to_parent[0]);
+  close(to_child[1]);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (!am_root) read_byte(to_child[0]); /* our uid/gid maps are written */
+
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
+
+  /* The root filesystem, mounted on a host directory of our private mount namespace. */
+  const char *root = S.dir ? S.dir : S.merged;
+  if (S.dir) {
+    if (mount(S.dir, S.dir, NULL, MS_BIND | MS_REC, NULL) < 0) die("bind %s", S.dir);
+  } else {
+    int fd = overlay_fd(S.lowers, S.nlower, S.upper, S.work, !am_root);
+    if (fd >= 0) {
+      if (x_move_mount(fd, "", AT_FDCWD, S.merged, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("attach overlay at %s", S.merged);
+      close(fd);
+    } else {
+      overlay_legacy(S.merged, S.lowers, S.nlower, S.upper, S.work, !am_root);
+    }
+  }
+
+  /* Host-side sources, taken as detached mounts before the host tree goes away. */
+  for (int i = 0; i < S.nmounts; i++) {
+    struct mnt *m = &S.mounts[i];
+    if (m->kind == M_BIND) {
+      m->fd = x_open_tree(AT_FDCWD, m->src, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
+      if (m->fd < 0) die("bind source %s", m->src);
+      if (m->ro) set_readonly(m->fd, m->src);
+    } else if (m->kind == M_OVBIND) {
+      const char *l[1] = {m->src};
+      m->fd = overlay_fd(l, 1, m->upper, m->work, !am_root);
+      if (m->fd < 0) die("overlay over %s", m->src);
+    }
+  }
+  int hostdev[HOSTDEVS];
+  for (int i = 0; i < HOSTDEVS; i++) {
+    hostdev[i] = -1;
+    if (!am_root) {
+      char p[32];
+      snprintf(p, sizeof p, "/dev/%s", devnames[i]);
+      hostdev[i] = x_open_tree(AT_FDCWD, p, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    }
+  }
+
+  if (chdir(root) < 0) die("chdir %s", root);
+  if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root %s", root);
+  if (umount2(".", MNT_DETACH) < 0) die("detach the host root");
+  if (chdir("/") < 0) die("chdir /");
+
+  /* From here on every path is resolved inside the new root. */
+  if (mkdir_p("/proc", 0755) < 0) die("mkdir /proc");
+  if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
+  if (mkdir_p("/dev", 0755) < 0) die("mkdir /dev");
+  if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0) die("mount /dev");
+  for (int i = 0; i < HOSTDEVS; i++) dev_node(devnames[i], devnums[i][0], devnums[i][1], hostdev[i]);
+  if (mkdir("/dev/pts", 0755) < 0) die("mkdir /dev/pts");
+  if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
+            am_root ? "newinstance,ptmxmode=0666,mode=0620,gid=5" : "newinstance,ptmxmode=0666,mode=0620") < 0)
+    die("mount /dev/pts");
+  if (mkdir("/dev/shm", 01777) < 0) die("mkdir /dev/shm");
+  if (mount("shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") < 0) die("mount /dev/shm");
+  if (mkdir("/dev/mqueue", 0755) < 0) die("mkdir /dev/mqueue");
+  symlink("/proc/self/fd", "/dev/fd");
+  symlink("/proc/self/fd/0", "/dev/stdin");
+  symlink("/proc/self/fd/1", "/dev/stdout");
+  symlink("/proc/self/fd/2", "/dev/stderr");
+  symlink("pts/ptmx", "/dev/ptmx");
+  if (mkdir_p("/sys", 0755) < 0) die("mkdir /sys");
+  if (mount("sysfs", "/sys", "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 && am_root)
+    die("mount /sys");
+
+  /* Mounts, in the order given (parents first). */
+  int staged = 0;
+  for (int i = 0; i < S.nmounts; i++) {
+    struct mnt *m = &S.mounts[i];
+    if (m->kind == M_BIND || m->kind == M_OVBIND) {
+      struct stat st;
+      if (fstat(m->fd, &st) < 0) die("stat bind source %s", m->src);
+      make_target(m->dst, S_ISDIR(st.st_mode));
+      if (x_move_mount(m->fd, "", AT_FDCWD, m->dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("mount %s on %s", m->src, m->dst);
+      close(m->fd);
+    } else if (m->kind == M_TMPFS) {
+      char opts[64];
+      if (m->size) snprintf(opts, sizeof opts, "mode=%o,size=%lu", m->mode, m->size);
+      else snprintf(opts, sizeof opts, "mode=%o", m->mode);
+      make_target(m->dst, 1);
+      if (mount("tmpfs", m->dst, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) die("mount tmpfs on %s", m->dst);
+    } else if (m->kind == M_FILE) {
+      /* Files live on a private tmpfs that is never part of the root filesystem. */
+      if (!staged) {
+        if (mkdir("/dev/.tsbuild", 0700) < 0) die("mkdir staging");
+        if (mount("tmpfs", "/dev/.tsbuild", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=700") < 0) die("mount staging");
+        staged = 1;
+      }
+      char tmp[64];
+      snprintf(tmp, sizeof tmp, "/dev/.tsbuild/%d", i);
+      int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd < 0) die("create %s", tmp);
+      size_t off = 0;
+      while (off < m->len) {
+        ssize_t w = write(fd, m->data + off, m->len - off);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) die("write %s", m->dst);
+        off += (size_t)w;
+      }
+      if (fchown(fd, m->uid, m->gid) < 0 && am_root) die("chown %s", m->dst);
+      if (fchmod(fd, m->mode) < 0) die("chmod %s", m->dst);
+      close(fd);
+      make_target(m->dst, 0);
+      if (mount(tmp, m->dst, NULL, MS_BIND, NULL) < 0) die("mount file on %s", m->dst);
+      if (m->ro && mount(NULL, m->dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
+        die("read-only %s", m->dst);
+    }
+  }
+  if (staged) {
+    if (umount2("/dev/.tsbuild", MNT_DETACH) < 0) die("detach staging");
+    rmdir("/dev/.tsbuild");
+  }
+
+  const char *cwd = S.cwd ? S.cwd : "/";
+  if (mkdir_p(cwd, 0755) < 0) die("working directory %s", cwd);
+  if (S.hostname && sethostname(S.hostname, strlen(S.hostname)) < 0) die("sethostname");
+  if (S.net && !strcmp(S.net, "none")) loopback_up();
+
+  if (am_root && S.userns) {
+    /* A user namespace with the identity map: root stays root for files, but holds its
+       capabilities only over what the namespace owns. */
+    if (unshare(CLONE_NEWUSER) < 0) die("unshare user namespace");
+    write_byte(to_parent[1]);
+    read_byte(to_child[0]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+  }
+  close(to_parent[1]);
+  close(to_child[0]);
+
+  sigset_t all, old;
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &old);
+  pid_t cmd = fork();
+  if (cmd < 0) die("fork");
+  if (cmd == 0) {
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    for (int s = 1; s < NSIG; s++) signal(s, SIG_DFL);
+    if (setgroups((size_t)S.ngroups, S.groups) < 0 && (am_root || S.ngroups)) die("setgroups");
+    if (setresgid(S.gid, S.gid, S.gid) < 0) die("setgid %u", (unsigned)S.gid);
+    if (setresuid(S.uid, S.uid, S.uid) < 0) die("setuid %u", (unsigned)S.uid);
+    if (chdir(cwd) < 0) die("chdir %s", cwd);
+    umask(022);
+    environ = S.env;
+    execvp(S.args[0], S.args);
+    int e = errno;
+    dprintf(2, "tsbuild-sandbox: exec %s: %s\n", S.args[0], strerror(e));
+    _exit(e == ENOENT ? 127 : 126);
+  }
+  /* Reap everything; when the command ends, so does the namespace. */
+  for (;;) {
+    int st;
+    pid_t w = waitpid(-1, &st, 0);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) _exit(125);
+    if (w != cmd) continue;
+    if (WIFEXITED(st)) {
+      report("X %d", WEXITSTATUS(st));
+      _exit(WEXITSTATUS(st));
+    }
+    if (WIFSIGNALED(st)) {
+      report("S %d", WTERMSIG(st));
+      _exit(128 + WTERMSIG(st));
+    }
+  }
+}
+
+/* ---------------------------------------------------------------- host side */
+
+static volatile pid_t init_pid;
+static void on_signal(int sig) {
+  (void)sig;
+  if (init_pid > 0) kill(init_pid, SIGKILL);
+}
+
+static void write_map(pid_t pid, const char *file, const char *map) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
+  write_file(path, map);
+}
+
+static int run_main(void) {
+  if (fcntl(status_fd, F_GETFD) < 0) {
+    fprintf(stderr, "tsbuild-sandbox: fd 3 must carry the spec\n");
+    return 125;
+  }
+  fcntl(status_fd, F_SETFD, FD_CLOEXEC);
+  read_spec();
+  am_root = geteuid() == 0;
+  if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe");
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGHUP, &sa, NULL);
+
+  unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
+  if (!S.net || strcmp(S.net, "host") != 0) flags |= CLONE_NEWNET;
+  if (!am_root) flags |= CLONE_NEWUSER;
+  pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, 0, 0, 0);
+  if (pid < 0) die("clone namespaces");
+  if (pid == 0) _exit(init_main());
+  init_pid = pid;
+  close(to_parent[1]);
+  close(to_child[0]);
+
+  if (!am_root) {
+    char map[64];
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)getuid());
+    write_map(pid, "uid_map", map);
+    write_map(pid, "setgroups", "deny");
+    snprintf(map, sizeof map, "0 %u 1\n", (unsigned)getgid());
+    write_map(pid, "gid_map", map);
+    write_byte(to_child[1]);
+  } else if (S.userns) {
+    char c;
+    ssize_t r;
+    while ((r = read(to_parent[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    if (r == 1) {
+      write_map(pid, "uid_map", "0 0 4294967295\n");
+      write_map(pid, "gid_map", "0 0 4294967295\n");
+      write_byte(to_child[1]);
+    }
+  }
+  close(to_child[1]);
+  close(to_parent[0]);
+
+  for (;;) {
+    int st;
+    pid_t w = waitpid(pid, &st, 0);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) die("wait");
+    if (WIFSIGNALED(st)) {
+      report("K %d", WTERMSIG(st));
+      return 128 + WTERMSIG(st);
+    }
+    return WEXITSTATUS(st);
+  }
+}
+
+/* ---------------------------------------------------------------- xattrs DIR */
+
+static size_t root_len;
+static void hex_out(const unsigned char *p, ssize_t n) {
+  static const char hx[] = "0123456789abcdef";
+  for (ssize_t i = 0; i < n; i++) {
+    putchar(hx[p[i] >> 4]);
+    putchar(hx[p[i] & 15]);
+  }
+}
+static int xattr_visit(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st; (void)type; (void)ftw;
+  char names[65536];
+  ssize_t n = llistxattr(path, names, sizeof names);
+  if (n <= 0) return 0;
+  const char *rel = path + root_len;
+  fputs(*rel ? rel : "/", stdout);
+  putchar(0);
+  static unsigned char val[65536];
+  for (char *nm = names; nm < names + n; nm += strlen(nm) + 1) {
+    ssize_t v = lgetxattr(path, nm, val, sizeof val);
+    if (v < 0) continue;
+    fputs(nm, stdout);
+    putchar(0);
+    hex_out(val, v);
+    putchar(0);
+  }
+  putchar(0);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && !strcmp(argv[1], "version")) {
+    puts(PROTOCOL_VERSION);
+    return 0;
+  }
+  if (argc >= 3 && !strcmp(argv[1], "xattrs")) {
+    root_len = strlen(argv[2]);
+    while (root_len > 1 && argv[2][root_len - 1] == '/') root_len--;
+    if (nftw(argv[2], xattr_visit, 64, FTW_PHYS) < 0) {
+      perror(argv[2]);
+      return 1;
+    }
+    return 0;
+  }
+  if (argc >= 2 && !strcmp(argv[1], "run")) return run_main();
+  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | version\n");
+  return 2;
+}

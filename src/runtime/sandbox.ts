@@ -1,0 +1,318 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { basename, dirname, join, posix } from 'node:path';
+import type { Readable } from 'node:stream';
+import { acquireCache, type CacheLease } from './cache.js';
+import { copyLayers, type TreeSnapshot } from './copy.js';
+import { diffTrees, diffUpperDir, type DiffOptions } from './diff.js';
+import { MountError, SandboxAbortedError, SandboxSetupError, SandboxTimeoutError } from './errors.js';
+import { DEFAULT_HELPER_PATH, ensureHelper } from './helper.js';
+import { encodeSpec, parseStatusLine, type HelperRecord, type HelperStatus } from './protocol.js';
+import type { MountSpec, RunSpec } from './spec.js';
+import { resolveUser } from './user.js';
+
+export interface RuntimeOptions {
+  /** The runtime's state root: run directories (`runs/`) and cache mounts (`cache/`) live here. */
+  readonly stateDir: string;
+  /** The C helper; default the one built at install (`native/build/tsbuild-sandbox`). */
+  readonly helperPath?: string;
+  /**
+   * Run in a user namespace with the identity map when we are root (default true): root in the
+   * step owns files as root but holds capabilities only over the step's own namespaces.
+   */
+  readonly userNamespace?: boolean;
+}
+
+export interface RunResult {
+  /** The command's exit code; 128 + n when it was killed by signal n. */
+  readonly exitCode: number;
+  /** Set when the command was killed by a signal (e.g. `SIGSEGV`). */
+  readonly signal?: string;
+  readonly durationMs: number;
+  /** How the root was made: overlayfs over the layers, a private copy of them, or a plain directory. */
+  readonly rootfsMode: 'overlay' | 'copy' | 'dir';
+  /** The overlay upper directory (overlay mode), or the private root copy (copy mode). */
+  readonly changesDir?: string;
+  /** Paths (absolute, inside the root) the sandbox mounted over; they are left out of the diff unless written otherwise. */
+  readonly mountPoints: readonly string[];
+  /** The last few KiB of stdout and stderr, interleaved as received: for error messages. */
+  readonly lastOutput: string;
+  /** The changes as a deterministic layer tar (whiteouts, opaque markers). Not for a `dir` root. */
+  diff(options?: DiffOptions): Readable;
+  /** Removes the run's directories (the upper or copy, unless the caller gave `upperDir`). */
+  dispose(): Promise<void>;
+}
+
+/** Mount points the sandbox always makes. */
+const SYSTEM_MOUNTS = ['/proc', '/dev', '/sys', '/etc/resolv.conf', '/etc/hosts'];
+const LAST_OUTPUT_BYTES = 8192;
+const SIGNALS: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 6: 'SIGABRT', 7: 'SIGBUS', 8: 'SIGFPE', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 14: 'SIGALRM', 15: 'SIGTERM' };
+
+/** A sandbox runtime bound to one state root. */
+export class Runtime {
+  readonly stateDir: string;
+  readonly helperPath: string;
+  readonly userNamespace: boolean;
+  private overlayBroken = false;
+  private hostFiles: Promise<{ resolv: Buffer }> | undefined;
+
+  constructor(options: RuntimeOptions) {
+    this.stateDir = options.stateDir;
+    this.helperPath = options.helperPath ?? DEFAULT_HELPER_PATH;
+    this.userNamespace = options.userNamespace ?? true;
+  }
+
+  /**
+   * Runs one process. Resolves with its exit code (non-zero is not an error here: the caller
+   * names the step); rejects with SandboxSetupError, SandboxAbortedError, SandboxTimeoutError,
+   * MountError, UserResolutionError or RuntimeUnavailableError.
+   */
+  async run(spec: RunSpec): Promise<RunResult> {
+    await ensureHelper(this.helperPath);
+    spec.signal?.throwIfAborted();
+    const mode = spec.rootfsMode ?? 'auto';
+    if ('dir' in spec.rootfs) return this.runOnce(spec, 'dir');
+    if (mode === 'copy' || (mode === 'auto' && (this.overlayBroken || !(await overlaySupported())))) return this.runOnce(spec, 'copy');
+    try {
+      return await this.runOnce(spec, 'overlay');
+    } catch (err) {
+      if (mode === 'auto' && err instanceof SandboxSetupError && /overlay/.test(err.message)) {
+        this.overlayBroken = true;
+        return this.runOnce(spec, 'copy');
+      }
+      throw err;
+    }
+  }
+
+  private async runOnce(spec: RunSpec, rootfsMode: 'overlay' | 'copy' | 'dir'): Promise<RunResult> {
+    const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
+    const runDir = join(this.stateDir, 'runs', id);
+    await mkdir(runDir, { recursive: true });
+    const cleanups: (() => Promise<unknown>)[] = [];
+    const leases: CacheLease[] = [];
+    let keepRunDir = false;
+    let ownUpper = false;
+    let upper: string | undefined;
+    try {
+      const records: HelperRecord[] = [];
+      let layersTopFirst: string[];
+      let snapshot: TreeSnapshot | undefined;
+      let copyDir: string | undefined;
+      const lowerDirs = 'lowerDirs' in spec.rootfs ? spec.rootfs.lowerDirs : [];
+      if ('dir' in spec.rootfs) {
+        records.push({ kind: 'dir', path: spec.rootfs.dir });
+        layersTopFirst = [spec.rootfs.dir];
+      } else if (rootfsMode === 'copy') {
+        copyDir = join(runDir, 'rootfs');
+        snapshot = await copyLayers(this.helperPath, lowerDirs, copyDir);
+        records.push({ kind: 'dir', path: copyDir });
+        layersTopFirst = [copyDir];
+      } else {
+        if (lowerDirs.length === 0) throw new SandboxSetupError('the root filesystem has no layers');
+        ownUpper = spec.upperDir === undefined;
+        upper = spec.upperDir ?? join(runDir, 'upper');
+        await mkdir(upper, { recursive: true });
+        // The work dir must share the upper's filesystem: make it beside the upper.
+        const work = ownUpper ? join(runDir, 'work') : join(dirname(upper), `.${basename(upper)}.work-${id}`);
+        await mkdir(work, { recursive: true });
+        cleanups.push(() => rm(work, { recursive: true, force: true }));
+        const merged = join(runDir, 'merged');
+        await mkdir(merged);
+        records.push({ kind: 'overlay', merged, upper, work, lowerDirs });
+        layersTopFirst = [...lowerDirs].reverse();
+      }
+
+      const user = await resolveUser(layersTopFirst, spec.user);
+      const cwd = posix.resolve('/', spec.cwd ?? '/');
+      records.push({ kind: 'hostname', value: spec.hostname ?? 'tsbuild' });
+      records.push({ kind: 'net', value: spec.network === 'none' ? 'none' : 'host' });
+      records.push({ kind: 'cwd', value: cwd });
+      records.push({ kind: 'userns', value: this.userNamespace });
+      records.push({ kind: 'uid', value: user.uid }, { kind: 'gid', value: user.gid });
+      for (const g of user.groups) records.push({ kind: 'group', value: g });
+
+      const env = [...(spec.env ?? [])];
+      const hostname = spec.hostname ?? 'tsbuild';
+      const { resolv } = await (this.hostFiles ??= readHostFiles());
+      records.push({ kind: 'file', target: '/etc/resolv.conf', mode: 0o644, uid: 0, gid: 0, readonly: false, data: resolv });
+      const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+      records.push({ kind: 'file', target: '/etc/hosts', mode: 0o644, uid: 0, gid: 0, readonly: false, data: Buffer.from(hosts) });
+
+      const mountPoints = [...SYSTEM_MOUNTS];
+      const mounts = [...(spec.mounts ?? [])]
+        .map((m, i) => ({ m, i, target: mountTarget(m, cwd) }))
+        .sort((a, b) => depth(a.target ?? '') - depth(b.target ?? '') || a.i - b.i);
+      for (const { m, i, target } of mounts) {
+        if (target === undefined) {
+          if (m.type === 'secret' && m.env) {
+            if (m.data === undefined) {
+              if (m.required) throw new MountError(`secret ${m.id} is required but was not provided`);
+              continue;
+            }
+            env.push(`${m.env}=${Buffer.from(m.data).toString('utf8')}`);
+          }
+          continue;
+        }
+        if (target === '/') throw new MountError(`cannot mount ${m.type} over /`);
+        switch (m.type) {
+          case 'bind':
+            if (m.readwrite) {
+              const b = join(runDir, `bind-${i}`);
+              await mkdir(join(b, 'upper'), { recursive: true });
+              await mkdir(join(b, 'work'));
+              cleanups.push(() => rm(b, { recursive: true, force: true }));
+              records.push({ kind: 'ovbind', source: m.source, upper: join(b, 'upper'), work: join(b, 'work'), target });
+            } else records.push({ kind: 'bind', source: m.source, target, readonly: true });
+            break;
+          case 'cache': {
+            const lease = await acquireCache(this.stateDir, m, spec.signal);
+            leases.push(lease);
+            records.push({ kind: 'bind', source: lease.dir, target, readonly: m.readonly ?? false });
+            break;
+          }
+          case 'tmpfs':
+            records.push({ kind: 'tmpfs', target, size: m.size ?? 0, mode: m.mode ?? 0o1777 });
+            break;
+          case 'secret':
+            if (m.data === undefined) {
+              if (m.required) throw new MountError(`secret ${m.id} is required but was not provided`);
+              continue;
+            }
+            records.push({ kind: 'file', target, mode: m.mode ?? 0o400, uid: m.uid ?? 0, gid: m.gid ?? 0, readonly: true, data: m.data });
+            if (m.env) env.push(`${m.env}=${Buffer.from(m.data).toString('utf8')}`);
+            break;
+          case 'ssh':
+            if (m.socket === undefined) {
+              if (m.required) throw new MountError(`ssh agent ${m.id ?? 'default'} is required but no socket was given`);
+              continue;
+            }
+            records.push({ kind: 'bind', source: m.socket, target, readonly: false });
+            if (!env.some((e) => e.startsWith('SSH_AUTH_SOCK='))) env.push(`SSH_AUTH_SOCK=${target}`);
+            break;
+        }
+        mountPoints.push(target);
+      }
+      for (const e of env) records.push({ kind: 'env', value: e });
+      for (const a of spec.args) records.push({ kind: 'arg', value: a });
+      if (spec.args.length === 0) throw new SandboxSetupError('no command to run');
+
+      const outcome = await this.spawnHelper(encodeSpec(records), spec);
+      keepRunDir = rootfsMode !== 'dir';
+      const changesDir = rootfsMode === 'overlay' ? upper : copyDir;
+      const points = [...new Set(mountPoints)];
+      const helperPath = this.helperPath;
+      let disposed = false;
+      return {
+        exitCode: outcome.exitCode,
+        ...(outcome.signal ? { signal: outcome.signal } : {}),
+        durationMs: outcome.durationMs,
+        rootfsMode,
+        ...(changesDir ? { changesDir } : {}),
+        mountPoints: points,
+        lastOutput: outcome.lastOutput,
+        diff(options?: DiffOptions): Readable {
+          const opts = { ...options, excludeMountPoints: [...points, ...(options?.excludeMountPoints ?? [])], helperPath };
+          if (rootfsMode === 'overlay') return diffUpperDir(upper!, lowerDirs, opts);
+          if (rootfsMode === 'copy') return diffTrees(copyDir!, snapshot!, opts);
+          throw new SandboxSetupError('a run over a plain directory has no diff');
+        },
+        async dispose() {
+          if (disposed) return;
+          disposed = true;
+          await rm(runDir, { recursive: true, force: true });
+        },
+      };
+    } catch (err) {
+      if (ownUpper && upper) keepRunDir = false;
+      throw err;
+    } finally {
+      for (const c of cleanups) await c().catch(() => {});
+      for (const l of leases) await l.release().catch(() => {});
+      if (!keepRunDir) await rm(runDir, { recursive: true, force: true }).catch(() => {});
+      else {
+        await rm(join(runDir, 'merged'), { recursive: true, force: true }).catch(() => {});
+        await rm(join(runDir, 'work'), { recursive: true, force: true }).catch(() => {});
+      }
+    }
+  }
+
+  private spawnHelper(wire: Buffer, spec: RunSpec): Promise<{ exitCode: number; signal?: string; durationMs: number; lastOutput: string }> {
+    const started = performance.now();
+    return new Promise((resolve, reject) => {
+      const child = spawn(this.helperPath, ['run'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+      const status = child.stdio[3] as Readable & { end(b: Buffer): void };
+      let tail = '';
+      const keep = (b: Buffer) => {
+        tail += b.toString('utf8');
+        if (tail.length > LAST_OUTPUT_BYTES * 2) tail = tail.slice(-LAST_OUTPUT_BYTES);
+      };
+      child.stdout!.on('data', (b: Buffer) => { keep(b); spec.onStdout?.(b); });
+      child.stderr!.on('data', (b: Buffer) => { keep(b); spec.onStderr?.(b); });
+      let statusText = '';
+      status.on('data', (b: Buffer) => { statusText += b.toString('utf8'); });
+      status.on('error', () => {});
+      let killedBy: 'abort' | 'timeout' | undefined;
+      let hardKill: NodeJS.Timeout | undefined;
+      const kill = (why: 'abort' | 'timeout') => {
+        if (killedBy) return;
+        killedBy = why;
+        child.kill('SIGTERM'); // the helper SIGKILLs the namespace's init: everything in it dies
+        hardKill = setTimeout(() => child.kill('SIGKILL'), 2000);
+        hardKill.unref();
+      };
+      const onAbort = () => kill('abort');
+      spec.signal?.addEventListener('abort', onAbort, { once: true });
+      const timer = spec.timeoutMs !== undefined ? setTimeout(() => kill('timeout'), spec.timeoutMs) : undefined;
+      child.on('error', (err) => reject(new SandboxSetupError(`cannot start the sandbox helper ${this.helperPath}`, { cause: err })));
+      child.on('close', (code, sig) => {
+        if (timer) clearTimeout(timer);
+        if (hardKill) clearTimeout(hardKill);
+        spec.signal?.removeEventListener('abort', onAbort);
+        const durationMs = performance.now() - started;
+        const lines = statusText.split('\n').filter(Boolean).map(parseStatusLine).filter((s): s is HelperStatus => s !== undefined);
+        const lastOutput = tail.slice(-LAST_OUTPUT_BYTES);
+        if (killedBy === 'abort') return reject(new SandboxAbortedError('the run was aborted; its processes were killed', { cause: spec.signal?.reason }));
+        if (killedBy === 'timeout') return reject(new SandboxTimeoutError(spec.timeoutMs!));
+        const error = lines.find((l) => l.kind === 'error');
+        if (error && error.kind === 'error') return reject(new SandboxSetupError(`sandbox setup failed: ${error.message}`));
+        const exit = lines.find((l) => l.kind === 'exit' || l.kind === 'signal');
+        if (exit?.kind === 'exit') return resolve({ exitCode: exit.code, durationMs, lastOutput });
+        if (exit?.kind === 'signal') {
+          return resolve({ exitCode: 128 + exit.signal, signal: SIGNALS[exit.signal] ?? `signal ${exit.signal}`, durationMs, lastOutput });
+        }
+        reject(new SandboxSetupError(`the sandbox helper ended without a status (exit ${code ?? sig})`));
+      });
+      status.end(wire);
+    });
+  }
+}
+
+/** Creates a runtime over a state root. */
+export function createRuntime(options: RuntimeOptions): Runtime {
+  return new Runtime(options);
+}
+
+function depth(p: string): number {
+  return p.split('/').filter(Boolean).length;
+}
+
+function mountTarget(m: MountSpec, cwd: string): string | undefined {
+  let t: string | undefined;
+  switch (m.type) {
+    case 'secret': t = m.target ?? (m.env ? undefined : `/run/secrets/${m.id}`); break;
+    case 'ssh': t = m.target ?? '/run/buildkit/ssh_agent.0'; break;
+    default: t = m.target;
+  }
+  return t === undefined ? undefined : posix.resolve(cwd, t);
+}
+
+let overlayProbe: Promise<boolean> | undefined;
+function overlaySupported(): Promise<boolean> {
+  return (overlayProbe ??= readFile('/proc/filesystems', 'utf8').then((t) => /\boverlay\b/.test(t), () => false));
+}
+
+async function readHostFiles(): Promise<{ resolv: Buffer }> {
+  const resolv = await readFile('/etc/resolv.conf').catch(() => Buffer.from('nameserver 8.8.8.8\nnameserver 8.8.4.4\n'));
+  return { resolv };
+}
