@@ -120,37 +120,45 @@ export function parseFlags(flags: readonly RawFlag[], spec: FlagSpec): ParsedFla
   return { values, lists, used, diagnostics };
 }
 
-/** Plain Levenshtein distance (case-sensitive), as BuildKit's `agext/levenshtein`. */
-function levenshtein(a: string, b: string): number {
+/**
+ * Edit distance (case-sensitive): plain Levenshtein as BuildKit's `agext/levenshtein`, or with
+ * adjacent transpositions counted as one edit (optimal string alignment) when `transpose`.
+ */
+function distance(a: string, b: string, transpose: boolean): number {
   if (a === b) return 0;
-  const prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
   for (let i = 1; i <= a.length; i++) {
-    let diag = prev[0]!;
-    prev[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const tmp = prev[j]!;
-      prev[j] = Math.min(prev[j]! + 1, prev[j - 1]! + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
-      diag = tmp;
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (transpose && i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
     }
   }
-  return prev[b.length]!;
+  return d[a.length]![b.length]!;
 }
 
 /**
- * BuildKit's `suggest.Search`: the closest option at distance below 3, none when `value` is itself
- * an option. Case-insensitive matches are returned in the case style of `value` (all lower, all
- * upper, else the option's own). Ties go to the first option in `options` order.
+ * BuildKit's `suggest.Search`: the closest option at Levenshtein distance below 3, none when
+ * `value` is itself an option. Case-insensitive matches are returned in the case style of `value`
+ * (all lower, all upper, else the option's own). BuildKit breaks ties by map order (random); we
+ * prefer the option that is closer when a swap of adjacent letters counts as one edit (`RNU` →
+ * `RUN`, not `ENV`), then the first in `options`.
  */
 export function suggestWord(value: string, options: readonly string[], caseSensitive: boolean): string | undefined {
   const val = caseSensitive ? value : value.toLowerCase();
   let match: string | undefined;
   let min = 3;
+  let minSwap = Infinity;
   for (const o of options) {
     const opt = caseSensitive ? o : o.toLowerCase();
     if (opt === val) return undefined;
-    const d = levenshtein(val, opt);
-    if (d < min) {
+    const d = distance(val, opt, false);
+    if (d > min || d === 3) continue;
+    const swap = distance(val, opt, true);
+    if (d < min || swap < minSwap) {
       min = d;
+      minSwap = swap;
       match = caseSensitive ? opt : matchCase(opt, value);
     }
   }

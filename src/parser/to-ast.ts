@@ -160,7 +160,7 @@ function convert(ri: RawInstruction, ctx: Context, comments: readonly string[]):
           ctx.report(
             'invalid-stage-name',
             `invalid name for build stage: ${JSON.stringify(stageName)}, name can't start with a number or contain symbols`,
-            ctx.find(ri, stageName, ri.restRange, ctx.find(ri, args[1]!, ri.restRange).end.offset),
+            ctx.find(ri, stageName, ri.restRange, ctx.find(ri, args[1]!, ri.restRange, ctx.find(ri, args[0]!, ri.restRange).end.offset).end.offset),
           );
           ok = false;
         }

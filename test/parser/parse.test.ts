@@ -75,14 +75,13 @@ describe('BuildKit instruction vectors (buildkit-instructions/vectors.json)', ()
   }
 
   it.each(vectors.ok.map((v) => [v.source, v] as const))('%s', (_name, v) => {
-    const r = parseDockerfile(v.dockerfile);
+    // BuildKit converts the vector's first instruction alone; a stage command needs a stage here.
+    const opensStage = /^\s*(#.*\n\s*)*(FROM|ARG)\b/i.test(v.dockerfile);
+    const r = parseDockerfile(opensStage ? v.dockerfile : `FROM scratch\n${v.dockerfile}`);
     expect(errors(r)).toEqual([]);
-    // The vector's first instruction: it may open a stage or be a meta ARG.
-    const firstStage = r.ast.stages[0];
-    const first = r.ast.metaArgs[0] ?? (firstStage && firstStage.from.range.start.offset === r.raw.instructions[0]!.range.start.offset ? firstStage.from : undefined);
-    const firstInstruction = first ?? firstStage?.instructions[0];
+    const first = opensStage ? undefined : r.ast.stages[0]!.instructions[0];
     for (const [field, want] of Object.entries(v.expect)) {
-      expect(goView(r, firstInstruction as Instruction | undefined, field), field).toEqual(want);
+      expect(goView(r, first, field), field).toEqual(want);
     }
   });
 });
@@ -232,7 +231,7 @@ describe('ENV, LABEL, ARG', () => {
   });
   it('ARG with and without defaults, several per line', () => {
     expect(only('ARG A B=2 C="x y" D=')).toMatchObject({ args: [{ name: 'A' }, { name: 'B', defaultValue: '2' }, { name: 'C', defaultValue: '"x y"' }, { name: 'D', defaultValue: '' }] });
-    expect((only('ARG A') as { args: object[] }).args[0]).not.toHaveProperty('defaultValue');
+    expect((only('ARG A') as unknown as { args: object[] }).args[0]).not.toHaveProperty('defaultValue');
     expect(firstError('ARG =x')?.message).toBe('ARG names can not be blank');
   });
 });
@@ -246,7 +245,7 @@ describe('the other instructions', () => {
     expect(only('VOLUME /a /b')).toMatchObject({ kind: 'VOLUME', paths: ['/a', '/b'] });
     expect(only('STOPSIGNAL SIGKILL')).toMatchObject({ kind: 'STOPSIGNAL', signal: 'SIGKILL' });
     expect(only('MAINTAINER me <me@example.com>')).toMatchObject({ kind: 'MAINTAINER', maintainer: 'me <me@example.com>' });
-    expect(firstError('USER a b')?.message).toBe('USER requires exactly one argument');
+    expect(firstError('USER')?.message).toBe('USER requires exactly one argument');
     expect(firstError('VOLUME [""]')?.message).toBe('VOLUME specified can not be an empty string');
   });
 

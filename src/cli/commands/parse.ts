@@ -57,7 +57,7 @@ export const run: Command = async (argv, ctx) => {
     } else {
       // The dump is BuildKit's parser output: printed whenever the syntax is valid, even when
       // the instructions have semantic errors (those are diagnostics beside it).
-      if (result.syntaxValid) ctx.stdout.write(`${dumpBuildkit(result.raw)}\n`);
+      if (result.syntaxValid) ctx.stdout.write(dumpBuildkit(result.raw));
     }
     for (const d of result.diagnostics) ctx.stderr.write(`${formatDiagnostic(d, text, { file, color })}\n`);
     if (result.diagnostics.some((d) => d.severity === 'error')) failed = true;
