@@ -192,7 +192,7 @@ function dispatchInstruction(instr: Instruction, state: StageState, ctx: Dispatc
       const path = expanderFor(state, ctx, instr.range).word(instr.path);
       const wd = normalizeWorkdir(state.config.WorkingDir ?? '', path);
       state.config.WorkingDir = wd;
-      if (wd !== '/') return push(state, planMkdir(wd, state, ctx, instr.range, historyEntry(`WORKDIR ${wd}`, true)), true);
+      if (wd !== '/') return push(state, planMkdir(wd, state, ctx, instr.range, historyEntry(`WORKDIR ${wd}`, true, false)), true);
       return push(state, configOp(state, ctx, instr.range, 'WORKDIR', { WorkingDir: wd }, `WORKDIR ${wd}`), false);
     }
     case 'USER':

@@ -78,9 +78,12 @@ export function healthcheckHistory(h: HealthConfig): string {
   return `HEALTHCHECK {Test:${goList(h.Test ?? [])} Interval:${goDuration(h.Interval ?? 0)} Timeout:${goDuration(h.Timeout ?? 0)} StartPeriod:${goDuration(h.StartPeriod ?? 0)} StartInterval:${goDuration(h.StartInterval ?? 0)} Retries:${h.Retries ?? 0}}`;
 }
 
-/** BuildKit's `commitToHistory`: layer-creating steps get ` # buildkit`. */
-export function historyEntry(createdBy: string, withLayer: boolean): { created_by: string; empty_layer: boolean; comment: string } {
-  return { created_by: withLayer ? `${createdBy} # buildkit` : createdBy, empty_layer: !withLayer, comment: 'buildkit.dockerfile.v0' };
+/**
+ * BuildKit's `commitToHistory`: steps that commit an LLB state (RUN, COPY, ADD) get ` # buildkit`;
+ * WORKDIR makes a layer without the suffix.
+ */
+export function historyEntry(createdBy: string, withLayer: boolean, suffix = withLayer): { created_by: string; empty_layer: boolean; comment: string } {
+  return { created_by: suffix ? `${createdBy} # buildkit` : createdBy, empty_layer: !withLayer, comment: 'buildkit.dockerfile.v0' };
 }
 
 /**

@@ -1,7 +1,7 @@
 import type { Dockerfile, Instruction, Stage } from '../../parser/ast.js';
 import type { Range } from '../../parser/diagnostics.js';
 import { processWord, emptyEnv } from '../../parser/shell.js';
-import { didYouMean } from '../../util/suggest.js';
+import { editDistance } from '../../util/suggest.js';
 import { PlanAbort, makeDiagnostic } from './diagnostics.js';
 import { shellEnv, type EnvList } from './env.js';
 import { makeExpander } from './expand.js';
@@ -190,7 +190,7 @@ export function resolveTarget(target: string | undefined, stages: readonly Stage
   const st = stages.find((s) => s.name === lower);
   if (st) return st.index;
   const names = stages.flatMap((s) => (s.name !== undefined ? [s.name] : []));
-  const suggestion = didYouMean(target, names);
+  const suggestion = suggestName(target, names);
   return abort(
     ctx,
     'unknown-target',
@@ -246,3 +246,23 @@ export function levels(reach: ReadonlySet<number>, edges: readonly (readonly num
 }
 
 export { formatPlatform };
+
+/**
+ * BuildKit's `suggest.Search` (case-insensitive): the closest name at Levenshtein distance < 3;
+ * none when a name matches exactly. Looser than `didYouMean`, to give BuildKit's very messages.
+ */
+export function suggestName(value: string, names: readonly string[]): string | undefined {
+  const v = value.toLowerCase();
+  let best: string | undefined;
+  let min = 3;
+  for (const n of names) {
+    const o = n.toLowerCase();
+    if (o === v) return undefined;
+    const d = editDistance(v, o);
+    if (d < min) {
+      min = d;
+      best = value === value.toUpperCase() && value !== value.toLowerCase() ? n.toUpperCase() : n;
+    }
+  }
+  return best;
+}
