@@ -1,0 +1,1036 @@
+import type { CstNode, IToken } from 'chevrotain';
+import { LineIndex, type Diagnostic, type Range, type Severity } from './diagnostics.js';
+import { goLower, goQuote } from './dump.js';
+import { parseLines } from './grammar.js';
+import { parseJsonArgs } from './json-args.js';
+import { tokenize, type EscapeChar } from './lexer.js';
+import type { Directive, RawDockerfile, RawFlag, RawHeredoc, RawInstruction, RawParseResult } from './raw-types.js';
+import { isGoSpace, type HeredocRequest, type LineAnalysis, type LogicalLine } from './tokens.js';
+
+/**
+ * The line-level parser: BuildKit's `frontend/dockerfile/parser` (Parse, splitCommand, the
+ * line_parsers.go dispatch table, heredoc detection) on top of the Chevrotain line lexer and
+ * grammar. Differences from BuildKit are by design only in error handling: BuildKit stops at the
+ * first error; `parseRaw` reports every error (each instruction is parsed on its own) and keeps
+ * going. An instruction whose argument rule fails (JSON array of non-strings, ENV without value,
+ * ENV word without `=`) is left out of `instructions`; its diagnostic says why.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Instruction analysis (newNodeFromLine), on one joined line
+
+interface Span {
+  readonly start: number;
+  readonly end: number;
+}
+
+interface FlagSpan extends Span {
+  readonly text: string;
+}
+
+/** BuildKit's `Node` for one instruction, with offsets into the analysed line. */
+interface LineNode {
+  readonly keyword: string;
+  readonly keywordSpan: Span;
+  readonly flags: readonly FlagSpan[];
+  readonly rest: string;
+  readonly restSpan: Span;
+  readonly args: readonly string[];
+  readonly json: boolean;
+  readonly child?: LineNode;
+}
+
+interface LineError extends Span {
+  readonly code: string;
+  readonly message: string;
+}
+
+interface HeredocSpec extends HeredocRequest {
+  readonly expand: boolean;
+  readonly fileDescriptor: number | undefined;
+}
+
+interface Analysis extends LineAnalysis {
+  readonly node: LineNode | undefined;
+  readonly error: LineError | undefined;
+  readonly heredocs: readonly HeredocSpec[];
+}
+
+class LineRuleError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly span: Span,
+  ) {
+    super(message);
+  }
+}
+
+/** BuildKit's `reWhitespace` class: `[\t\v\f\r ]`. */
+function isWs(c: number): boolean {
+  return c === 32 || c === 9 || c === 11 || c === 12 || c === 13;
+}
+
+function trimStart(s: string, from: number, to: number): number {
+  while (from < to && isGoSpace(s.charCodeAt(from))) from++;
+  return from;
+}
+
+function trimEnd(s: string, from: number, to: number): number {
+  while (to > from && isGoSpace(s.charCodeAt(to - 1))) to--;
+  return to;
+}
+
+const WS_RUN = /[\t\v\f\r ]+/;
+
+function splitWhitespace(rest: string): string[] {
+  if (rest === '') return [];
+  return rest.split(/[\t\v\f\r ]+/);
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
+}
+
+/** Maps byte offsets of `s`'s UTF-8 encoding to UTF-16 offsets (to the next boundary inside a character). */
+function byteToCharMap(s: string, bytes: Uint8Array): Int32Array {
+  const map = new Int32Array(bytes.length + 1);
+  let b = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    let n = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+    let units = 1;
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n = 4;
+        units = 2;
+      }
+    }
+    map[b] = i;
+    for (let k = 1; k < n; k++) map[b + k] = i + units;
+    b += n;
+    i += units - 1;
+  }
+  map[b] = s.length;
+  return map;
+}
+
+const utf8 = new TextDecoder();
+
+/**
+ * BuildKit's `extractBuilderFlags`: leading `--words`, on bytes (each byte is one "rune", and the
+ * bytes 0x85 and 0xA0 count as white space, as in Go). Returns the flags and where the rest starts.
+ */
+function extractFlags(args: string, esc: number): { flags: FlagSpan[]; restAt: number } {
+  let p = 0;
+  while (p < args.length && isGoSpace(args.charCodeAt(p))) p++;
+  if (args.charCodeAt(p) !== 45 || args.charCodeAt(p + 1) !== 45) return { flags: [], restAt: p };
+  const ascii = isAscii(args);
+  const bytes: Uint8Array = ascii ? Uint8Array.from(args, (c) => c.charCodeAt(0)) : Buffer.from(args, 'utf8');
+  const map = ascii ? undefined : byteToCharMap(args, bytes);
+  const at = (b: number): number => (map === undefined ? b : map[b]!);
+  const n = bytes.length;
+  const flags: FlagSpan[] = [];
+  const IN_SPACES = 0;
+  const IN_WORD = 1;
+  const IN_QUOTE = 2;
+  let phase = IN_SPACES;
+  let word: number[] = [];
+  let quote = 0;
+  let blankOK = false;
+  let wordStart = 0;
+  let ch = 0;
+  const push = (end: number): void => {
+    const text = ascii ? String.fromCharCode(...word) : utf8.decode(Uint8Array.from(word));
+    flags.push({ text, start: at(wordStart), end: at(end) });
+  };
+  const isDashDash = (): boolean => word.length === 2 && word[0] === 45 && word[1] === 45;
+  for (let pos = 0; pos <= n; pos++) {
+    if (pos !== n) ch = bytes[pos]!;
+    if (phase === IN_SPACES) {
+      if (pos === n) break;
+      if (isGoSpace(ch)) continue;
+      if (ch !== 45 || pos + 1 === n || bytes[pos + 1] !== 45) return { flags, restAt: at(pos) };
+      phase = IN_WORD;
+      wordStart = pos;
+    }
+    if (pos === n) {
+      if (!isDashDash() && (blankOK || word.length > 0)) push(n);
+      break;
+    }
+    if (phase === IN_WORD) {
+      if (isGoSpace(ch)) {
+        phase = IN_SPACES;
+        if (isDashDash()) return { flags, restAt: at(pos) };
+        if (blankOK || word.length > 0) push(pos);
+        word = [];
+        blankOK = false;
+        continue;
+      }
+      if (ch === 39 || ch === 34) {
+        quote = ch;
+        blankOK = true;
+        phase = IN_QUOTE;
+        continue;
+      }
+      if (ch === esc) {
+        if (pos + 1 === n) continue;
+        pos++;
+        ch = bytes[pos]!;
+      }
+      word.push(ch);
+      continue;
+    }
+    // IN_QUOTE
+    if (ch === quote) {
+      phase = IN_WORD;
+      continue;
+    }
+    if (ch === esc) {
+      if (pos + 1 === n) {
+        phase = IN_WORD;
+        continue;
+      }
+      pos++;
+      ch = bytes[pos]!;
+    }
+    word.push(ch);
+  }
+  return { flags, restAt: args.length };
+}
+
+/** BuildKit's `parseWords`: white-space separated words, quotes and escapes kept. */
+function parseWords(rest: string, esc: number): string[] {
+  const words: string[] = [];
+  const IN_SPACES = 0;
+  const IN_WORD = 1;
+  const IN_QUOTE = 2;
+  let phase = IN_SPACES;
+  let quote = 0;
+  let blankOK = false;
+  let sb = '';
+  const n = rest.length;
+  let ch = 0;
+  for (let pos = 0; pos <= n; pos++) {
+    if (pos !== n) ch = rest.charCodeAt(pos);
+    if (phase === IN_SPACES) {
+      if (pos === n) break;
+      if (isGoSpace(ch)) continue;
+      phase = IN_WORD;
+    }
+    if (pos === n) {
+      if (blankOK || sb.length > 0) words.push(sb);
+      break;
+    }
+    if (phase === IN_WORD) {
+      if (isGoSpace(ch)) {
+        phase = IN_SPACES;
+        if (blankOK || sb.length > 0) words.push(sb);
+        sb = '';
+        blankOK = false;
+        continue;
+      }
+      if (ch === 39 || ch === 34) {
+        quote = ch;
+        blankOK = true;
+        phase = IN_QUOTE;
+      }
+      if (ch === esc) {
+        if (pos + 1 === n) continue;
+        sb += rest[pos];
+        pos++;
+        ch = rest.charCodeAt(pos);
+      }
+      sb += rest[pos];
+      continue;
+    }
+    // IN_QUOTE
+    if (ch === quote) phase = IN_WORD;
+    if (ch === esc && quote !== 39) {
+      if (pos + 1 === n) {
+        phase = IN_WORD;
+        continue;
+      }
+      sb += rest[pos];
+      pos++;
+    }
+    sb += rest[pos];
+  }
+  return words;
+}
+
+interface Args {
+  readonly args: readonly string[];
+  readonly json: boolean;
+}
+
+const NO_ARGS: Args = { args: [], json: false };
+
+function maybeJson(rest: string, span: Span, toList: boolean): Args {
+  const parsed = parseJsonArgs(rest);
+  if (parsed.kind === 'array') return { args: parsed.args, json: true };
+  if (parsed.kind === 'not-strings') {
+    throw new LineRuleError(
+      'json-not-strings',
+      'when using JSON array syntax, arrays must be comprised of strings only',
+      span,
+    );
+  }
+  if (toList) return { args: splitWhitespace(rest), json: false };
+  return rest === '' ? NO_ARGS : { args: [rest], json: false };
+}
+
+function nameVal(rest: string, key: 'ENV' | 'LABEL', span: Span, esc: number): Args {
+  const words = parseWords(rest, esc);
+  if (words.length === 0) return NO_ARGS;
+  if (!words[0]!.includes('=')) {
+    const m = WS_RUN.exec(rest);
+    if (m === null) throw new LineRuleError('missing-value', `${key} must have two arguments`, span);
+    return { args: [rest.slice(0, m.index), rest.slice(m.index + m[0].length), ''], json: false };
+  }
+  const args: string[] = [];
+  for (const word of words) {
+    const eq = word.indexOf('=');
+    if (eq < 0) {
+      throw new LineRuleError(
+        'missing-equals',
+        `Syntax error - can't find = in ${goQuote(word)}. Must be of the form: name=value`,
+        span,
+      );
+    }
+    args.push(word.slice(0, eq), word.slice(eq + 1), '=');
+  }
+  return { args, json: false };
+}
+
+function healthConfig(rest: string, span: Span): Args {
+  // BuildKit scans bytes here too: a byte 0x85 or 0xA0 inside a character counts as a space.
+  let typ: string;
+  let cmd: string;
+  if (isAscii(rest)) {
+    let sep = 0;
+    while (sep < rest.length && !isGoSpace(rest.charCodeAt(sep))) sep++;
+    let next = sep;
+    while (next < rest.length && isGoSpace(rest.charCodeAt(next))) next++;
+    if (sep === 0) return NO_ARGS;
+    typ = rest.slice(0, sep);
+    cmd = rest.slice(next);
+  } else {
+    const bytes = Buffer.from(rest, 'utf8');
+    let sep = 0;
+    while (sep < bytes.length && !isGoSpace(bytes[sep]!)) sep++;
+    let next = sep;
+    while (next < bytes.length && isGoSpace(bytes[next]!)) next++;
+    if (sep === 0) return NO_ARGS;
+    typ = utf8.decode(bytes.subarray(0, sep));
+    cmd = utf8.decode(bytes.subarray(next));
+  }
+  const c = maybeJson(cmd, span, false);
+  return { args: [typ, ...c.args], json: c.json };
+}
+
+/** BuildKit's `newNodeFromLine` (splitCommand + dispatch), on `line`, whose offsets start at `base`. */
+function analyzeNode(line: string, base: number, esc: number): LineNode {
+  const s = trimStart(line, 0, line.length);
+  const e = trimEnd(line, s, line.length);
+  let k = s;
+  while (k < e && !isWs(line.charCodeAt(k))) k++;
+  const keyword = line.slice(s, k);
+  let flags: FlagSpan[] = [];
+  let rest = '';
+  let restStart = e;
+  let restEnd = e;
+  if (k < e) {
+    let a = k;
+    while (a < e && isWs(line.charCodeAt(a))) a++;
+    const args = line.slice(a, e);
+    const ex = extractFlags(args, esc);
+    flags = ex.flags.map((f) => ({ text: f.text, start: base + a + f.start, end: base + a + f.end }));
+    restStart = trimStart(args, ex.restAt, args.length);
+    restEnd = trimEnd(args, restStart, args.length);
+    rest = args.slice(restStart, restEnd);
+    restStart += a;
+    restEnd += a;
+  }
+  const restSpan: Span = { start: base + restStart, end: base + restEnd };
+  const lineSpan: Span = { start: base + s, end: base + e };
+  let result: Args;
+  let child: LineNode | undefined;
+  switch (goLower(keyword)) {
+    case 'add':
+    case 'copy':
+    case 'volume':
+      result = maybeJson(rest, restSpan, true);
+      break;
+    case 'run':
+    case 'cmd':
+    case 'entrypoint':
+    case 'shell':
+      result = rest === '' ? NO_ARGS : maybeJson(rest, restSpan, false);
+      break;
+    case 'from':
+    case 'expose':
+      result = { args: splitWhitespace(rest), json: false };
+      break;
+    case 'arg':
+      result = { args: parseWords(rest, esc), json: false };
+      break;
+    case 'env':
+      result = nameVal(rest, 'ENV', lineSpan, esc);
+      break;
+    case 'label':
+      result = nameVal(rest, 'LABEL', lineSpan, esc);
+      break;
+    case 'healthcheck':
+      result = healthConfig(rest, restSpan);
+      break;
+    case 'maintainer':
+    case 'user':
+    case 'workdir':
+    case 'stopsignal':
+      result = rest === '' ? NO_ARGS : { args: [rest], json: false };
+      break;
+    case 'onbuild':
+      result = NO_ARGS;
+      if (rest !== '') child = analyzeNode(rest, base + restStart, esc);
+      break;
+    default:
+      result = { args: [''], json: false };
+  }
+  const node: LineNode = {
+    keyword,
+    keywordSpan: { start: base + s, end: base + k },
+    flags,
+    rest,
+    restSpan,
+    args: result.args,
+    json: result.json,
+    ...(child !== undefined ? { child } : {}),
+  };
+  return node;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Heredoc detection: BuildKit runs its shell lexer (escape `\`, unset variables kept) over the
+// whole line to find the `<<WORD` words, then again over each word to remove quotes.
+
+const EOF = -1;
+
+class ShellError extends Error {}
+
+/** A port of the parts of BuildKit's `shell.Lex` that `heredocsFromLine` uses, with no variables set. */
+class HeredocWordLexer {
+  #src = '';
+  #pos = 0;
+  #rawQuotes = false;
+  #rawEscapes = false;
+  /** Shared like BuildKit's `shellWord.wordsBuffer` (nested `${...}` words reset it). */
+  #buf = '';
+
+  processWords(src: string, rawQuotes: boolean, rawEscapes: boolean): string[] {
+    this.#src = src;
+    this.#pos = src.charCodeAt(0) === 0xfeff ? 1 : 0; // text/scanner skips a leading BOM
+    this.#rawQuotes = rawQuotes;
+    this.#rawEscapes = rawEscapes;
+    try {
+      return this.#processStopOn(EOF, rawEscapes).words;
+    } catch (e) {
+      if (e instanceof ShellError) throw new ShellError(`failed to process ${goQuote(src)}: ${e.message}`);
+      throw e;
+    }
+  }
+
+  #peek(): number {
+    return this.#pos < this.#src.length ? this.#src.codePointAt(this.#pos)! : EOF;
+  }
+
+  #next(): number {
+    if (this.#pos >= this.#src.length) return EOF;
+    const cp = this.#src.codePointAt(this.#pos)!;
+    this.#pos += cp > 0xffff ? 2 : 1;
+    return cp;
+  }
+
+  #processStopOn(stop: number, rawEscapes: boolean): { result: string; words: string[] } {
+    let result = '';
+    this.#buf = '';
+    const words: string[] = [];
+    let inWord = false;
+    const addRawChar = (s: string): void => {
+      this.#buf += s;
+      inWord = true;
+    };
+    const addChar = (cp: number): void => {
+      const space = isGoSpace(cp);
+      if (space && inWord) {
+        if (this.#buf.length !== 0) {
+          words.push(this.#buf);
+          this.#buf = '';
+          inWord = false;
+        }
+      } else if (!space) addRawChar(String.fromCodePoint(cp));
+    };
+    const getWords = (): string[] => {
+      if (this.#buf.length > 0) {
+        words.push(this.#buf);
+        this.#buf = '';
+        inWord = false;
+      }
+      return words;
+    };
+    const saved = this.#rawEscapes;
+    this.#rawEscapes = rawEscapes;
+    try {
+      while (this.#peek() !== EOF) {
+        let ch = this.#peek();
+        if (stop !== EOF && ch === stop) {
+          this.#next();
+          return { result, words: getWords() };
+        }
+        if (ch === 36 /* $ */ || ch === 60 /* < */ || ch === 39 || ch === 34) {
+          const tmp =
+            ch === 36
+              ? this.#processDollar()
+              : ch === 60
+                ? this.#processPossibleHeredoc()
+                : ch === 39
+                  ? this.#processSingleQuote()
+                  : this.#processDoubleQuote();
+          result += tmp;
+          if (ch === 36) {
+            for (const c of tmp) addChar(c.codePointAt(0)!);
+          } else addRawChar(tmp);
+        } else {
+          ch = this.#next();
+          if (ch === 92) {
+            if (this.#rawEscapes) {
+              addRawChar('\\');
+              result += '\\';
+            }
+            ch = this.#next();
+            if (ch === EOF) break;
+            addRawChar(String.fromCodePoint(ch));
+          } else addChar(ch);
+          result += String.fromCodePoint(ch);
+        }
+      }
+      if (stop !== EOF) {
+        throw new ShellError(`unexpected end of statement while looking for matching ${String.fromCodePoint(stop)}`);
+      }
+      return { result, words: getWords() };
+    } finally {
+      if (rawEscapes !== saved) this.#rawEscapes = !rawEscapes;
+    }
+  }
+
+  #processSingleQuote(): string {
+    this.#next();
+    let result = this.#rawQuotes ? "'" : '';
+    for (;;) {
+      const ch = this.#next();
+      if (ch === EOF) throw new ShellError('unexpected end of statement while looking for matching single-quote');
+      if (ch === 39) {
+        if (this.#rawQuotes) result += "'";
+        return result;
+      }
+      result += String.fromCodePoint(ch);
+    }
+  }
+
+  #processDoubleQuote(): string {
+    this.#next();
+    let result = this.#rawQuotes ? '"' : '';
+    for (;;) {
+      const p = this.#peek();
+      if (p === EOF) throw new ShellError('unexpected end of statement while looking for matching double-quote');
+      if (p === 34) {
+        this.#next();
+        if (this.#rawQuotes) result += '"';
+        return result;
+      }
+      if (p === 36) {
+        result += this.#processDollar();
+        continue;
+      }
+      let ch = this.#next();
+      if (ch === 92) {
+        if (this.#rawEscapes) result += '\\';
+        const q = this.#peek();
+        if (q === EOF) continue;
+        if (q === 34 || q === 36 || q === 92) ch = this.#next();
+      }
+      result += String.fromCodePoint(ch);
+    }
+  }
+
+  #processDollar(): string {
+    this.#next();
+    if (this.#peek() !== 123 /* { */) {
+      const name = this.#processName();
+      return name === '' ? '$' : `$${name}`;
+    }
+    this.#next();
+    const p = this.#peek();
+    if (p === EOF) throw new ShellError("syntax error: missing '}'");
+    if (p === 123 || p === 125 || p === 58) throw new ShellError('syntax error: bad substitution');
+    const name = this.#processName();
+    let ch = this.#next();
+    const str = (c: number): string => (c === EOF ? '\ufffd' : String.fromCodePoint(c));
+    let chs = str(ch);
+    let nullIsUnset = false;
+    if (ch === 125) return `\${${name}}`;
+    if (ch === 58 /* : */) {
+      nullIsUnset = true;
+      ch = this.#next();
+      chs += str(ch);
+    }
+    switch (nullIsUnset ? 43 : ch) {
+      case 43: // + (or anything after ':')
+      case 45: // -
+      case 63: // ?
+      case 35: // #
+      case 37: {
+        // %
+        const rawEscapes = ch === 35 || ch === 37;
+        if (nullIsUnset && rawEscapes) throw new ShellError(`unsupported modifier (${chs}) in substitution`);
+        let word: string;
+        try {
+          word = this.#processStopOn(125, rawEscapes).result;
+        } catch (e) {
+          if (this.#peek() === EOF) throw new ShellError("syntax error: missing '}'");
+          throw e;
+        }
+        return `\${${name}${chs}${word}}`;
+      }
+      case 47: {
+        // /
+        if (this.#peek() === 47) this.#next();
+        let pattern: string;
+        try {
+          pattern = this.#processStopOn(47, true).result;
+        } catch (e) {
+          if (this.#peek() === EOF) throw new ShellError("syntax error: missing '/' in ${}");
+          throw e;
+        }
+        let replacement: string;
+        try {
+          replacement = this.#processStopOn(125, true).result;
+        } catch (e) {
+          if (this.#peek() === EOF) throw new ShellError("syntax error: missing '}'");
+          throw e;
+        }
+        return `\${${name}/${pattern}/${replacement}}`;
+      }
+      default:
+        throw new ShellError(`unsupported modifier (${chs}) in substitution`);
+    }
+  }
+
+  #processName(): string {
+    let name = '';
+    while (this.#peek() !== EOF) {
+      const ch = this.#peek();
+      if (name === '' && isGoDigit(ch)) {
+        while (this.#peek() !== EOF && isGoDigit(this.#peek())) name += String.fromCodePoint(this.#next());
+        return name;
+      }
+      if (name === '' && isSpecialParam(ch)) {
+        this.#next();
+        return String.fromCodePoint(ch);
+      }
+      if (!isGoLetter(ch) && !isGoDigit(ch) && ch !== 95) break;
+      name += String.fromCodePoint(this.#next());
+    }
+    return name;
+  }
+
+  #processPossibleHeredoc(): string {
+    this.#next();
+    if (this.#peek() !== 60) return '<';
+    this.#next();
+    let space = '';
+    let c = this.#peek();
+    while (c === 9 || c === 13 || c === 32) {
+      space += String.fromCharCode(c);
+      this.#next();
+      c = this.#peek();
+    }
+    return `<<${space}`;
+  }
+}
+
+const LETTER = /^\p{L}$/u;
+const DIGIT = /^\p{Nd}$/u;
+
+function isGoLetter(cp: number): boolean {
+  if (cp < 0x80) return (cp >= 65 && cp <= 90) || (cp >= 97 && cp <= 122);
+  return LETTER.test(String.fromCodePoint(cp));
+}
+
+function isGoDigit(cp: number): boolean {
+  if (cp < 0x80) return cp >= 48 && cp <= 57;
+  return DIGIT.test(String.fromCodePoint(cp));
+}
+
+function isSpecialParam(cp: number): boolean {
+  // @ * # ? - $ ! 0
+  return cp === 64 || cp === 42 || cp === 35 || cp === 63 || cp === 45 || cp === 36 || cp === 33 || cp === 48;
+}
+
+const RE_HEREDOC = /^([0-9]*)<<(-?)[\t\n\f\r ]*([^<]*)$/;
+const heredocLexer = new HeredocWordLexer();
+
+function countQuotes(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 39 || c === 34) n++;
+  }
+  return n;
+}
+
+/** BuildKit's `heredocsFromLine`. Throws ShellError when a heredoc word cannot be lexed. */
+function heredocsFromLine(line: string): HeredocSpec[] {
+  let words: string[];
+  try {
+    words = heredocLexer.processWords(line, true, true);
+  } catch (e) {
+    if (!(e instanceof ShellError)) throw e;
+    words = [];
+  }
+  const docs: HeredocSpec[] = [];
+  for (const word of words) {
+    const m = RE_HEREDOC.exec(word);
+    if (m === null) continue;
+    const rest = m[3]!;
+    if (rest === '') continue;
+    const plain = heredocLexer.processWords(rest, false, false);
+    if (plain.length !== 1) continue;
+    const raw = heredocLexer.processWords(rest, true, false);
+    if (raw.length !== plain.length) {
+      throw new ShellError(`internal lexing of heredoc produced inconsistent results: ${rest}`);
+    }
+    const name = plain[0]!;
+    docs.push({
+      name,
+      chomp: m[2] === '-',
+      expand: countQuotes(name) === countQuotes(raw[0]!),
+      fileDescriptor: m[1] === '' ? undefined : Number(m[1]),
+    });
+  }
+  return docs;
+}
+
+const HEREDOC_KEYWORDS = new Set(['add', 'copy', 'run']);
+
+/** The whole instruction analysis: node (or error) and the heredocs whose bodies follow. */
+function analyze(text: string, esc: number): Analysis {
+  let node: LineNode;
+  try {
+    node = analyzeNode(text, 0, esc);
+  } catch (e) {
+    if (!(e instanceof LineRuleError)) throw e;
+    return { node: undefined, error: { code: e.code, message: e.message, ...e.span }, heredocs: [] };
+  }
+  let target = node;
+  if (goLower(node.keyword) === 'onbuild' && node.child !== undefined) target = node.child;
+  if (!HEREDOC_KEYWORDS.has(goLower(target.keyword)) || target.json || !text.includes('<<')) {
+    return { node, error: undefined, heredocs: [] };
+  }
+  try {
+    return { node, error: undefined, heredocs: heredocsFromLine(text) };
+  } catch (e) {
+    if (!(e instanceof ShellError)) throw e;
+    const span = { start: node.keywordSpan.start, end: text.length };
+    return { node: undefined, error: { code: 'heredoc-syntax', message: e.message, ...span }, heredocs: [] };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directives
+
+const DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$/s;
+
+interface DirectiveScan {
+  readonly directives: Directive[];
+  readonly escape: EscapeChar;
+}
+
+function scanDirectives(text: string, index: LineIndex, diag: (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }) => void): DirectiveScan {
+  const directives: Directive[] = [];
+  const seen = new Set<string>();
+  let escape: EscapeChar = '\\';
+  let offset = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+  while (offset < text.length) {
+    const nl = text.indexOf('\n', offset);
+    const lineEnd = nl < 0 ? text.length : nl;
+    let ce = lineEnd;
+    while (ce > offset && text.charCodeAt(ce - 1) === 13) ce--;
+    const s = trimStart(text, offset, ce);
+    if (text.charCodeAt(s) !== 35 /* # */ || s >= ce) break;
+    const body = text.slice(trimStart(text, s + 1, ce), ce);
+    const m = DIRECTIVE.exec(body);
+    if (m === null) break;
+    const name = m[1]!.toLowerCase();
+    if (name !== 'syntax' && name !== 'escape' && name !== 'check') break;
+    const range = index.range(s, ce);
+    const value = m[2]!;
+    if (seen.has(name)) {
+      diag({ code: 'duplicate-directive', message: `only one ${name} parser directive can be used`, range });
+    } else {
+      seen.add(name);
+      if (name === 'escape' && value !== '\\' && value !== '`') {
+        diag({ code: 'invalid-escape', message: `invalid escape token '${value}' does not match \` or \\`, range });
+      } else {
+        if (name === 'escape') escape = value as EscapeChar;
+        directives.push({ name, value, range });
+      }
+    }
+    if (nl < 0) break;
+    offset = nl + 1;
+  }
+  return { directives, escape };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the result from the CST
+
+function tokensOf(node: CstNode, out: IToken[] = []): IToken[] {
+  for (const key in node.children) {
+    for (const el of node.children[key]!) {
+      if ('image' in el) out.push(el);
+      else tokensOf(el, out);
+    }
+  }
+  return out;
+}
+
+function firstLineToken(node: CstNode): IToken {
+  const c = node.children;
+  const cont = c.ContinuationLine?.[0];
+  if (cont !== undefined && 'image' in cont) return cont;
+  const last = c.lastLine?.[0];
+  if (last !== undefined && !('image' in last)) {
+    const t = (last.children.TextLine ?? last.children.HeredocTextLine)?.[0];
+    if (t !== undefined && 'image' in t) return t;
+  }
+  return tokensOf(node)[0]!;
+}
+
+export interface ParseRawOptions {
+  /** File name put on diagnostics. */
+  readonly file?: string;
+}
+
+/**
+ * Parses Dockerfile text into BuildKit's line-level AST with source ranges. Never throws: syntax
+ * errors and warnings are returned as diagnostics (a result with an error diagnostic has no
+ * valid BuildKit dump).
+ */
+export function parseRaw(text: string, options: ParseRawOptions = {}): RawParseResult {
+  try {
+    return parseRawUnsafe(text, options);
+  } catch (e) {
+    const pos = { line: 1, column: 1, offset: 0 };
+    const diagnostic: Diagnostic = {
+      code: 'internal-error',
+      severity: 'error',
+      message: `internal parser error: ${e instanceof Error ? e.message : String(e)}`,
+      range: { start: pos, end: pos },
+      ...(options.file !== undefined ? { file: options.file } : {}),
+    };
+    return {
+      raw: { directives: [], escapeChar: '\\', instructions: [], startLine: 0, endLine: 0 },
+      diagnostics: [diagnostic],
+    };
+  }
+}
+
+function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult {
+  const index = new LineIndex(text);
+  const diagnostics: Diagnostic[] = [];
+  const diag = (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }): void => {
+    diagnostics.push({
+      ...d,
+      severity: d.severity ?? 'error',
+      ...(options.file !== undefined ? { file: options.file } : {}),
+    });
+  };
+  const { directives, escape } = scanDirectives(text, index, diag);
+  const esc = escape.charCodeAt(0);
+  const detect = (line: string): Analysis => analyze(line, esc);
+  const lexed = tokenize(text, escape, detect);
+  for (const e of lexed.errors) {
+    diag({ code: 'internal-error', message: `lexer: ${e.message}`, range: index.range(e.offset, e.offset + e.length) });
+  }
+  const { cst, errors } = parseLines(lexed.tokens);
+  for (const e of errors) {
+    const off = Number.isNaN(e.token.startOffset) ? text.length : e.token.startOffset;
+    diag({ code: 'internal-error', message: `grammar: ${e.message}`, range: index.range(off, off) });
+  }
+
+  for (const t of (cst.children.LongLine ?? []) as IToken[]) {
+    let end = text.indexOf('\n', t.startOffset);
+    if (end < 0) end = text.length;
+    if (text.charCodeAt(end - 1) === 13) end--;
+    diag({
+      code: 'line-too-long',
+      message: 'dockerfile line greater than max allowed size of 65535',
+      range: index.range(t.startOffset, end),
+    });
+  }
+
+  const instructions: RawInstruction[] = [];
+  let count = 0;
+  for (const node of (cst.children.instruction ?? []) as CstNode[]) {
+    const line = firstLineToken(node).payload as LogicalLine;
+    count++;
+    const built = buildInstruction(line, text, index, esc, diag);
+    if (built !== undefined) instructions.push(built);
+  }
+
+  if (count === 0) {
+    const end = text.length;
+    diag({ code: 'no-instructions', message: 'file with no instructions', range: index.range(end, end) });
+  }
+
+  diagnostics.sort((a, b) => a.range.start.offset - b.range.start.offset);
+  const raw: RawDockerfile = {
+    directives,
+    escapeChar: escape,
+    instructions,
+    startLine: instructions[0]?.startLine ?? 0,
+    endLine: instructions[instructions.length - 1]?.endLine ?? 0,
+  };
+  return { raw, diagnostics };
+}
+
+/** Maps an offset in a logical line to the source, using its segments. */
+function sourceOffset(line: LogicalLine, off: number, isEnd: boolean): number {
+  const segs = line.segs;
+  if (isEnd && off > 0) return sourceOffset(line, off - 1, false) + 1;
+  let i = segs.length - 2;
+  while (i > 0 && segs[i]! > off) i -= 2;
+  return segs[i + 1]! + (off - segs[i]!);
+}
+
+function buildInstruction(
+  line: LogicalLine,
+  text: string,
+  index: LineIndex,
+  esc: number,
+  diag: (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }) => void,
+): RawInstruction | undefined {
+  const analysis = (line.analysis as Analysis | undefined) ?? analyze(line.text, esc);
+  const span = (s: Span): Range => index.range(sourceOffset(line, s.start, false), sourceOffset(line, s.end, true));
+  const startLine = index.position(line.start).line;
+  let endOffset = line.lastLineEnd;
+
+  if (line.emptyLines.length > 0) {
+    const first = line.emptyLines[0]!;
+    let end = text.indexOf('\n', first);
+    if (end < 0) end = text.length;
+    diag({
+      code: 'empty-continuation',
+      severity: 'warning',
+      message: `Empty continuation line found in: ${line.text}`,
+      range: index.range(first, end),
+      url: 'https://docs.docker.com/go/dockerfile/rule/no-empty-continuation/',
+    });
+  }
+
+  if (analysis.error !== undefined || analysis.node === undefined) {
+    const err = analysis.error!;
+    diag({ code: err.code, message: err.message, range: span(err) });
+    return undefined;
+  }
+
+  const heredocs: RawHeredoc[] = [];
+  if (analysis.heredocs.length > 0) {
+    let unterminated = false;
+    analysis.heredocs.forEach((h, i) => {
+      const body = line.bodies[i];
+      if (body === undefined) {
+        unterminated = true;
+        return;
+      }
+      let end = body.terminatorEnd;
+      if (!body.terminated) {
+        unterminated = true;
+        // content end of the last line read
+        end = body.end;
+        if (end > body.start && text.charCodeAt(end - 1) === 10) end--;
+        while (end > body.start && text.charCodeAt(end - 1) === 13) end--;
+      }
+      endOffset = Math.max(endOffset, end);
+      heredocs.push({
+        name: h.name,
+        content: text.slice(body.start, body.end),
+        expand: h.expand,
+        chomp: h.chomp,
+        ...(h.fileDescriptor !== undefined ? { fileDescriptor: h.fileDescriptor } : {}),
+        range: index.range(body.start, end),
+      });
+    });
+    if (unterminated) {
+      diag({
+        code: 'unterminated-heredoc',
+        message: 'unterminated heredoc',
+        range: span({ start: analysis.node.keywordSpan.start, end: line.text.length }),
+      });
+    }
+  }
+
+  const endLine = index.position(endOffset).line;
+  const range = index.range(sourceOffset(line, analysis.node.keywordSpan.start, false), endOffset);
+  const restEnd = sourceOffset(line, line.text.length, true);
+  return toInstruction(analysis.node, line, index, span, range, restEnd, startLine, endLine, heredocs, line.text);
+}
+
+function toInstruction(
+  node: LineNode,
+  line: LogicalLine,
+  index: LineIndex,
+  span: (s: Span) => Range,
+  range: Range,
+  restEnd: number,
+  startLine: number,
+  endLine: number,
+  heredocs: readonly RawHeredoc[],
+  original: string,
+): RawInstruction {
+  const flags: RawFlag[] = node.flags.map((f) => ({ text: f.text, range: span(f) }));
+  const restStart = sourceOffset(line, node.restSpan.start, false);
+  const child =
+    node.child === undefined
+      ? undefined
+      : toInstruction(
+          node.child,
+          line,
+          index,
+          span,
+          index.range(sourceOffset(line, node.child.keywordSpan.start, false), range.end.offset),
+          restEnd,
+          startLine,
+          endLine,
+          heredocs, // BuildKit attaches them to the ONBUILD node; the nested instruction is what uses them
+          node.rest,
+        );
+  return {
+    keyword: node.keyword,
+    flags,
+    args: node.args,
+    json: node.json,
+    ...(child !== undefined ? { child } : {}),
+    heredocs,
+    original,
+    rest: node.rest,
+    range,
+    keywordRange: span(node.keywordSpan),
+    restRange: index.range(Math.min(restStart, restEnd), restEnd),
+    startLine,
+    endLine,
+  };
+}

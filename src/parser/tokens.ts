@@ -1,0 +1,416 @@
+import { createToken, Lexer, type CustomPatternMatcherFunc, type TokenType } from 'chevrotain';
+import { isGoSpace } from './dump.js';
+
+/**
+ * Token vocabulary of the Dockerfile line lexer. A token is one *physical line* (or, for heredoc
+ * bodies, a run of lines), classified the way BuildKit's `parser.Parse` loop classifies it:
+ *
+ * - `BlankLine`: only white space (Go `unicode.IsSpace`). Skipped; inside a continuation it is an
+ *   "empty continuation line" (a warning).
+ * - `CommentLine`: first non-space character is `#`. Dropped everywhere, even mid-continuation.
+ * - `ContinuationLine`: ends with the escape character (plus blanks), BuildKit's
+ *   `([^E])E[ \t]*$|^E[ \t]*$`.
+ * - `TextLine`: any other line; it ends the instruction.
+ * - `HeredocTextLine`: a `TextLine` whose instruction opens heredocs; pushes the `heredoc` mode.
+ * - `LongLine`: 65,536 bytes or more, which BuildKit's line scanner refuses.
+ * - `HeredocBody` / `HeredocBodyLast`: one heredoc body with its terminator line (the last one
+ *   pops the `heredoc` mode).
+ *
+ * The abstract token types below are categories: the parser consumes them. The concrete token
+ * types carry the custom matchers and exist once per escape character (`\` and `` ` ``), since
+ * the continuation rule depends on it. Matchers share one {@link LineScanner} per escape
+ * character, which classifies each line once (cached by offset) and joins continued lines into
+ * {@link LogicalLine} records that every token of an instruction carries as its `payload`.
+ */
+
+export const BlankLine = createToken({ name: 'BlankLine', pattern: Lexer.NA });
+export const CommentLine = createToken({ name: 'CommentLine', pattern: Lexer.NA });
+export const ContinuationLine = createToken({ name: 'ContinuationLine', pattern: Lexer.NA });
+export const TextLine = createToken({ name: 'TextLine', pattern: Lexer.NA });
+export const HeredocTextLine = createToken({ name: 'HeredocTextLine', pattern: Lexer.NA });
+export const LongLine = createToken({ name: 'LongLine', pattern: Lexer.NA });
+export const HeredocBody = createToken({ name: 'HeredocBody', pattern: Lexer.NA });
+export const HeredocBodyLast = createToken({ name: 'HeredocBodyLast', pattern: Lexer.NA });
+
+export const categoryTokens: readonly TokenType[] = [
+  BlankLine,
+  CommentLine,
+  ContinuationLine,
+  TextLine,
+  HeredocTextLine,
+  LongLine,
+  HeredocBody,
+  HeredocBodyLast,
+];
+
+/** BuildKit's scanner limit: a line (without its `\n`) of more bytes than this is an error. */
+export const MAX_LINE_BYTES = 65535;
+
+/** A heredoc the lexer must read the body of: the delimiter after quote removal, and `<<-`. */
+export interface HeredocRequest {
+  readonly name: string;
+  readonly chomp: boolean;
+}
+
+/** One heredoc body as read by the lexer. Offsets into the source text. */
+export interface HeredocBodySpan {
+  /** First body line. */
+  readonly start: number;
+  /** End of the body (start of the terminator line, or where reading stopped). */
+  readonly end: number;
+  readonly terminated: boolean;
+  /** The terminator line, content only (no line ending); equal to `end` when unterminated. */
+  readonly terminatorStart: number;
+  readonly terminatorEnd: number;
+}
+
+/** What the instruction analysis tells the lexer: which heredoc bodies follow the line. */
+export interface LineAnalysis {
+  readonly heredocs: readonly HeredocRequest[];
+}
+
+/** Called by the lexer at the end of an instruction whose text contains `<<`. */
+export type HeredocDetector = (text: string) => LineAnalysis;
+
+/** One instruction's joined text, built while lexing. Shared by all of its tokens. */
+export interface LogicalLine {
+  /** The joined line, as BuildKit's `Original`: first line left-trimmed, continuations removed. */
+  text: string;
+  /** Pairs `[textOffset, sourceOffset]`: where each joined piece starts in `text` and in the source. */
+  readonly segs: number[];
+  /** Source offset of the instruction's first line. */
+  readonly start: number;
+  /** Source offset of the start and the content end (no line ending) of the last consumed line. */
+  lastLineStart: number;
+  lastLineEnd: number;
+  /** Source offsets of empty continuation lines. */
+  readonly emptyLines: number[];
+  /** False while the instruction is still continued (it may end at EOF or at a long line). */
+  closed: boolean;
+  /** Set when the lexer had to analyse the line (it contains `<<`). */
+  analysis: LineAnalysis | undefined;
+  readonly bodies: HeredocBodySpan[];
+}
+
+const enum Kind {
+  Blank,
+  Comment,
+  Continuation,
+  Text,
+  HeredocText,
+  Long,
+}
+
+export { isGoSpace };
+
+/** UTF-8 byte length of `text[start, end)` (lone surrogates count as U+FFFD, 3 bytes). */
+export function utf8Length(text: string, start: number, end: number): number {
+  let n = 0;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < end) {
+      const d = text.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
+
+function isLongLine(text: string, start: number, end: number): boolean {
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only measure lines that could be too long.
+  return end - start > MAX_LINE_BYTES / 3 && utf8Length(text, start, end) > MAX_LINE_BYTES;
+}
+
+type Match = RegExpExecArray & { payload?: unknown };
+
+/**
+ * The stateful part of the lexer for one escape character. `begin` resets it before each
+ * tokenize run; the custom matchers below call into it.
+ */
+export class LineScanner {
+  #text = '';
+  #bom = 0;
+  #detect: HeredocDetector = () => ({ heredocs: [] });
+  // classification cache for the main mode
+  #at = -1;
+  #kind: Kind = Kind.Text;
+  #next = 0;
+  #payload: LogicalLine | undefined;
+  // the open instruction and the pending heredocs
+  #current: LogicalLine | undefined;
+  #pending: HeredocRequest[] = [];
+  #pendingLine: LogicalLine | undefined;
+  // body scan cache for the heredoc mode
+  #bodyAt = -1;
+  #body: HeredocBodySpan | undefined;
+  #bodyNext = 0;
+  readonly #match: Match = [''] as unknown as Match;
+
+  constructor(readonly escape: number) {}
+
+  begin(text: string, detect: HeredocDetector): void {
+    this.#text = text;
+    this.#bom = text.charCodeAt(0) === 0xfeff ? 1 : 0;
+    this.#detect = detect;
+    this.#at = -1;
+    this.#bodyAt = -1;
+    this.#current = undefined;
+    this.#pending = [];
+    this.#pendingLine = undefined;
+  }
+
+  /** Ends the run: an instruction still continued at EOF ends there. Drops the text reference. */
+  finish(): void {
+    this.#current = undefined;
+    this.#text = '';
+    this.#pending = [];
+    this.#pendingLine = undefined;
+  }
+
+  /** Classifies the physical line starting at `offset` and updates the join state (once per offset). */
+  #classify(offset: number): void {
+    if (offset === this.#at) return;
+    this.#at = offset;
+    const text = this.#text;
+    const nl = text.indexOf('\n', offset);
+    const lineEnd = nl < 0 ? text.length : nl;
+    this.#next = nl < 0 ? text.length : nl + 1;
+    let ce = lineEnd;
+    while (ce > offset && text.charCodeAt(ce - 1) === 13) ce--;
+    const start = offset === 0 ? this.#bom : offset;
+    const cur = this.#current;
+    this.#payload = cur;
+    if (isLongLine(text, offset, lineEnd)) {
+      this.#kind = Kind.Long;
+      this.#payload = undefined;
+      this.#current = undefined; // an open instruction ends before this line
+      return;
+    }
+    let s = start;
+    while (s < ce && isGoSpace(text.charCodeAt(s))) s++;
+    if (s === ce) {
+      this.#kind = Kind.Blank;
+      if (cur !== undefined) {
+        cur.emptyLines.push(offset);
+        cur.lastLineStart = offset;
+        cur.lastLineEnd = ce;
+      }
+      return;
+    }
+    if (text.charCodeAt(s) === 35 /* # */) {
+      this.#kind = Kind.Comment;
+      if (cur !== undefined) {
+        cur.lastLineStart = offset;
+        cur.lastLineEnd = ce;
+      }
+      return;
+    }
+    // The first line of an instruction is left-trimmed; continuation lines are not.
+    const from = cur === undefined ? s : start;
+    let j = ce - 1;
+    let c = text.charCodeAt(j);
+    while (c === 32 || c === 9) c = text.charCodeAt(--j);
+    const esc = this.escape;
+    const continued = c === esc && (j === start || text.charCodeAt(j - 1) !== esc);
+    const pieceEnd = continued ? j : ce;
+    let line = cur;
+    if (line === undefined) {
+      line = {
+        text: text.slice(from, pieceEnd),
+        segs: [0, from],
+        start: offset,
+        lastLineStart: offset,
+        lastLineEnd: ce,
+        emptyLines: [],
+        closed: false,
+        analysis: undefined,
+        bodies: [],
+      };
+      this.#current = line;
+      this.#payload = line;
+    } else {
+      line.segs.push(line.text.length, from);
+      line.text += text.slice(from, pieceEnd);
+      line.lastLineStart = offset;
+      line.lastLineEnd = ce;
+    }
+    if (continued) {
+      this.#kind = Kind.Continuation;
+      return;
+    }
+    line.closed = true;
+    this.#current = undefined;
+    this.#kind = Kind.Text;
+    if (line.text.includes('<<')) {
+      const analysis = this.#detect(line.text);
+      line.analysis = analysis;
+      if (analysis.heredocs.length > 0) {
+        this.#kind = Kind.HeredocText;
+        this.#pending = analysis.heredocs.slice();
+        this.#pendingLine = line;
+      }
+    }
+  }
+
+  readonly matchers: Record<'long' | 'blank' | 'comment' | 'continuation' | 'text' | 'heredocText', CustomPatternMatcherFunc> = {
+    long: (_text, offset) => this.#lineMatch(offset, Kind.Long),
+    blank: (_text, offset) => this.#lineMatch(offset, Kind.Blank),
+    comment: (_text, offset) => this.#lineMatch(offset, Kind.Comment),
+    continuation: (_text, offset) => this.#lineMatch(offset, Kind.Continuation),
+    text: (_text, offset) => this.#lineMatch(offset, Kind.Text),
+    heredocText: (_text, offset) => this.#lineMatch(offset, Kind.HeredocText),
+  };
+
+  #lineMatch(offset: number, kind: Kind): Match | null {
+    this.#classify(offset);
+    if (this.#kind !== kind) return null;
+    const m = this.#match;
+    m[0] = this.#text.slice(offset, this.#next);
+    m.payload = this.#payload;
+    return m;
+  }
+
+  /** Scans one heredoc body starting at `offset` for the first pending heredoc (once per offset). */
+  #scanBody(offset: number): void {
+    if (offset === this.#bodyAt) return;
+    this.#bodyAt = offset;
+    this.#at = -1;
+    const text = this.#text;
+    const req = this.#pending[0];
+    const name = req?.name ?? '';
+    const chomp = req?.chomp ?? false;
+    let pos = offset;
+    while (pos < text.length) {
+      const nl = text.indexOf('\n', pos);
+      const lineEnd = nl < 0 ? text.length : nl;
+      const next = nl < 0 ? text.length : nl + 1;
+      if (isLongLine(text, pos, lineEnd)) break; // BuildKit's scanner stops here
+      let ce = lineEnd;
+      while (ce > pos) {
+        const c = text.charCodeAt(ce - 1);
+        if (c === 13 || c === 10) ce--;
+        else break;
+      }
+      let s = pos;
+      if (chomp) while (s < ce && text.charCodeAt(s) === 9) s++;
+      if (ce - s === name.length && text.startsWith(name, s)) {
+        this.#body = { start: offset, end: pos, terminated: true, terminatorStart: pos, terminatorEnd: ce };
+        this.#bodyNext = next;
+        return;
+      }
+      pos = next;
+    }
+    this.#body = { start: offset, end: pos, terminated: false, terminatorStart: pos, terminatorEnd: pos };
+    this.#bodyNext = pos;
+  }
+
+  readonly bodyMatchers: Record<'body' | 'bodyLast', CustomPatternMatcherFunc> = {
+    body: (_text, offset) => {
+      this.#scanBody(offset);
+      const body = this.#body!;
+      if (!body.terminated || this.#pending.length <= 1) return null;
+      this.#pending.shift();
+      this.#pendingLine!.bodies.push(body);
+      this.#bodyAt = -1;
+      return this.#bodyResult(offset, body);
+    },
+    bodyLast: (_text, offset) => {
+      this.#scanBody(offset);
+      const body = this.#body!;
+      this.#pending = [];
+      this.#pendingLine!.bodies.push(body);
+      this.#bodyAt = -1;
+      return this.#bodyResult(offset, body);
+    },
+  };
+
+  #bodyResult(offset: number, body: HeredocBodySpan): Match | null {
+    const end = body.terminated ? this.#bodyNext : body.end;
+    // An unterminated body may be empty (a long line follows): the empty match still pops the mode.
+    const m = this.#match;
+    m[0] = this.#text.slice(offset, end);
+    m.payload = body;
+    return m;
+  }
+}
+
+// ---- concrete token types, one set per escape character ----
+
+// White space (Go unicode.IsSpace) and the BOM, which may open the first line.
+const SPACE_CODES = [9, 10, 11, 12, 13, 32, 0x85, 0xa0, 0x1680, 0x2000, 0x2028, 0x202f, 0x205f, 0x3000, 0xfeff];
+
+/**
+ * `start_chars_hint` for "any character": every Latin-1 code, plus one code per bucket of the
+ * lexer's first-character table (Chevrotain groups codes above 255 in buckets of 255).
+ */
+function anyCharHint(except: readonly number[] = []): number[] {
+  const codes: number[] = [];
+  for (let c = 0; c < 256; c++) if (!except.includes(c)) codes.push(c);
+  for (let bucket = 1; bucket * 255 <= 0xffff; bucket++) codes.push(Math.max(256, bucket * 255));
+  codes.push(0xffff);
+  return codes;
+}
+
+export interface EscapeTokenSet {
+  readonly scanner: LineScanner;
+  /** Main-mode tokens, in matching order. */
+  readonly main: readonly TokenType[];
+  /** Heredoc-mode tokens, in matching order. */
+  readonly heredoc: readonly TokenType[];
+}
+
+function tokenSet(escape: '\\' | '`', suffix: string): EscapeTokenSet {
+  const scanner = new LineScanner(escape.charCodeAt(0));
+  const m = scanner.matchers;
+  const b = scanner.bodyMatchers;
+  const any = anyCharHint();
+  const notHash = anyCharHint([35]);
+  const make = (
+    name: string,
+    exec: CustomPatternMatcherFunc,
+    category: TokenType,
+    hint: number[],
+    extra: { push_mode?: string; pop_mode?: boolean } = {},
+  ): TokenType =>
+    createToken({
+      name: `${name}_${suffix}`,
+      pattern: { exec },
+      line_breaks: true,
+      start_chars_hint: hint,
+      categories: [category],
+      ...extra,
+    });
+  const main = [
+    make('LongLine', m.long, LongLine, any),
+    make('BlankLine', m.blank, BlankLine, SPACE_CODES),
+    make('CommentLine', m.comment, CommentLine, [35, ...SPACE_CODES]),
+    make('ContinuationLine', m.continuation, ContinuationLine, notHash),
+    make('HeredocTextLine', m.heredocText, HeredocTextLine, notHash, { push_mode: 'heredoc' }),
+    make('TextLine', m.text, TextLine, notHash),
+  ];
+  const heredoc = [
+    make('HeredocBody', b.body, HeredocBody, any),
+    make('HeredocBodyLast', b.bodyLast, HeredocBodyLast, any, { pop_mode: true }),
+  ];
+  return { scanner, main, heredoc };
+}
+
+/** The token sets for the two escape characters BuildKit allows. */
+export const escapeTokenSets: Readonly<Record<'\\' | '`', EscapeTokenSet>> = {
+  '\\': tokenSet('\\', 'bs'),
+  '`': tokenSet('`', 'bt'),
+};
+
+/** Every token type, for the parser's vocabulary. */
+export const allTokenTypes: readonly TokenType[] = [
+  ...categoryTokens,
+  ...escapeTokenSets['\\'].main,
+  ...escapeTokenSets['\\'].heredoc,
+  ...escapeTokenSets['`'].main,
+  ...escapeTokenSets['`'].heredoc,
+];
