@@ -347,7 +347,8 @@ function convert(ri: RawInstruction, ctx: Context, comments: readonly string[]):
 function checkChmod(value: string): string | undefined {
   if (value.includes('$')) return undefined;
   const nonOctal = `invalid chmod parameter: '${value}'. it should be octal string and between 0 and 07777`;
-  if (/^[0-9]+$/.test(value)) return /^[0-7]+$/.test(value) && parseInt(value, 8) <= 0o7777 ? undefined : nonOctal;
+  // A value starting with a digit is read as octal (BuildKit: ParseUint, then mode.Parse's ParseInt).
+  if (/^[0-9]/.test(value)) return /^[0-7]+$/.test(value) && parseInt(value, 8) <= 0o7777 ? undefined : nonOctal;
   const clause = '[ugoa]*(?:[-+=](?:[rwxXst]*|[ugo]))+';
   if (new RegExp(`^${clause}(?:,${clause})*$`).test(value)) return undefined;
   return `invalid chmod parameter: '${value}': invalid syntax`;

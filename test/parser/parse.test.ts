@@ -86,6 +86,26 @@ describe('BuildKit instruction vectors (buildkit-instructions/vectors.json)', ()
   });
 });
 
+describe('parse-stage errors of the behaviors cases (behaviors/*/case.json)', () => {
+  // The cases whose expected BuildKit error comes from the parser or the instructions package
+  // (the others fail in the planner or the builder).
+  const parseStage = [
+    'add-chmod-invalid', 'copy-chmod-invalid-nonoctal', 'copy-chmod-invalid-range', 'empty-stages', 'error-copy-one-arg',
+    'error-env-no-args', 'error-instruction-arg-counts', 'error-maintainer-unknown-flag', 'error-unknown-flag',
+    'error-unknown-instruction', 'from-invalid-stage-name', 'from-wrong-arg-count', 'healthcheck-interval-too-small',
+    'heredoc-copy-destination-error', 'onbuild-errors', 'onbuild-from-forbidden', 'shell-not-json-error', 'volume-empty-error',
+  ];
+  it.each(parseStage)('%s', (name) => {
+    const dir = path.join(conformance, 'behaviors', name);
+    const c = JSON.parse(readFileSync(path.join(dir, 'case.json'), 'utf8')) as { runs: { expect: { error?: { contains: string[]; lines?: number[] } } }[] };
+    const want = c.runs[0]!.expect.error!;
+    const r = parseDockerfile(readFileSync(path.join(dir, 'Dockerfile'), 'utf8'));
+    const found = errors(r).filter((d) => want.contains.every((s) => d.message.includes(s)));
+    expect(found.map((d) => d.message), JSON.stringify(errors(r).map((d) => d.message))).not.toEqual([]);
+    if (want.lines) expect(found.map((d) => d.range.start.line)).toContain(want.lines[0]);
+  });
+});
+
 describe('FROM', () => {
   it('reads image, platform and stage name with ranges', () => {
     const r = parseDockerfile('FROM --platform=$BUILDPLATFORM golang:1.22 AS Build\n');
