@@ -9,7 +9,8 @@
  * Spec wire format (written by src/runtime/protocol.ts): a decimal byte count, NUL, then that
  * many bytes of NUL-terminated tokens. A blob is a decimal length token followed by exactly that
  * many raw bytes. Records (one keyword token, then fields):
- *   overlay <merged> <upper> <work> <nlower> <lower bottom..top>...   root from overlayfs
+ *   overlay <merged> <upper> <work> <nlower> <lower bottom..top>...   root from overlayfs; <work>
+ *                must not exist: it is made before and removed after the run
  *   dir <path>                                   root is this directory (bind-mounted on itself)
  *   hostname <name>      net none|host           cwd <path>      userns 0|1
  *   uid <n>   gid <n>    group <n> (repeated)    env <K=V> (repeated)   arg <s> (repeated)
@@ -105,6 +106,17 @@ static int x_fsmount(int fd, unsigned flags, unsigned attrs) { return (int)sysca
 static int x_mount_setattr(int dfd, const char *path, unsigned flags, struct mattr *a) {
   return (int)syscall(SYS_mount_setattr, dfd, path, flags, a, sizeof(*a));
 }
+
+#ifdef TRACE
+#include <time.h>
+static void trace(const char *what) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  dprintf(2, "%ld.%06ld %d %s\n", (long)t.tv_sec, t.tv_nsec / 1000, (int)getpid(), what);
+}
+#else
+#define trace(x) ((void)0)
+#endif
 
 /* ---------------------------------------------------------------- status reporting */
 
@@ -435,7 +447,9 @@ static int init_main(void) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (!am_root) read_byte(to_child[0]); /* our uid/gid maps are written */
 
+  trace("init start");
   if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
+  trace("private");
 
   /* The root filesystem, mounted on a host directory of our private mount namespace. */
   const char *root = S.dir ? S.dir : S.merged;
@@ -474,11 +488,13 @@ static int init_main(void) {
     }
   }
 
+  trace("root mounted");
   if (chdir(root) < 0) die("chdir %s", root);
   if (syscall(SYS_pivot_root, ".", ".") < 0) die("pivot_root %s", root);
   if (umount2(".", MNT_DETACH) < 0) die("detach the host root");
   if (chdir("/") < 0) die("chdir /");
 
+  trace("pivoted");
   /* From here on every path is resolved inside the new root. */
   if (mkdir_p("/proc", 0755) < 0) die("mkdir /proc");
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
@@ -549,6 +565,7 @@ static int init_main(void) {
     rmdir("/dev/.tsbuild");
   }
 
+  trace("mounted");
   const char *cwd = S.cwd ? S.cwd : "/";
   if (mkdir_p(cwd, 0755) < 0) die("working directory %s", cwd);
   if (S.hostname && sethostname(S.hostname, strlen(S.hostname)) < 0) die("sethostname");
@@ -565,6 +582,7 @@ static int init_main(void) {
   close(to_parent[1]);
   close(to_child[0]);
 
+  trace("forking");
   sigset_t all, old;
   sigfillset(&all);
   sigprocmask(SIG_BLOCK, &all, &old);
@@ -591,6 +609,7 @@ static int init_main(void) {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) _exit(125);
     if (w != cmd) continue;
+    trace("command done");
     if (WIFEXITED(st)) {
       report("X %d", WEXITSTATUS(st));
       _exit(WEXITSTATUS(st));
@@ -610,6 +629,12 @@ static void on_signal(int sig) {
   if (init_pid > 0) kill(init_pid, SIGKILL);
 }
 
+static int rm_visit(const char *path, const struct stat *st, int type, struct FTW *ftw) {
+  (void)st; (void)type; (void)ftw;
+  remove(path);
+  return 0;
+}
+
 static void write_map(pid_t pid, const char *file, const char *map) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
@@ -624,6 +649,8 @@ static int run_main(void) {
   fcntl(status_fd, F_SETFD, FD_CLOEXEC);
   read_spec();
   am_root = geteuid() == 0;
+  /* The overlay work dir is ours: made fresh here, removed when the run ends. */
+  if (S.work && mkdir(S.work, 0700) < 0) die("overlay work dir %s", S.work);
   if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe");
 
   struct sigaction sa;
@@ -636,6 +663,7 @@ static int run_main(void) {
   unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
   if (!S.net || strcmp(S.net, "host") != 0) flags |= CLONE_NEWNET;
   if (!am_root) flags |= CLONE_NEWUSER;
+  trace("cloning");
   pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, 0, 0, 0);
   if (pid < 0) die("clone namespaces");
   if (pid == 0) _exit(init_main());
@@ -670,6 +698,8 @@ static int run_main(void) {
     pid_t w = waitpid(pid, &st, 0);
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) die("wait");
+    trace("init reaped");
+    if (S.work) nftw(S.work, rm_visit, 16, FTW_DEPTH | FTW_PHYS);
     if (WIFSIGNALED(st)) {
       report("K %d", WTERMSIG(st));
       return 128 + WTERMSIG(st);

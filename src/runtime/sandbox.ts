@@ -10,7 +10,7 @@ import { MountError, SandboxAbortedError, SandboxSetupError, SandboxTimeoutError
 import { DEFAULT_HELPER_PATH, ensureHelper } from './helper.js';
 import { encodeSpec, parseStatusLine, type HelperRecord, type HelperStatus } from './protocol.js';
 import type { MountSpec, RunSpec } from './spec.js';
-import { resolveUser } from './user.js';
+import { resolveUser, type ResolvedUser } from './user.js';
 
 export interface RuntimeOptions {
   /** The runtime's state root: run directories (`runs/`) and cache mounts (`cache/`) live here. */
@@ -87,18 +87,19 @@ export class Runtime {
 
   private async runOnce(spec: RunSpec, rootfsMode: 'overlay' | 'copy' | 'dir'): Promise<RunResult> {
     const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-    const runDir = join(this.stateDir, 'runs', id);
-    await mkdir(runDir, { recursive: true });
+    // The run dir is the overlay upper (when the caller gives none) or holds the copy.
+    const runDir = join(await this.runsDir(), id);
+    await mkdir(runDir);
     const cleanups: (() => Promise<unknown>)[] = [];
     const leases: CacheLease[] = [];
     let keepRunDir = false;
-    let ownUpper = false;
-    let upper: string | undefined;
+    let work: string | undefined;
     try {
       const records: HelperRecord[] = [];
       let layersTopFirst: string[];
       let snapshot: TreeSnapshot | undefined;
       let copyDir: string | undefined;
+      let upper: string | undefined;
       const lowerDirs = 'lowerDirs' in spec.rootfs ? spec.rootfs.lowerDirs : [];
       if ('dir' in spec.rootfs) {
         records.push({ kind: 'dir', path: spec.rootfs.dir });
@@ -110,20 +111,17 @@ export class Runtime {
         layersTopFirst = [copyDir];
       } else {
         if (lowerDirs.length === 0) throw new SandboxSetupError('the root filesystem has no layers');
-        ownUpper = spec.upperDir === undefined;
-        upper = spec.upperDir ?? join(runDir, 'upper');
-        await mkdir(upper, { recursive: true });
-        // The work dir must share the upper's filesystem: make it beside the upper.
-        const work = ownUpper ? join(runDir, 'work') : join(dirname(upper), `.${basename(upper)}.work-${id}`);
-        await mkdir(work, { recursive: true });
-        cleanups.push(() => rm(work, { recursive: true, force: true }));
-        const merged = join(runDir, 'merged');
-        await mkdir(merged);
-        records.push({ kind: 'overlay', merged, upper, work, lowerDirs });
+        if (spec.upperDir !== undefined) {
+          upper = spec.upperDir;
+          await mkdir(upper, { recursive: true });
+        } else upper = runDir;
+        // The work dir must share the upper's filesystem; the helper makes and removes it.
+        work = spec.upperDir !== undefined ? join(dirname(upper), `.${basename(upper)}.work-${id}`) : `${runDir}.work`;
+        records.push({ kind: 'overlay', merged: await this.mountPoint(), upper, work, lowerDirs });
         layersTopFirst = [...lowerDirs].reverse();
       }
 
-      const user = await resolveUser(layersTopFirst, spec.user);
+      const user = await this.user(layersTopFirst, spec.user, !('dir' in spec.rootfs) && rootfsMode === 'overlay');
       const cwd = posix.resolve('/', spec.cwd ?? '/');
       records.push({ kind: 'hostname', value: spec.hostname ?? 'tsbuild' });
       records.push({ kind: 'net', value: spec.network === 'none' ? 'none' : 'host' });
@@ -202,6 +200,7 @@ export class Runtime {
       const changesDir = rootfsMode === 'overlay' ? upper : copyDir;
       const points = [...new Set(mountPoints)];
       const helperPath = this.helperPath;
+      const upperDir = upper;
       let disposed = false;
       return {
         exitCode: outcome.exitCode,
@@ -213,7 +212,7 @@ export class Runtime {
         lastOutput: outcome.lastOutput,
         diff(options?: DiffOptions): Readable {
           const opts = { ...options, excludeMountPoints: [...points, ...(options?.excludeMountPoints ?? [])], helperPath };
-          if (rootfsMode === 'overlay') return diffUpperDir(upper!, lowerDirs, opts);
+          if (rootfsMode === 'overlay') return diffUpperDir(upperDir!, lowerDirs, opts);
           if (rootfsMode === 'copy') return diffTrees(copyDir!, snapshot!, opts);
           throw new SandboxSetupError('a run over a plain directory has no diff');
         },
@@ -221,20 +220,46 @@ export class Runtime {
           if (disposed) return;
           disposed = true;
           await rm(runDir, { recursive: true, force: true });
+          if (work) await rm(work, { recursive: true, force: true });
         },
       };
-    } catch (err) {
-      if (ownUpper && upper) keepRunDir = false;
-      throw err;
     } finally {
       for (const c of cleanups) await c().catch(() => {});
       for (const l of leases) await l.release().catch(() => {});
-      if (!keepRunDir) await rm(runDir, { recursive: true, force: true }).catch(() => {});
-      else {
-        await rm(join(runDir, 'merged'), { recursive: true, force: true }).catch(() => {});
-        await rm(join(runDir, 'work'), { recursive: true, force: true }).catch(() => {});
+      if (!keepRunDir) {
+        await rm(runDir, { recursive: true, force: true }).catch(() => {});
+        if (work) await rm(work, { recursive: true, force: true }).catch(() => {});
       }
     }
+  }
+
+  private runs: Promise<string> | undefined;
+  private mnt: Promise<string> | undefined;
+  private users = new Map<string, Promise<ResolvedUser>>();
+
+  private runsDir(): Promise<string> {
+    const dir = join(this.stateDir, 'runs');
+    return (this.runs ??= mkdir(dir, { recursive: true }).then(() => dir));
+  }
+
+  /** One empty directory serves as every run's overlay mount point: each mounts it in its own namespace. */
+  private mountPoint(): Promise<string> {
+    const dir = join(this.stateDir, 'mnt');
+    return (this.mnt ??= mkdir(dir, { recursive: true }).then(() => dir));
+  }
+
+  /** USER resolution, memoized for immutable layer stacks. */
+  private user(layersTopFirst: string[], user: string | undefined, immutable: boolean): Promise<ResolvedUser> {
+    if (!immutable) return resolveUser(layersTopFirst, user);
+    const key = JSON.stringify([layersTopFirst, user ?? '']);
+    let p = this.users.get(key);
+    if (!p) {
+      if (this.users.size >= 256) this.users.clear();
+      p = resolveUser(layersTopFirst, user);
+      this.users.set(key, p);
+      p.catch(() => this.users.delete(key));
+    }
+    return p;
   }
 
   private spawnHelper(wire: Buffer, spec: RunSpec): Promise<{ exitCode: number; signal?: string; durationMs: number; lastOutput: string }> {
