@@ -103,7 +103,7 @@ export class OciLayout implements BlobSource, BlobSink {
     } catch (err) {
       throw new BlobNotFoundError(digest, `layout ${this.dir}`, { cause: err });
     }
-    const src = createReadStream('', { fd: fh.fd, highWaterMark: 256 * 1024 });
+    const src = fh.createReadStream({ highWaterMark: 256 * 1024 });
     const v = verifyingStream(digest, `blob ${digest} in layout ${this.dir}`);
     src.on('error', (e) => v.destroy(e));
     v.on('close', () => src.destroy());

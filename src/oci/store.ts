@@ -314,7 +314,7 @@ export class Store implements BlobSource, BlobSink {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(digest, `store ${this.dir}`, { cause: err });
       throw err;
     }
-    const src = createReadStream('', { fd: fh.fd, autoClose: true, highWaterMark: 256 * 1024 });
+    const src = fh.createReadStream({ highWaterMark: 256 * 1024 });
     return chain(src, verifyingStream(digest, `blob ${digest} in store ${this.dir}`));
   }
 
