@@ -696,7 +696,9 @@ class Linter {
   /** Expands `word` against the stage env and reports undefined variables (BuildKit's `reportUnmatchedVariables`). */
   #expand(word: string, ins: Instruction, state: StageState, config: LintConfig, within: Range, opts: ShellOptions = this.#shellOpts): string | undefined {
     if (!state.env) {
-      return tryProcess(word, new Env(), opts)?.result;
+      // The base image's environment is unknown: a word that uses variables has no known value.
+      const r = tryProcess(word, new Env(), opts);
+      return r && r.unmatched.size === 0 ? r.result : undefined;
     }
     const r = tryProcess(word, state.env, opts);
     if (!r) return undefined;
@@ -840,6 +842,7 @@ class Linter {
   #expose(ports: readonly string[], ins: Instruction, state: StageState, config: LintConfig): void {
     for (const written of ports) {
       let words: string[];
+      if (!state.env && tryProcess(written, new Env(), this.#shellOpts)?.unmatched.size !== 0) continue; // value unknown
       try {
         words = processWords(written, state.env ?? new Env(), this.#shellOpts);
       } catch {

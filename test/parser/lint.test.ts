@@ -138,3 +138,33 @@ describe('build args and platform', () => {
     expect(lint(parseDockerfile(text), { source: text })).toEqual([]);
   });
 });
+
+describe('real-world corpus', () => {
+  const corpus = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../shared/conformance/corpus');
+  it('lints all 1,654 files without throwing; NoEmptyContinuation matches BuildKit\'s parser warnings', () => {
+    const rows = readFileSync(path.join(corpus, 'PARSE.tsv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('\t'));
+    expect(rows.length).toBe(1654);
+    const counts = new Map<string, number>();
+    let checked = 0;
+    for (const [file, status, , warnings] of rows) {
+      const text = readFileSync(path.join(corpus, file!), 'utf8');
+      const parsed = parseDockerfile(text, { file: file! });
+      // checks: '' ignores the files' own check directives, so every rule runs.
+      const findings = lint(parsed, { source: text, checks: '' });
+      for (const d of findings) {
+        counts.set(d.code, (counts.get(d.code) ?? 0) + 1);
+        expect(d.range.start.offset).toBeLessThanOrEqual(d.range.end.offset);
+        expect(d.range.end.offset).toBeLessThanOrEqual(text.length);
+      }
+      if (status === 'ok') {
+        expect(findings.filter((d) => d.code === 'lint/NoEmptyContinuation').length, file).toBe(Number(warnings));
+        checked++;
+      }
+    }
+    expect(checked).toBeGreaterThan(1600);
+    // Real files trip the common rules.
+    for (const rule of ['lint/JSONArgsRecommended', 'lint/LegacyKeyValueFormat', 'lint/MaintainerDeprecated', 'lint/FromAsCasing']) {
+      expect(counts.get(rule) ?? 0, rule).toBeGreaterThan(0);
+    }
+  });
+});
