@@ -310,6 +310,15 @@ async function resolveWildcards(src: CopySourceRoot, rel: string): Promise<strin
   return candidates;
 }
 
+/**
+ * The paths a COPY source names in its root: wildcards expanded (sorted; none is not an error),
+ * or the cleaned path itself. Shared with cache-key hashing so both see the same files.
+ */
+export async function expandSourcePath(src: CopySourceRoot, raw: string): Promise<string[]> {
+  const rel = cleanPath('/' + raw).slice(1);
+  return containsWildcards(rel) ? resolveWildcards(src, rel) : [unescapeGo(rel)];
+}
+
 function hiddenFn(src: CopySourceRoot): ((rel: string, intermediate: boolean) => boolean) | undefined {
   return src.isHidden;
 }
@@ -573,9 +582,7 @@ async function copyInline(c: Copier, name: string, content: string | Uint8Array,
 
 async function copyPathSource(c: Copier, spec: CopySpec, raw: string, dest: string): Promise<void> {
   const src = c.env.source;
-  const rel = cleanPath('/' + raw).slice(1);
-  const wild = containsWildcards(rel);
-  const matches = wild ? await resolveWildcards(src, rel) : [unescapeGo(rel)];
+  const matches = await expandSourcePath(src, raw);
   if (matches.length === 0) return; // a wildcard matching nothing is not an error
   const pivot = spec.parents ? parentsPivot(raw) : undefined;
   const unpack = spec.kind === 'ADD' && spec.unpack !== false;

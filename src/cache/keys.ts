@@ -1,0 +1,239 @@
+/**
+ * Cache keys: sha256 of the canonical JSON of a versioned op, the keys of its inputs and the
+ * content digests of the files it reads. The same JSON (a `KeyManifest`) is kept beside each
+ * cache record so that `explain(previous, current)` can say why a step missed: which op field,
+ * which build arg or env variable, which input, which file.
+ *
+ * Key formats are forever: `KEY_VERSION` changes whenever the manifest's meaning changes.
+ */
+import { createHash } from 'node:crypto';
+import { TsbuildError } from '../errors.js';
+import type { Digest } from '../oci/digest.js';
+
+export const KEY_VERSION = 'tsbuild.cachekey.v1';
+
+/** Fields never part of a key, at any depth: source positions. */
+export const NON_SEMANTIC_FIELDS: ReadonlySet<string> = new Set(['range']);
+/**
+ * Top-level op fields never part of a key: the positional op id, display metadata, and the
+ * positional input ids (their cache keys come in `KeyInputs.inputs` instead).
+ */
+export const NON_SEMANTIC_OP_FIELDS: ReadonlySet<string> = new Set(['id', 'meta', 'inputs']);
+
+export class CacheKeyError extends TsbuildError {}
+
+export type Json = null | boolean | number | string | readonly Json[] | { readonly [k: string]: Json };
+
+function canonicalize(value: unknown, at: string, drop: ReadonlySet<string>, dropTop: ReadonlySet<string> = new Set()): Json | undefined {
+  if (value === null) return null;
+  switch (typeof value) {
+    case 'undefined':
+      return undefined;
+    case 'boolean':
+    case 'string':
+      return value;
+    case 'number':
+      if (!Number.isFinite(value)) throw new CacheKeyError('TSBUILD_CACHE_KEY_VALUE', `cannot key a non-finite number at ${at}`);
+      return value;
+    case 'object': {
+      if (Array.isArray(value)) return value.map((v, i) => canonicalize(v, `${at}[${i}]`, drop) ?? null);
+      if (value instanceof Uint8Array) return Buffer.from(value).toString('base64');
+      const out: Record<string, Json> = {};
+      for (const k of Object.keys(value as object).sort()) {
+        if (drop.has(k) || dropTop.has(k)) continue;
+        const v = canonicalize((value as Record<string, unknown>)[k], `${at}.${k}`, drop);
+        if (v !== undefined) out[k] = v;
+      }
+      return out;
+    }
+    default:
+      throw new CacheKeyError('TSBUILD_CACHE_KEY_VALUE', `cannot key a ${typeof value} at ${at}`);
+  }
+}
+
+/** A value as keyed: sorted keys, `undefined` dropped, `drop` fields removed at any depth. */
+export function canonicalValue(value: unknown, drop: ReadonlySet<string> = NON_SEMANTIC_FIELDS): Json {
+  return canonicalize(value, '$', drop) ?? null;
+}
+
+/** An op as keyed: like `canonicalValue`, and without its top-level `id`, `meta` and `inputs`. */
+export function canonicalOp(op: unknown): Json {
+  return canonicalize(op, '$', NON_SEMANTIC_FIELDS, NON_SEMANTIC_OP_FIELDS) ?? null;
+}
+
+/** Canonical JSON text: sorted keys, no whitespace, non-semantic fields dropped. */
+export function canonicalJson(value: unknown, drop: ReadonlySet<string> = NON_SEMANTIC_FIELDS): string {
+  return JSON.stringify(canonicalValue(value, drop));
+}
+
+export interface KeyInputs {
+  /** The normalized, versioned op (`{ type: 'tsbuild.exec.v1', … }`); top-level `id`, `meta`, `inputs` and every `range` are dropped. */
+  readonly op: unknown;
+  /**
+   * Keys of what the op builds on, by role: `parent` (the previous step), `source` / `mount:/x`
+   * (COPY --from, RUN --mount from=). Explanations use these names.
+   */
+  readonly inputs?: Readonly<Record<string, string>>;
+  /**
+   * Content of the files the op reads (COPY sources after ignore rules, bind-mounted context):
+   * path → a `FileDigest` string from context-hash.ts (type, mode, content digest; never mtime).
+   */
+  readonly files?: Readonly<Record<string, string>>;
+  /** Values outside the op that the step can see (e.g. build args a RUN sees), by name. */
+  readonly values?: Readonly<Record<string, string>>;
+}
+
+/** Everything a key was computed from, kept with the cache record for explanations. */
+export interface KeyManifest {
+  readonly version: typeof KEY_VERSION;
+  readonly op: Json;
+  readonly inputs: Readonly<Record<string, string>>;
+  readonly values: Readonly<Record<string, string>>;
+  /** sha256 over the sorted file list (so a record can drop `files` and keep the digest). */
+  readonly filesDigest: Digest;
+  readonly files?: Readonly<Record<string, string>>;
+}
+
+function sortedRecord(r: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(r ?? {}).sort()) out[k] = r![k]!;
+  return out;
+}
+
+/** Digest of a path → content map, independent of insertion order. */
+export function filesDigest(files: Readonly<Record<string, string>> | undefined): Digest {
+  const h = createHash('sha256');
+  for (const k of Object.keys(files ?? {}).sort()) {
+    h.update(k);
+    h.update('\0');
+    h.update(files![k]!);
+    h.update('\n');
+  }
+  return `sha256:${h.digest('hex')}` as Digest;
+}
+
+export function keyManifest(inputs: KeyInputs): KeyManifest {
+  const files = inputs.files ? sortedRecord(inputs.files) : undefined;
+  return {
+    version: KEY_VERSION,
+    op: canonicalOp(inputs.op),
+    inputs: sortedRecord(inputs.inputs),
+    values: sortedRecord(inputs.values),
+    filesDigest: filesDigest(files),
+    ...(files ? { files } : {}),
+  };
+}
+
+/** The key of a manifest: sha256 of its canonical JSON without the file list (the digest stands in). */
+export function manifestKey(m: KeyManifest): Digest {
+  const { files: _files, ...rest } = m;
+  return `sha256:${createHash('sha256').update(canonicalJson(rest, new Set())).digest('hex')}` as Digest;
+}
+
+/** Compute a step's cache key and the manifest to store beside its record. */
+export function cacheKey(inputs: KeyInputs): { key: Digest; manifest: KeyManifest } {
+  const manifest = keyManifest(inputs);
+  return { key: manifestKey(manifest), manifest };
+}
+
+/** One reason a key differs from the previous one. */
+export type KeyChange =
+  | { readonly kind: 'version' }
+  | { readonly kind: 'op'; readonly field: string; readonly before?: Json; readonly after?: Json }
+  | { readonly kind: 'input'; readonly name: string; readonly before?: string; readonly after?: string }
+  | { readonly kind: 'value'; readonly name: string; readonly before?: string; readonly after?: string }
+  | { readonly kind: 'file'; readonly path: string; readonly change: 'added' | 'removed' | 'modified' }
+  /** The file list changed but the previous record kept only its digest. */
+  | { readonly kind: 'files' };
+
+const KV = /^([^=]+)=(.*)$/s;
+
+function isKvList(a: readonly Json[]): a is readonly string[] {
+  return a.every((x) => typeof x === 'string' && KV.test(x));
+}
+
+function diffJson(before: Json | undefined, after: Json | undefined, at: string, out: KeyChange[]): void {
+  if (JSON.stringify(before) === JSON.stringify(after)) return;
+  if (Array.isArray(before) && Array.isArray(after) && isKvList(before) && isKvList(after) && (before.length > 0 || after.length > 0)) {
+    // `KEY=value` lists (env): name the variables.
+    const toMap = (l: readonly string[]): Map<string, string> => new Map(l.map((s) => KV.exec(s)!).map((m) => [m[1]!, m[2]!]));
+    const b = toMap(before);
+    const a = toMap(after);
+    const names = [...new Set([...b.keys(), ...a.keys()])].sort();
+    let named = false;
+    for (const n of names) {
+      if (b.get(n) !== a.get(n)) {
+        named = true;
+        out.push({ kind: 'op', field: `${at}.${n}`, ...(b.has(n) ? { before: b.get(n)! } : {}), ...(a.has(n) ? { after: a.get(n)! } : {}) });
+      }
+    }
+    if (!named) out.push({ kind: 'op', field: at, before, after }); // order changed only
+    return;
+  }
+  const isObj = (v: Json | undefined): v is { readonly [k: string]: Json } => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (isObj(before) && isObj(after)) {
+    for (const k of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+      diffJson(before[k], after[k], at === '' ? k : `${at}.${k}`, out);
+    }
+    return;
+  }
+  out.push({ kind: 'op', field: at === '' ? '(op)' : at, ...(before !== undefined ? { before } : {}), ...(after !== undefined ? { after } : {}) });
+}
+
+function diffRecord(kind: 'input' | 'value', before: Readonly<Record<string, string>>, after: Readonly<Record<string, string>>, out: KeyChange[]): void {
+  for (const n of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+    if (before[n] !== after[n]) {
+      out.push({ kind, name: n, ...(before[n] !== undefined ? { before: before[n] } : {}), ...(after[n] !== undefined ? { after: after[n] } : {}) });
+    }
+  }
+}
+
+/** Why `current` has a different key than `previous`; empty when the keys are equal. */
+export function explain(previous: KeyManifest, current: KeyManifest): KeyChange[] {
+  if (previous.version !== current.version) return [{ kind: 'version' }];
+  const out: KeyChange[] = [];
+  diffJson(previous.op, current.op, '', out);
+  diffRecord('input', previous.inputs, current.inputs, out);
+  diffRecord('value', previous.values, current.values, out);
+  if (previous.filesDigest !== current.filesDigest) {
+    if (previous.files && current.files) {
+      const before = previous.files;
+      const after = current.files;
+      for (const p of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
+        const b = before[p];
+        const a = after[p];
+        if (b === a) continue;
+        out.push({ kind: 'file', path: p, change: b === undefined ? 'added' : a === undefined ? 'removed' : 'modified' });
+      }
+    } else out.push({ kind: 'files' });
+  }
+  return out;
+}
+
+function short(v: unknown): string {
+  const s = typeof v === 'string' ? v : JSON.stringify(v);
+  return s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** One line for people: `file src/app.ts changed`, `env FOO changed ("1" → "2")`, `parent step changed`. */
+export function describeChanges(changes: readonly KeyChange[], max = 5): string {
+  if (changes.length === 0) return 'no change';
+  const parts = changes.slice(0, max).map((c) => {
+    switch (c.kind) {
+      case 'version':
+        return 'cache key format changed';
+      case 'op':
+        return `${c.field} changed (${c.before === undefined ? 'unset' : short(c.before)} → ${c.after === undefined ? 'unset' : short(c.after)})`;
+      case 'input':
+        return c.name === 'parent' ? 'previous step changed' : `${c.name} changed`;
+      case 'value':
+        return `${c.name} changed (${c.before === undefined ? 'unset' : short(c.before)} → ${c.after === undefined ? 'unset' : short(c.after)})`;
+      case 'file':
+        return `file ${c.path} ${c.change}`;
+      case 'files':
+        return 'source files changed';
+    }
+  });
+  if (changes.length > max) parts.push(`and ${changes.length - max} more`);
+  return parts.join('; ');
+}

@@ -1,0 +1,413 @@
+/**
+ * The cache record store: cache key → result record, under `<root>/cache`.
+ *
+ * Layout:
+ *   records/<hex>.json   one record per key; its mtime is the last use
+ *   steps/<hex>.json     the key last stored for a step id (to explain the next miss)
+ *   tmp/                 temp files, named `<pid>-<random>`; a dead writer's are swept
+ *   lock                 `{pid, host, createdAt}`; held while writing or pruning
+ *
+ * Every write is temp file + fsync + rename (+ fsync of the directory), so a reader sees a
+ * whole record or none, and a killed writer leaves no partial record. Two builds may share the
+ * directory: writers and pruners serialize on the lock; a lock whose owner died is taken over.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, unlink, utimes } from 'node:fs/promises';
+import path from 'node:path';
+import { TsbuildError } from '../errors.js';
+import { digestHex, isDigest, type Digest } from '../oci/digest.js';
+import type { Json, KeyManifest } from './keys.js';
+
+export class CacheStoreError extends TsbuildError {}
+
+/** What a cache hit gives back: the caller's result (layer digests, config changes …) and bookkeeping. */
+export interface CacheRecord<R extends Json = Json> {
+  readonly key: Digest;
+  readonly result: R;
+  /** Bytes this record keeps alive (e.g. its layer blob's size), for `du` and `--keep-storage`. */
+  readonly size: number;
+  /** ISO time the record was written. */
+  readonly createdAt: string;
+  /** A stable name of the step (e.g. `stage-name#3` or the Dockerfile path + stage + step), for `explain`. */
+  readonly stepId?: string;
+  /** Human text (the step's name) for `du`. */
+  readonly description?: string;
+  /** What the key was made from (keys.ts), for `explain`. */
+  readonly manifest?: KeyManifest;
+}
+
+export interface PutRecord<R extends Json = Json> {
+  readonly key: Digest;
+  readonly result: R;
+  readonly size?: number;
+  readonly stepId?: string;
+  readonly description?: string;
+  readonly manifest?: KeyManifest;
+}
+
+export interface CacheEntryInfo {
+  readonly key: Digest;
+  readonly size: number;
+  readonly createdAt: Date;
+  readonly lastUsedAt: Date;
+  readonly description?: string;
+  readonly result: Json;
+}
+
+export interface PruneOptions {
+  /** Remove every record (`prune --all`). */
+  readonly all?: boolean;
+  /** Only records not used for this many milliseconds (`--filter until=24h`). */
+  readonly olderThanMs?: number;
+  /** Keep this many bytes: remove least recently used candidates until the total fits (`--keep-storage`). */
+  readonly keepStorage?: number;
+  /** Report what would be removed without removing it. */
+  readonly dryRun?: boolean;
+}
+
+export interface PruneResult {
+  readonly removed: readonly CacheEntryInfo[];
+  readonly reclaimed: number;
+}
+
+export interface DuResult {
+  readonly entries: readonly CacheEntryInfo[];
+  readonly count: number;
+  readonly totalSize: number;
+}
+
+export interface CacheStoreOptions {
+  /** Give up waiting for the lock after this long; default 60 s. */
+  readonly lockTimeoutMs?: number;
+  /** A lock older than this whose owner cannot be checked (another host) is stale; default 10 min. */
+  readonly staleLockMs?: number;
+}
+
+interface LockInfo {
+  readonly pid: number;
+  readonly host: string;
+  readonly createdAt: number;
+  readonly nonce: string;
+}
+
+async function selfPid(): Promise<number> {
+  // The library does not touch `process`; /proc/self names our pid.
+  return Number(await readlink('/proc/self'));
+}
+
+async function pidAlive(pid: number): Promise<boolean> {
+  try {
+    await lstat(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+async function fsyncDir(dir: string): Promise<void> {
+  const fh = await open(dir, 'r');
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+export class CacheStore {
+  readonly dir: string;
+  readonly #options: CacheStoreOptions;
+  readonly #pid: number;
+  readonly #host = hostname();
+  #held = 0;
+  #heldNonce: string | undefined;
+
+  private constructor(dir: string, pid: number, options: CacheStoreOptions) {
+    this.dir = dir;
+    this.#pid = pid;
+    this.#options = options;
+  }
+
+  /** Open (creating) the store in `dir` (the `cache` directory of a tsbuild root). Sweeps dead writers' temp files. */
+  static async open(dir: string, options: CacheStoreOptions = {}): Promise<CacheStore> {
+    const abs = path.resolve(dir);
+    for (const sub of ['records', 'steps', 'tmp']) await mkdir(path.join(abs, sub), { recursive: true });
+    const store = new CacheStore(abs, await selfPid(), options);
+    await store.#sweepTemp();
+    return store;
+  }
+
+  #recordPath(key: Digest): string {
+    if (!isDigest(key) || !key.startsWith('sha256:')) throw new CacheStoreError('TSBUILD_CACHE_BAD_KEY', `invalid cache key ${JSON.stringify(key)}`);
+    return path.join(this.dir, 'records', `${digestHex(key)}.json`);
+  }
+
+  #stepPath(stepId: string): string {
+    return path.join(this.dir, 'steps', `${createHash('sha256').update(stepId).digest('hex')}.json`);
+  }
+
+  async #sweepTemp(): Promise<void> {
+    const tmp = path.join(this.dir, 'tmp');
+    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+      const pid = Number(name.split('-')[0]);
+      if (Number.isInteger(pid) && pid > 0 && pid !== this.#pid && !(await pidAlive(pid))) await rm(path.join(tmp, name), { force: true });
+    }
+  }
+
+  /** Write `data` to `dest` atomically: temp file in tmp/, fsync, rename, fsync the directory. */
+  async #writeAtomic(dest: string, data: string): Promise<void> {
+    const tmp = path.join(this.dir, 'tmp', `${this.#pid}-${randomBytes(8).toString('hex')}`);
+    const fh = await open(tmp, 'wx', 0o644);
+    try {
+      await fh.writeFile(data);
+      await fh.sync();
+      await fh.close();
+    } catch (err) {
+      await fh.close().catch(() => {});
+      await rm(tmp, { force: true });
+      throw new CacheStoreError('TSBUILD_CACHE_WRITE', `cannot write cache record ${path.basename(dest)}`, { cause: err });
+    }
+    await rename(tmp, dest);
+    await fsyncDir(path.dirname(dest));
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Lock
+
+  async #tryLock(): Promise<boolean> {
+    const lockFile = path.join(this.dir, 'lock');
+    const info: LockInfo = { pid: this.#pid, host: this.#host, createdAt: Date.now(), nonce: randomBytes(8).toString('hex') };
+    try {
+      const fh = await open(lockFile, 'wx', 0o644);
+      try {
+        await fh.writeFile(JSON.stringify(info));
+        await fh.sync();
+      } finally {
+        await fh.close();
+      }
+      this.#heldNonce = info.nonce;
+      return true;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    // Held: by a live owner, or stale?
+    let owner: LockInfo | undefined;
+    try {
+      owner = JSON.parse(await readFile(lockFile, 'utf8')) as LockInfo;
+    } catch {
+      // Being written right now, or a crash between create and write: judge by age.
+      const st = await lstat(lockFile).catch(() => undefined);
+      if (st && Date.now() - st.mtimeMs > 5000) await this.#steal(lockFile, undefined);
+      return false;
+    }
+    const stale =
+      owner.host === this.#host ? owner.pid !== this.#pid && !(await pidAlive(owner.pid)) : Date.now() - owner.createdAt > (this.#options.staleLockMs ?? 600_000);
+    if (stale) await this.#steal(lockFile, owner.nonce);
+    return false;
+  }
+
+  /** Move a stale lock aside; if it turns out to be someone's fresh lock, put it back. */
+  async #steal(lockFile: string, nonce: string | undefined): Promise<void> {
+    const aside = `${lockFile}.stale-${randomBytes(6).toString('hex')}`;
+    try {
+      await rename(lockFile, aside);
+    } catch {
+      return; // someone else took it first
+    }
+    try {
+      const got = JSON.parse(await readFile(aside, 'utf8')) as LockInfo;
+      if (nonce !== undefined && got.nonce !== nonce) await link(aside, lockFile).catch(() => {});
+    } catch {
+      /* unreadable: it was the stale one */
+    }
+    await unlink(aside).catch(() => {});
+  }
+
+  /** Run `fn` holding the store's lock (reentrant within this store object). */
+  async withLock<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.#held > 0) {
+      this.#held++;
+      try {
+        return await fn();
+      } finally {
+        this.#held--;
+      }
+    }
+    const deadline = Date.now() + (this.#options.lockTimeoutMs ?? 60_000);
+    let wait = 2;
+    while (!(await this.#tryLock())) {
+      if (Date.now() > deadline) throw new CacheStoreError('TSBUILD_CACHE_LOCKED', `cache ${this.dir} is locked by another build (lock file ${path.join(this.dir, 'lock')})`);
+      await sleep(wait + Math.random() * wait);
+      wait = Math.min(wait * 2, 100);
+    }
+    this.#held = 1;
+    try {
+      return await fn();
+    } finally {
+      this.#held = 0;
+      const lockFile = path.join(this.dir, 'lock');
+      try {
+        const cur = JSON.parse(await readFile(lockFile, 'utf8')) as LockInfo;
+        if (cur.nonce === this.#heldNonce) await unlink(lockFile);
+      } catch {
+        /* already gone */
+      }
+      this.#heldNonce = undefined;
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Records
+
+  /** The record for `key`, or undefined. A hit marks the record used (for LRU pruning). */
+  async get<R extends Json = Json>(key: Digest): Promise<CacheRecord<R> | undefined> {
+    const p = this.#recordPath(key);
+    let text: string;
+    try {
+      text = await readFile(p, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new CacheStoreError('TSBUILD_CACHE_READ', `cannot read cache record ${key}`, { cause: err });
+    }
+    let rec: CacheRecord<R>;
+    try {
+      rec = JSON.parse(text) as CacheRecord<R>;
+    } catch {
+      return undefined; // cannot happen with atomic writes; treat as a miss
+    }
+    if (rec.key !== key) return undefined;
+    const now = new Date();
+    await utimes(p, now, now).catch(() => {});
+    return rec;
+  }
+
+  /** Store a record (replacing one with the same key) and remember it as its step's latest. */
+  async put<R extends Json>(record: PutRecord<R>): Promise<void> {
+    const full: CacheRecord<R> = {
+      key: record.key,
+      result: record.result,
+      size: record.size ?? 0,
+      createdAt: new Date().toISOString(),
+      ...(record.stepId !== undefined ? { stepId: record.stepId } : {}),
+      ...(record.description !== undefined ? { description: record.description } : {}),
+      ...(record.manifest !== undefined ? { manifest: record.manifest } : {}),
+    };
+    const dest = this.#recordPath(record.key);
+    const body = JSON.stringify(full);
+    await this.withLock(async () => {
+      await this.#writeAtomic(dest, body);
+      if (record.stepId !== undefined) await this.#writeAtomic(this.#stepPath(record.stepId), JSON.stringify({ stepId: record.stepId, key: record.key }));
+    });
+  }
+
+  /** The record last stored for `stepId` (whatever its key), to explain why a new key missed. */
+  async previous(stepId: string): Promise<CacheRecord | undefined> {
+    try {
+      const { key } = JSON.parse(await readFile(this.#stepPath(stepId), 'utf8')) as { key: Digest };
+      const p = this.#recordPath(key);
+      const rec = JSON.parse(await readFile(p, 'utf8')) as CacheRecord;
+      return rec;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async delete(key: Digest): Promise<boolean> {
+    return this.withLock(async () => {
+      try {
+        await unlink(this.#recordPath(key));
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  }
+
+  /** Every record with its size and times (`tsbuild du`). */
+  async list(): Promise<CacheEntryInfo[]> {
+    const dir = path.join(this.dir, 'records');
+    const out: CacheEntryInfo[] = [];
+    for (const name of await readdir(dir)) {
+      if (!name.endsWith('.json')) continue;
+      const p = path.join(dir, name);
+      try {
+        const [text, st] = await Promise.all([readFile(p, 'utf8'), lstat(p)]);
+        const rec = JSON.parse(text) as CacheRecord;
+        out.push({
+          key: rec.key,
+          size: rec.size,
+          createdAt: new Date(rec.createdAt),
+          lastUsedAt: st.mtime,
+          result: rec.result,
+          ...(rec.description !== undefined ? { description: rec.description } : {}),
+        });
+      } catch {
+        // removed meanwhile by a prune
+      }
+    }
+    out.sort((a, b) => b.lastUsedAt.getTime() - a.lastUsedAt.getTime() || (a.key < b.key ? -1 : 1));
+    return out;
+  }
+
+  async du(): Promise<DuResult> {
+    const entries = await this.list();
+    return { entries, count: entries.length, totalSize: entries.reduce((n, e) => n + e.size, 0) };
+  }
+
+  /**
+   * Remove records as `buildx prune` does: candidates are all records (or those unused for
+   * `olderThanMs`); with `keepStorage`, least recently used candidates go until the total fits.
+   * Returns what was removed so the caller can drop blobs nothing else references.
+   */
+  async prune(options: PruneOptions = {}): Promise<PruneResult> {
+    return this.withLock(async () => {
+      const entries = await this.list(); // most recently used first
+      const now = Date.now();
+      let candidates = options.all || options.olderThanMs === undefined ? entries : entries.filter((e) => now - e.lastUsedAt.getTime() > options.olderThanMs!);
+      if (options.keepStorage !== undefined && !options.all) {
+        let total = entries.reduce((n, e) => n + e.size, 0);
+        const pick: CacheEntryInfo[] = [];
+        for (const e of [...candidates].reverse()) {
+          if (total <= options.keepStorage) break;
+          pick.push(e);
+          total -= e.size;
+        }
+        candidates = pick;
+      }
+      if (!options.dryRun) {
+        for (const e of candidates) await rm(this.#recordPath(e.key), { force: true });
+        if (candidates.length > 0) await fsyncDir(path.join(this.dir, 'records'));
+        await this.#sweepTemp();
+      }
+      return { removed: candidates, reclaimed: candidates.reduce((n, e) => n + e.size, 0) };
+    });
+  }
+}
+
+/** Parse `--keep-storage` sizes as buildx does: `10gb`, `512mb`, `1.5GB`, bytes. */
+export function parseSize(text: string): number {
+  const m = /^\s*([0-9]+(?:\.[0-9]+)?)\s*([kmgt]?i?b?)?\s*$/i.exec(text);
+  if (!m) throw new CacheStoreError('TSBUILD_BAD_SIZE', `invalid size ${JSON.stringify(text)}: want e.g. 512mb, 10gb`);
+  const unit = (m[2] ?? '').toLowerCase().replace(/i?b$/, '');
+  const mult = unit === 'k' ? 1024 : unit === 'm' ? 1024 ** 2 : unit === 'g' ? 1024 ** 3 : unit === 't' ? 1024 ** 4 : 1;
+  return Math.round(Number(m[1]) * mult);
+}
+
+/** Parse `until=24h` durations (Go style: `1h30m`, `90s`, `2d` is not Go but accepted). */
+export function parseDuration(text: string): number {
+  const re = /([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)/g;
+  let total = 0;
+  let consumed = 0;
+  for (const m of text.matchAll(re)) {
+    const n = Number(m[1]);
+    const u = m[2]!;
+    total += n * (u === 'ms' ? 1 : u === 's' ? 1000 : u === 'm' ? 60_000 : u === 'h' ? 3_600_000 : 86_400_000);
+    consumed += m[0].length;
+  }
+  if (consumed === 0 || consumed !== text.trim().length) throw new CacheStoreError('TSBUILD_BAD_DURATION', `invalid duration ${JSON.stringify(text)}: want e.g. 24h, 90m, 1h30m`);
+  return total;
+}
