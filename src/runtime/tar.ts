@@ -5,7 +5,7 @@ import { pipeline } from 'node:stream/promises';
 import tar, { type Header } from 'tar-stream';
 
 /** tar-stream's header, loosely: it fills defaults and also takes 'pax-header'. */
-type Headers = { name: string; type?: Header['type'] | 'pax-header'; mode?: number; uid?: number; gid?: number; size?: number; mtime?: Date; linkname?: string; uname?: string; gname?: string; devmajor?: number; devminor?: number };
+type Headers = { name: string; type?: Header['type'] | 'pax-header'; mode?: number; uid?: number; gid?: number; size?: number; mtime?: Date; linkname?: string; uname?: string; gname?: string; devmajor?: number; devminor?: number; pax?: Record<string, string> };
 
 /** One entry of a layer diff, in tar order. `rel` has no leading slash. */
 export type DiffEntry =
@@ -18,13 +18,6 @@ export type MtimePolicy = number | 'preserve' | { readonly clamp: number };
 /** xattrs that are overlayfs' bookkeeping or host-specific, never written to a layer. */
 export function keepXattr(name: string): boolean {
   return !name.startsWith('trusted.overlay.') && !name.startsWith('user.overlay.') && name !== 'security.selinux';
-}
-
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`), value, Buffer.from('\n')]);
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.concat([Buffer.from(String(len)), body]);
 }
 
 function mtimeOf(st: BigIntStats, policy: MtimePolicy): Date {
@@ -42,7 +35,7 @@ function fixedTime(policy: MtimePolicy): Date {
 
 /**
  * Writes diff entries as a tar stream: regular files, dirs, symlinks, hardlinks (within the diff),
- * fifos and devices; uid/gid kept, uname/gname empty; xattrs as PAX `SCHILY.xattr.*` records.
+ * fifos and devices; uid/gid kept, uname/gname empty; xattrs with UTF-8 values as PAX `SCHILY.xattr.*` records.
  */
 export function packEntries(entries: AsyncIterable<DiffEntry> | Iterable<DiffEntry>, mtime: MtimePolicy): Readable {
   const pack = tar.pack();
@@ -89,15 +82,13 @@ export function packEntries(entries: AsyncIterable<DiffEntry> | Iterable<DiffEnt
         });
       } else continue; // sockets are not archived
       const xattrs = [...(e.xattrs ?? new Map<string, Buffer>())].filter(([k]) => keepXattr(k)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-      if (xattrs.length > 0) {
-        // Our own PAX header, so that binary values (security.capability) stay byte-exact.
-        const recs = [paxRecord('path', Buffer.from(header.type === 'directory' ? `${e.rel}/` : e.rel))];
-        if (header.linkname) recs.push(paxRecord('linkpath', Buffer.from(header.linkname)));
-        for (const [k, v] of xattrs) recs.push(paxRecord(`SCHILY.xattr.${k}`, v));
-        await write({ name: 'PaxHeader', type: 'pax-header', mode: header.mode, uid: header.uid, gid: header.gid, mtime: header.mtime }, Buffer.concat(recs));
-        header.name = 'PaxHeader';
-        if (header.linkname) header.linkname = 'PaxHeader';
+      const pax: Record<string, string> = {};
+      for (const [k, v] of xattrs) {
+        // tar-stream writes PAX values as UTF-8: a value that is not valid UTF-8 (security.capability) cannot be kept byte-exact.
+        const text = v.toString('utf8');
+        if (Buffer.from(text, 'utf8').equals(v)) pax[`SCHILY.xattr.${k}`] = text;
       }
+      if (Object.keys(pax).length > 0) header.pax = pax;
       if (header.type === 'file' && (header.size ?? 0) > 0) {
         await new Promise<void>((resolve, reject) => {
           const sink = pack.entry(header as Header, (err) => (err ? reject(err) : resolve()));
