@@ -14,7 +14,7 @@ export type FlagSpec = Readonly<Record<string, FlagType>>;
 /** The flags each instruction accepts, as BuildKit's parse.go declares them. */
 export const INSTRUCTION_FLAGS: Readonly<Record<string, FlagSpec>> = {
   FROM: { platform: 'string' },
-  RUN: { mount: 'strings', network: 'string', security: 'string' },
+  RUN: { mount: 'strings', network: 'string', security: 'string', device: 'strings' },
   COPY: { chown: 'string', from: 'string', chmod: 'string', link: 'bool', exclude: 'strings', parents: 'bool' },
   ADD: {
     chown: 'string',

@@ -25,10 +25,13 @@ export interface ParseOptions {
   readonly file?: string;
 }
 
-/** Frontends that mean "the standard Dockerfile syntax", which tsbuild implements itself. */
-const STANDARD_SYNTAX = /^(?:docker\.io\/)?docker\/dockerfile(?:-upstream)?(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$/;
+/**
+ * Frontends that mean "the standard Dockerfile syntax", which tsbuild implements itself:
+ * docker/dockerfile[-upstream] from any registry or mirror, any tag or digest.
+ */
+const STANDARD_SYNTAX = /^(?:[\w.-]+(?::\d+)?\/)*docker\/dockerfile(?:-upstream)?(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$/;
 
-/** Checks the `# syntax=`, `# check=` directives; `escape` is validated by the raw parser. */
+/** Checks the `# syntax=` directive; `escape` is validated by the raw parser, `check` by the linter. */
 function checkDirectives(directives: readonly Directive[], file: string | undefined): Diagnostic[] {
   const out: Diagnostic[] = [];
   const at = (d: Directive, message: string, code: string): Diagnostic => ({
@@ -42,17 +45,7 @@ function checkDirectives(directives: readonly Directive[], file: string | undefi
     if (d.name === 'syntax' && !STANDARD_SYNTAX.test(d.value.trim())) {
       out.push(at(d, `syntax directive ${JSON.stringify(d.value)} ignored: tsbuild always uses its built-in Dockerfile frontend`, 'unsupported-syntax'));
     }
-    if (d.name === 'check') {
-      for (const part of d.value.split(';')) {
-        const p = part.trim();
-        if (p === '') continue;
-        const [key = '', value = ''] = p.split('=', 2).map((s) => s.trim());
-        const k = key.toLowerCase();
-        if (k === 'skip') continue;
-        if (k === 'error' && ['true', 'false', '1', '0', 't', 'f'].includes(value.toLowerCase())) continue;
-        out.push(at(d, k === 'error' ? `invalid check directive: error must be a boolean, not ${JSON.stringify(value)}` : `invalid check directive: unknown key ${JSON.stringify(key)}`, 'invalid-directive'));
-      }
-    }
+    // `check` is read and validated by the linter (src/parser/lint.ts), which owns the rules.
   }
   return out;
 }

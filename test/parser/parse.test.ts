@@ -321,6 +321,23 @@ describe('parseDockerfile', () => {
     }
   });
 
+  it('accepts the standard syntax directive from any mirror, warns for other frontends', () => {
+    for (const v of ['docker/dockerfile:1', 'docker/dockerfile-upstream:master', 'mirror.gcr.io/docker/dockerfile:1.9-labs', 'localhost:5000/docker/dockerfile:1']) {
+      expect(parseDockerfile(`# syntax=${v}\nFROM x\n`).diagnostics).toEqual([]);
+    }
+    const w = parseDockerfile('# syntax=example.com/frontend:1\nFROM x\n').diagnostics;
+    expect(w.map((d) => [d.severity, d.code, d.range.start.line])).toEqual([['warning', 'unsupported-syntax', 1]]);
+  });
+
+  it('RUN --device values and mounts with variables are kept for the planner', () => {
+    const r = parseDockerfile('FROM x\nRUN --device=nvidia.com/gpu=all --mount=type=cache,target=$HOME/.cache,uid=$UID true\n');
+    expect(errors(r)).toEqual([]);
+    expect(r.ast.stages[0]!.instructions[0]).toMatchObject({
+      devices: ['nvidia.com/gpu=all'],
+      mounts: [{ type: 'cache', target: '$HOME/.cache', spec: 'type=cache,target=$HOME/.cache,uid=$UID' }],
+    });
+  });
+
   it('DocComments as BuildKit reads them', () => {
     const r = parseDockerfile('# syntax=docker/dockerfile:1\n# base is the base\n#\n# base really\nFROM x AS base\n');
     expect(r.ast.stages[0]!.docComment).toBe('really');
