@@ -37,9 +37,10 @@ export function configOp(
   instruction: string,
   changes: Record<string, unknown>,
   createdBy: string | undefined,
+  name?: string,
 ): ConfigOp {
   const history = createdBy !== undefined ? historyEntry(createdBy, false) : undefined;
-  const { id, meta } = nextMeta(state, ctx, range, createdBy ?? instruction, false, history);
+  const { id, meta } = nextMeta(state, ctx, range, name ?? createdBy ?? instruction, false, history);
   return { type: 'tsbuild.config.v1', id, inputs: state.parent !== undefined ? { parent: state.parent } : {}, instruction, changes, meta };
 }
 
@@ -208,7 +209,7 @@ export function planHealthcheck(instr: HealthcheckInstruction, state: StageState
 
 export function planOnbuild(expression: string, state: StageState, ctx: DispatchContext, range: Range): ConfigOp {
   state.config.OnBuild = [...(state.config.OnBuild ?? []), expression];
-  return configOp(state, ctx, range, 'ONBUILD', { OnBuild: [expression] }, undefined);
+  return configOp(state, ctx, range, 'ONBUILD', { OnBuild: [expression] }, undefined, `ONBUILD ${expression}`);
 }
 
 export function planMaintainer(maintainer: string, state: StageState, ctx: DispatchContext, range: Range): ConfigOp {

@@ -67,7 +67,8 @@ export function dispatchStage(input: StageInput, ctx: DispatchContext): { plan: 
     history: [],
     ops: [],
     cmdSet: false,
-    step: 0,
+    // FROM <image> is step 1 of the stage, as BuildKit counts.
+    step: info.base.kind === 'image' || info.base.kind === 'named-context' ? 1 : 0,
     steps,
     onbuild: false,
   };

@@ -29,6 +29,12 @@ export function commandArgs(state: StageState, command: CommandForm): string[] {
   return command.form === 'exec' ? [...command.args] : withShell(state, command.command);
 }
 
+/** BuildKit's `summarizeHeredoc`: the first line of the trimmed body, `...` when there are more. */
+export function summarizeHeredoc(doc: string): string {
+  const lines = doc.trim().replace(/\r\n/g, '\n').split('\n');
+  return lines.length > 1 ? `${lines[0]}...` : lines[0]!;
+}
+
 /** BuildKit's `ChompHeredocContent`: strips leading tabs from every line (`<<-`). */
 export function chompHeredoc(content: string): string {
   return content.replace(/^\t+/gm, '');
@@ -80,6 +86,7 @@ function sourceOpId(s: FileSource): string | undefined {
   return s.kind === 'context' || s.op === '' ? undefined : s.op;
 }
 
+/** LLB's default socket path for the n-th ssh mount: `/run/buildkit/ssh_agent.<n>`. */
 const DEFAULT_SSH_TARGET = '/run/buildkit/ssh_agent';
 
 function planMount(m: Mount, state: StageState, ctx: DispatchContext, range: Range, index: number): ExecMount {
@@ -116,7 +123,7 @@ function planMount(m: Mount, state: StageState, ctx: DispatchContext, range: Ran
       return { type: 'tmpfs', target: abs(target ?? need('target')), size: m.size ?? 0 };
     case 'secret': {
       const env = e(m.env);
-      const id = e(m.id) || (target ? target.split('/').pop()! : '') || (env ?? '');
+      const id = e(m.id) || (target ? target.split('/').pop()! : '');
       if (id === '') need('id or target');
       const t = target ?? (env === undefined ? `/run/secrets/${id}` : undefined);
       return {
@@ -134,7 +141,7 @@ function planMount(m: Mount, state: StageState, ctx: DispatchContext, range: Ran
       return {
         type: 'ssh',
         id: e(m.id) || 'default',
-        target: abs(target ?? (index === 0 ? DEFAULT_SSH_TARGET : `${DEFAULT_SSH_TARGET}-${index}`)),
+        target: abs(target ?? `${DEFAULT_SSH_TARGET}.${index}`),
         required: m.required ?? false,
         mode: m.mode ?? 0o600,
         uid: m.uid ?? 0,
@@ -150,11 +157,13 @@ export function planRun(instr: RunInstruction, state: StageState, ctx: DispatchC
   for (const m of instr.mounts) mounts.push(planMount(m, state, ctx, instr.range, m.type === 'ssh' ? sshIndex++ : 0));
 
   let args: string[];
+  let summary = '';
   const cmd = instr.command;
   if (cmd.form === 'shell' && instr.heredocs.length > 0) {
     const first = instr.heredocs[0]!;
     if (/^[0-9]*<<-?\s*["']?[^"'\s]+["']?\s*$/.test(cmd.command.trim()) && instr.heredocs.length === 1) {
       const data = first.chomp ? chompHeredoc(first.content) : first.content;
+      summary = ` (${summarizeHeredoc(first.content)})`;
       if (data.startsWith('#!') && state.os !== 'windows') {
         mounts.push({ type: 'inline', target: '/dev/pipes', files: [{ name: first.name, content: data, mode: 0o755 }] });
         args = withShell(state, `/dev/pipes/${first.name}`);
@@ -168,7 +177,7 @@ export function planRun(instr: RunInstruction, state: StageState, ctx: DispatchC
 
   const createdBy = `RUN ${runCommandString(args, state.buildArgs, (k) => envGet(state.env, k))}`;
   const history = historyEntry(createdBy, true);
-  const { id, meta } = nextMeta(state, ctx, instr.range, ctx.stepName(instr.range, state, true, cmd.form === 'exec' ? `RUN ${JSON.stringify(cmd.args)}` : `RUN ${cmd.command}`), true, history);
+  const { id, meta } = nextMeta(state, ctx, instr.range, ctx.stepName(instr.range, state, true, cmd.form === 'exec' ? `RUN ${JSON.stringify(cmd.args)}` : `RUN ${cmd.command}`) + summary, true, history);
   const sources = mounts.flatMap((m) => ('from' in m && m.from ? (sourceOpId(m.from) ?? []) : []));
   return {
     type: 'tsbuild.exec.v1',
