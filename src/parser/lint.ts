@@ -213,6 +213,14 @@ export interface IgnoreMatcher {
   readonly excludesRoot: boolean;
 }
 
+/** The parts of a base image's config the checks use. */
+export interface BaseImageInfo {
+  /** `config.Env`, `KEY=value` entries. */
+  readonly env: readonly string[];
+  /** `config.Shell`. */
+  readonly shell?: readonly string[];
+}
+
 export interface LintOptions {
   /**
    * A check configuration that replaces the file's `# check=` directive, as `--check` /
@@ -223,8 +231,12 @@ export interface LintOptions {
   readonly source?: string;
   /** `--build-arg` values (they count as declared for `UndefinedVar`). */
   readonly buildArgs?: Readonly<Record<string, string>>;
-  /** The `Env` (`KEY=value` list) of an external base image, when known; enables `UndefinedVar` in its stages. */
-  readonly imageEnv?: (image: string) => readonly string[] | undefined;
+  /**
+   * What is known of an external base image (by its expanded name, e.g. `python:3.12`): its
+   * `Env` enables `UndefinedVar` in stages built on it, its `Shell` informs `JSONArgsRecommended`.
+   * Return undefined when the image is unknown.
+   */
+  readonly baseImage?: (image: string) => BaseImageInfo | undefined;
   /** The context's `.dockerignore`; enables `CopyIgnoredFile`. */
   readonly ignore?: IgnoreMatcher;
   /** The target platform for predefined ARGs. Default `linux/amd64`. */
@@ -264,6 +276,16 @@ export function lintWithConfig(result: ParseResult, options: LintOptions = {}): 
   linter.run();
   const diagnostics = linter.findings.sort((a, b) => a.range.start.offset - b.range.start.offset || a.code.localeCompare(b.code));
   return { diagnostics, config };
+}
+
+/**
+ * The external base images of a Dockerfile, as `lint` will ask `options.baseImage` about them:
+ * FROM names expanded with the default global ARGs (and `options.buildArgs`), without stage
+ * names and `scratch`. Lets a caller look them up (say, in the local store) before linting.
+ */
+export function externalBaseImages(result: ParseResult, options: LintOptions = {}): string[] {
+  const linter = new Linter(result, options, EMPTY_CONFIG);
+  return linter.externalBaseImages();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,6 +387,18 @@ class Linter {
     this.#invalidDefaultArgs(ast.stages, globalArgs.defaults);
     this.#fromChecks(ast.stages, globalArgs.args, globalArgs.keys);
     this.#dispatch(ast.stages, globalArgs.args);
+  }
+
+  externalBaseImages(): string[] {
+    const args = this.#globalArgs().args;
+    const names = new Set<string>();
+    const out = new Set<string>();
+    for (const st of this.result.ast.stages) {
+      const base = tryProcess(st.from.image, args, this.#shellOpts)?.result;
+      if (base !== undefined && base !== '' && base !== 'scratch' && !names.has(base.toLowerCase())) out.add(base);
+      if (st.name !== undefined) names.add(st.name);
+    }
+    return [...out];
   }
 
   // --- reporting -----------------------------------------------------------------------------
@@ -677,14 +711,14 @@ class Linter {
         const parent = states[parentIndex]!;
         state = { env: parent.env?.clone(), buildArgs: new Set(parent.buildArgs), workdirSet: parent.workdirSet, shellSet: parent.shellSet };
       } else {
-        const envList = baseName === 'scratch' ? [] : this.options.imageEnv?.(baseName);
+        const info: BaseImageInfo | undefined = baseName === 'scratch' ? { env: [] } : this.options.baseImage?.(baseName);
         let env: Env | undefined;
-        if (envList !== undefined) {
-          const e = envFromList(envList);
+        if (info !== undefined) {
+          const e = envFromList(info.env);
           env = new Env(e.keys().map((k) => [k, e.get(k) ?? ''] as [string, string]));
           if (!env.has('PATH')) env.set('PATH', DEFAULT_PATH);
         }
-        state = { env, buildArgs: new Set(), workdirSet: false, shellSet: false };
+        state = { env, buildArgs: new Set(), workdirSet: false, shellSet: (info?.shell?.length ?? 0) > 0 };
       }
       states.push(state);
       if (st.name !== undefined) byName.set(st.name, i);

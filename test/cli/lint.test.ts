@@ -1,7 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Store } from '../../src/oci/store.js';
+import { MediaType } from '../../src/oci/types.js';
 import { runCli } from '../helpers/cli.js';
 
 let dir: string;
@@ -117,5 +119,29 @@ describe('tsbuild lint', () => {
     const help = await runCli(['lint', '--help'], { cwd: dir });
     expect(help.code).toBe(0);
     expect(help.stdout).toContain('Usage: tsbuild lint');
+  });
+
+  it('--root: base images in the local store give UndefinedVar their env and JSONArgsRecommended their shell', async () => {
+    const root = path.join(dir, 'root');
+    const store = await Store.openDir(path.join(root, 'store'));
+    const config = JSON.stringify({
+      architecture: 'amd64',
+      os: 'linux',
+      config: { Env: ['PATH=/usr/local/bin:/usr/bin:/bin', 'PYTHON_VERSION=3.12.4'], Shell: ['/bin/bash', '-c'] },
+      rootfs: { type: 'layers', diff_ids: [] },
+    });
+    const cfg = await store.putBlob(config);
+    const manifest = JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: cfg.digest, size: cfg.size }, layers: [] });
+    const man = await store.putBlob(manifest);
+    await store.tag('python:3.12', { mediaType: MediaType.OciManifest, digest: man.digest, size: man.size });
+    write('Dockerfile', 'FROM python:3.12\nENV V=$PYTHON_VERSION X=$PYTHN_VERSION\nCMD python app.py\n');
+
+    const unknown = await runCli(['lint', '--format', 'json', '--root', path.join(dir, 'empty-root')], { cwd: dir });
+    expect((JSON.parse(unknown.stdout) as { code: string }[]).map((d) => d.code)).toEqual(['lint/JSONArgsRecommended']);
+    expect(existsSync(path.join(dir, 'empty-root'))).toBe(false);
+
+    const known = await runCli(['lint', '--format', 'json', '--root', root], { cwd: dir });
+    const out = JSON.parse(known.stdout) as { code: string; message: string }[];
+    expect(out.map((d) => [d.code, d.message])).toEqual([['lint/UndefinedVar', "Usage of undefined variable '$PYTHN_VERSION' (did you mean $PYTHON_VERSION?)"]]);
   });
 });

@@ -41,7 +41,7 @@ function runCase(dir: string) {
     ...(co.withoutSource ? {} : { source: text }),
     ...(co.checks !== undefined ? { checks: co.checks } : {}),
     ...(co.buildArgs ? { buildArgs: co.buildArgs } : {}),
-    ...(co.imageEnv ? { imageEnv: (image: string) => co.imageEnv![image] } : {}),
+    ...(co.imageEnv ? { baseImage: (image: string) => (co.imageEnv![image] ? { env: co.imageEnv![image]! } : undefined) } : {}),
     ...(co.dockerignore !== undefined ? { ignore: dockerignoreMatcher(co.dockerignore) } : {}),
   };
   return { result, findings: lint(result, options), text };

@@ -1,14 +1,17 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { existsSync } from 'node:fs';
+import { resolveImage } from '../../oci/image.js';
+import { Store } from '../../oci/store.js';
 import { parseDockerignore, PatternMatcher } from '../../builder/context.js';
 import type { Diagnostic } from '../../parser/diagnostics.js';
 import { formatDiagnostic } from '../../parser/diagnostics.js';
 import { parseDockerfile } from '../../parser/index.js';
-import type { IgnoreMatcher } from '../../parser/lint.js';
-import { isEmptyContinuationDiagnostic, LintConfigError, lintWithConfig, parseCheckOptions } from '../../parser/lint.js';
+import type { BaseImageInfo, IgnoreMatcher, LintOptions } from '../../parser/lint.js';
+import { externalBaseImages, isEmptyContinuationDiagnostic, LintConfigError, lintWithConfig, parseCheckOptions } from '../../parser/lint.js';
 import type { Command } from '../context.js';
-import { UsageError } from '../context.js';
+import { resolveRoot, UsageError } from '../context.js';
 
 const USAGE = `Usage: tsbuild lint [OPTIONS] [FILE...]
 
@@ -26,6 +29,9 @@ Options:
       --context string     Build context directory: enables CopyIgnoredFile with its .dockerignore
       --target string      The target stage (sets TARGETSTAGE)
       --platform string    Target platform for predefined ARGs (default "linux/amd64")
+      --root string        tsbuild root whose local store is searched for base images; their
+                           env enables UndefinedVar (default $TSBUILD_ROOT or
+                           ~/.local/share/tsbuild)
       --no-color           Never colour the code frames
   -h, --help               Print this help
 
@@ -43,6 +49,7 @@ export const run: Command = async (argv, ctx) => {
       'build-arg': { type: 'string', multiple: true, default: [] },
       target: { type: 'string' },
       context: { type: 'string' },
+      root: { type: 'string' },
       platform: { type: 'string' },
       'no-color': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -94,14 +101,16 @@ export const run: Command = async (argv, ctx) => {
     }
     const result = parseDockerfile(text, { file });
     const ignore = values.context !== undefined ? await readIgnore(file === '-' ? undefined : path.resolve(ctx.cwd, file), path.resolve(ctx.cwd, values.context)) : undefined;
-    const { diagnostics: findings, config } = lintWithConfig(result, {
+    const options: LintOptions = {
       source: text,
       buildArgs,
       ...(values.check !== undefined ? { checks: values.check } : {}),
       ...(values.target !== undefined ? { target: values.target.toLowerCase() } : {}),
       ...(platform ? { platform } : {}),
       ...(ignore ? { ignore } : {}),
-    });
+    };
+    const images = await lookupBaseImages(externalBaseImages(result, options), resolveRoot(values.root, ctx), platform);
+    const { diagnostics: findings, config } = lintWithConfig(result, { ...options, baseImage: (name) => images.get(name) });
     // The raw parser's empty-continuation warning is reported as the NoEmptyContinuation check
     // (and so obeys skip= and error=).
     const parse = result.diagnostics.filter((d) => !isEmptyContinuationDiagnostic(d));
@@ -118,6 +127,29 @@ export const run: Command = async (argv, ctx) => {
   else if (count === 0 && !failed) ctx.stdout.write(`${files.length === 1 ? files[0] : `${files.length} files`}: no problems found\n`);
   return failed ? 1 : 0;
 };
+
+/**
+ * Env and shell of the base images found in the local store (read only: a missing store is not
+ * created). Images that are absent or unreadable stay unknown, which only makes the checks quieter.
+ */
+async function lookupBaseImages(names: readonly string[], root: string, platform?: { os: string; architecture: string; variant?: string }): Promise<Map<string, BaseImageInfo>> {
+  const out = new Map<string, BaseImageInfo>();
+  const dir = path.join(root, 'store');
+  if (names.length === 0 || !existsSync(dir)) return out;
+  const store = await Store.openDir(dir);
+  for (const name of names) {
+    try {
+      const entry = await store.resolve(name);
+      if (!entry) continue;
+      const image = await resolveImage(store, entry.descriptor, platform);
+      const config = (await image.config()).config;
+      out.set(name, { env: config?.Env ?? [], ...(config?.Shell ? { shell: config.Shell } : {}) });
+    } catch {
+      // not a valid reference, or a damaged entry: the image stays unknown
+    }
+  }
+  return out;
+}
 
 /** A `.dockerignore` text as the matcher `CopyIgnoredFile` needs (moby patternmatcher semantics). */
 export function dockerignoreMatcher(text: string, source = '.dockerignore'): IgnoreMatcher {
