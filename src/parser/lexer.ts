@@ -26,6 +26,8 @@ export function getLexer(escape: EscapeChar, options: { validate?: boolean } = {
 export interface LexResult {
   readonly tokens: IToken[];
   readonly errors: ILexingError[];
+  /** Start offset of every line, as `LineIndex` computes them. */
+  readonly lineStarts: number[];
 }
 
 /**
@@ -39,7 +41,7 @@ export function tokenize(text: string, escape: EscapeChar, detect: HeredocDetect
   scanner.begin(text, detect);
   try {
     const result = lexer.tokenize(text);
-    return { tokens: result.tokens, errors: result.errors };
+    return { tokens: result.tokens, errors: result.errors, lineStarts: scanner.lineStarts() };
   } finally {
     scanner.finish();
   }

@@ -1,5 +1,5 @@
 import type { CstNode, IToken } from 'chevrotain';
-import { LineIndex, type Diagnostic, type Range, type Severity } from './diagnostics.js';
+import type { Diagnostic, Position, Range, Severity } from './diagnostics.js';
 import { goLower, goQuote } from './dump.js';
 import { parseLines } from './grammar.js';
 import { parseJsonArgs } from './json-args.js';
@@ -93,97 +93,79 @@ function isAscii(s: string): boolean {
   return true;
 }
 
-/** Maps byte offsets of `s`'s UTF-8 encoding to UTF-16 offsets (to the next boundary inside a character). */
-function byteToCharMap(s: string, bytes: Uint8Array): Int32Array {
-  const map = new Int32Array(bytes.length + 1);
-  let b = 0;
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    let n = c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
-    let units = 1;
-    if (c >= 0xd800 && c <= 0xdbff) {
-      const d = s.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        n = 4;
-        units = 2;
-      }
-    }
-    map[b] = i;
-    for (let k = 1; k < n; k++) map[b + k] = i + units;
-    b += n;
-    i += units - 1;
+/** The UTF-16 offset of byte `i` of a byte string (a byte inside a character counts from that character). */
+function utf16Offset(b: string, i: number): number {
+  let units = 0;
+  for (let k = 0; k < i; k++) {
+    const c = b.charCodeAt(k);
+    if ((c & 0xc0) !== 0x80) units += c >= 0xf0 ? 2 : 1;
   }
-  map[b] = s.length;
-  return map;
+  return units;
 }
-
-const utf8 = new TextDecoder();
 
 /**
  * BuildKit's `extractBuilderFlags`: leading `--words`, on bytes (each byte is one "rune", and the
  * bytes 0x85 and 0xA0 count as white space, as in Go). Returns the flags and where the rest starts.
+ * It runs on a "byte string" (one UTF-16 unit per UTF-8 byte); flag texts are decoded back to UTF-8.
  */
 function extractFlags(args: string, esc: number): { flags: FlagSpan[]; restAt: number } {
   let p = 0;
   while (p < args.length && isGoSpace(args.charCodeAt(p))) p++;
   if (args.charCodeAt(p) !== 45 || args.charCodeAt(p + 1) !== 45) return { flags: [], restAt: p };
   const ascii = isAscii(args);
-  const bytes: Uint8Array = ascii ? Uint8Array.from(args, (c) => c.charCodeAt(0)) : Buffer.from(args, 'utf8');
-  const map = ascii ? undefined : byteToCharMap(args, bytes);
-  const at = (b: number): number => (map === undefined ? b : map[b]!);
-  const n = bytes.length;
+  const b = ascii ? args : Buffer.from(args, 'utf8').toString('latin1');
+  // byte offset -> UTF-16 offset (inside a character: the next character boundary)
+  const at = ascii ? (i: number): number => i : (i: number): number => utf16Offset(b, i);
+  const n = b.length;
   const flags: FlagSpan[] = [];
   const IN_SPACES = 0;
   const IN_WORD = 1;
-  const IN_QUOTE = 2;
   let phase = IN_SPACES;
-  let word: number[] = [];
+  let word = '';
   let quote = 0;
   let blankOK = false;
   let wordStart = 0;
   let ch = 0;
   const push = (end: number): void => {
-    const text = ascii ? String.fromCharCode(...word) : utf8.decode(Uint8Array.from(word));
+    const text = ascii ? word : Buffer.from(word, 'latin1').toString('utf8');
     flags.push({ text, start: at(wordStart), end: at(end) });
   };
-  const isDashDash = (): boolean => word.length === 2 && word[0] === 45 && word[1] === 45;
   for (let pos = 0; pos <= n; pos++) {
-    if (pos !== n) ch = bytes[pos]!;
+    if (pos !== n) ch = b.charCodeAt(pos);
     if (phase === IN_SPACES) {
       if (pos === n) break;
       if (isGoSpace(ch)) continue;
-      if (ch !== 45 || pos + 1 === n || bytes[pos + 1] !== 45) return { flags, restAt: at(pos) };
+      if (ch !== 45 || pos + 1 === n || b.charCodeAt(pos + 1) !== 45) return { flags, restAt: at(pos) };
       phase = IN_WORD;
       wordStart = pos;
     }
     if (pos === n) {
-      if (!isDashDash() && (blankOK || word.length > 0)) push(n);
+      if (word !== '--' && (blankOK || word.length > 0)) push(n);
       break;
     }
     if (phase === IN_WORD) {
       if (isGoSpace(ch)) {
         phase = IN_SPACES;
-        if (isDashDash()) return { flags, restAt: at(pos) };
+        if (word === '--') return { flags, restAt: at(pos) };
         if (blankOK || word.length > 0) push(pos);
-        word = [];
+        word = '';
         blankOK = false;
         continue;
       }
       if (ch === 39 || ch === 34) {
         quote = ch;
         blankOK = true;
-        phase = IN_QUOTE;
+        phase = 2;
         continue;
       }
       if (ch === esc) {
         if (pos + 1 === n) continue;
         pos++;
-        ch = bytes[pos]!;
       }
-      word.push(ch);
+      word += b[pos];
       continue;
     }
-    // IN_QUOTE
+    // in quote
     if (ch === quote) {
       phase = IN_WORD;
       continue;
@@ -194,9 +176,8 @@ function extractFlags(args: string, esc: number): { flags: FlagSpan[]; restAt: n
         continue;
       }
       pos++;
-      ch = bytes[pos]!;
     }
-    word.push(ch);
+    word += b[pos];
   }
   return { flags, restAt: args.length };
 }
@@ -324,8 +305,8 @@ function healthConfig(rest: string, span: Span): Args {
     let next = sep;
     while (next < bytes.length && isGoSpace(bytes[next]!)) next++;
     if (sep === 0) return NO_ARGS;
-    typ = utf8.decode(bytes.subarray(0, sep));
-    cmd = utf8.decode(bytes.subarray(next));
+    typ = bytes.subarray(0, sep).toString('utf8');
+    cmd = bytes.subarray(next).toString('utf8');
   }
   const c = maybeJson(cmd, span, false);
   return { args: [typ, ...c.args], json: c.json };
@@ -749,17 +730,75 @@ function analyze(text: string, esc: number): Analysis {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Positions
+
+/**
+ * 1-based line/column positions, exactly as `LineIndex` gives them, from the line starts the
+ * lexer collected. Lookups are mostly in increasing order, so they start from the last line found.
+ */
+class LinePositions {
+  #last = 0;
+  constructor(readonly starts: readonly number[]) {}
+
+  #lineIndex(offset: number): number {
+    const st = this.starts;
+    let i = this.#last;
+    if (st[i]! <= offset) {
+      for (let steps = 0; i + 1 < st.length && st[i + 1]! <= offset; steps++) {
+        if (steps === 8) return (this.#last = this.#search(offset));
+        i++;
+      }
+      return (this.#last = i);
+    }
+    for (let steps = 0; steps < 8 && i > 0; steps++) {
+      i--;
+      if (st[i]! <= offset) return (this.#last = i);
+    }
+    return (this.#last = this.#search(offset));
+  }
+
+  #search(offset: number): number {
+    const st = this.starts;
+    let lo = 0;
+    let hi = st.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (st[mid]! <= offset) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  line(offset: number): number {
+    return this.#lineIndex(offset) + 1;
+  }
+
+  position(offset: number): Position {
+    const i = this.#lineIndex(offset);
+    return { line: i + 1, column: offset - this.starts[i]! + 1, offset };
+  }
+
+  range(start: number, end: number): Range {
+    return { start: this.position(start), end: this.position(end) };
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Directives
 
 const DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$/s;
 
-interface DirectiveScan {
-  readonly directives: Directive[];
-  readonly escape: EscapeChar;
+interface DirectiveLine {
+  readonly name: Directive['name'];
+  readonly value: string;
+  readonly start: number;
+  readonly end: number;
+  readonly error?: { readonly code: string; readonly message: string };
 }
 
-function scanDirectives(text: string, index: LineIndex, diag: (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }) => void): DirectiveScan {
-  const directives: Directive[] = [];
+/** The parser directives at the top of the file (BuildKit's DirectiveParser), and the escape character. */
+function scanDirectives(text: string): { lines: DirectiveLine[]; escape: EscapeChar } {
+  const lines: DirectiveLine[] = [];
   const seen = new Set<string>();
   let escape: EscapeChar = '\\';
   let offset = text.charCodeAt(0) === 0xfeff ? 1 : 0;
@@ -769,29 +808,29 @@ function scanDirectives(text: string, index: LineIndex, diag: (d: Omit<Diagnosti
     let ce = lineEnd;
     while (ce > offset && text.charCodeAt(ce - 1) === 13) ce--;
     const s = trimStart(text, offset, ce);
-    if (text.charCodeAt(s) !== 35 /* # */ || s >= ce) break;
-    const body = text.slice(trimStart(text, s + 1, ce), ce);
-    const m = DIRECTIVE.exec(body);
+    if (s >= ce || text.charCodeAt(s) !== 35 /* # */) break;
+    const m = DIRECTIVE.exec(text.slice(trimStart(text, s + 1, ce), ce));
     if (m === null) break;
     const name = m[1]!.toLowerCase();
     if (name !== 'syntax' && name !== 'escape' && name !== 'check') break;
-    const range = index.range(s, ce);
     const value = m[2]!;
     if (seen.has(name)) {
-      diag({ code: 'duplicate-directive', message: `only one ${name} parser directive can be used`, range });
+      const error = { code: 'duplicate-directive', message: `only one ${name} parser directive can be used` };
+      lines.push({ name, value, start: s, end: ce, error });
     } else {
       seen.add(name);
       if (name === 'escape' && value !== '\\' && value !== '`') {
-        diag({ code: 'invalid-escape', message: `invalid escape token '${value}' does not match \` or \\`, range });
+        const error = { code: 'invalid-escape', message: `invalid escape token '${value}' does not match \` or \\` };
+        lines.push({ name, value, start: s, end: ce, error });
       } else {
         if (name === 'escape') escape = value as EscapeChar;
-        directives.push({ name, value, range });
+        lines.push({ name, value, start: s, end: ce });
       }
     }
     if (nl < 0) break;
     offset = nl + 1;
   }
-  return { directives, escape };
+  return { lines, escape };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -848,20 +887,28 @@ export function parseRaw(text: string, options: ParseRawOptions = {}): RawParseR
   }
 }
 
+type Report = (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }) => void;
+
 function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult {
-  const index = new LineIndex(text);
   const diagnostics: Diagnostic[] = [];
-  const diag = (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }): void => {
-    diagnostics.push({
-      ...d,
-      severity: d.severity ?? 'error',
-      ...(options.file !== undefined ? { file: options.file } : {}),
-    });
+  const file = options.file;
+  const diag: Report = (d) => {
+    const full: Diagnostic = { ...d, severity: d.severity ?? 'error' };
+    diagnostics.push(file === undefined ? full : { ...full, file });
   };
-  const { directives, escape } = scanDirectives(text, index, diag);
+  const scan = scanDirectives(text);
+  const escape = scan.escape;
   const esc = escape.charCodeAt(0);
   const detect = (line: string): Analysis => analyze(line, esc);
   const lexed = tokenize(text, escape, detect);
+  const index = new LinePositions(lexed.lineStarts);
+
+  const directives: Directive[] = [];
+  for (const d of scan.lines) {
+    const range = index.range(d.start, d.end);
+    if (d.error !== undefined) diag({ ...d.error, range });
+    else directives.push({ name: d.name, value: d.value, range });
+  }
   for (const e of lexed.errors) {
     diag({ code: 'internal-error', message: `lexer: ${e.message}`, range: index.range(e.offset, e.offset + e.length) });
   }
@@ -883,15 +930,14 @@ function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult 
   }
 
   const instructions: RawInstruction[] = [];
-  let count = 0;
-  for (const node of (cst.children.instruction ?? []) as CstNode[]) {
+  const nodes = (cst.children.instruction ?? []) as CstNode[];
+  for (const node of nodes) {
     const line = firstLineToken(node).payload as LogicalLine;
-    count++;
     const built = buildInstruction(line, text, index, esc, diag);
     if (built !== undefined) instructions.push(built);
   }
 
-  if (count === 0) {
+  if (nodes.length === 0) {
     const end = text.length;
     diag({ code: 'no-instructions', message: 'file with no instructions', range: index.range(end, end) });
   }
@@ -919,13 +965,13 @@ function sourceOffset(line: LogicalLine, off: number, isEnd: boolean): number {
 function buildInstruction(
   line: LogicalLine,
   text: string,
-  index: LineIndex,
+  index: LinePositions,
   esc: number,
-  diag: (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }) => void,
+  diag: Report,
 ): RawInstruction | undefined {
   const analysis = (line.analysis as Analysis | undefined) ?? analyze(line.text, esc);
   const span = (s: Span): Range => index.range(sourceOffset(line, s.start, false), sourceOffset(line, s.end, true));
-  const startLine = index.position(line.start).line;
+  const startLine = index.line(line.start);
   let endOffset = line.lastLineEnd;
 
   if (line.emptyLines.length > 0) {
@@ -983,7 +1029,7 @@ function buildInstruction(
     }
   }
 
-  const endLine = index.position(endOffset).line;
+  const endLine = index.line(endOffset);
   const range = index.range(sourceOffset(line, analysis.node.keywordSpan.start, false), endOffset);
   const restEnd = sourceOffset(line, line.text.length, true);
   return toInstruction(analysis.node, line, index, span, range, restEnd, startLine, endLine, heredocs, line.text);
@@ -992,7 +1038,7 @@ function buildInstruction(
 function toInstruction(
   node: LineNode,
   line: LogicalLine,
-  index: LineIndex,
+  index: LinePositions,
   span: (s: Span) => Range,
   range: Range,
   restEnd: number,

@@ -150,6 +150,8 @@ export class LineScanner {
   #body: HeredocBodySpan | undefined;
   #bodyNext = 0;
   readonly #match: Match = [''] as unknown as Match;
+  /** Start offsets of the lines seen so far (as `LineIndex` keeps them). */
+  #starts: number[] = [0];
 
   constructor(readonly escape: number) {}
 
@@ -162,6 +164,19 @@ export class LineScanner {
     this.#current = undefined;
     this.#pending = [];
     this.#pendingLine = undefined;
+    this.#starts = [0];
+  }
+
+  /**
+   * The start offset of every line (0, then each offset after a `\n`), collected while lexing,
+   * in the same form as `LineIndex`. Valid after a complete run, before the next `begin`.
+   */
+  lineStarts(): number[] {
+    const text = this.#text;
+    if (text.length > 0 && text.charCodeAt(text.length - 1) === 10 && this.#starts[this.#starts.length - 1] !== text.length) {
+      this.#starts.push(text.length);
+    }
+    return this.#starts;
   }
 
   /** Ends the run: an instruction still continued at EOF ends there. Drops the text reference. */
@@ -176,6 +191,7 @@ export class LineScanner {
   #classify(offset: number): void {
     if (offset === this.#at) return;
     this.#at = offset;
+    if (offset > 0) this.#starts.push(offset);
     const text = this.#text;
     const nl = text.indexOf('\n', offset);
     const lineEnd = nl < 0 ? text.length : nl;
@@ -290,6 +306,7 @@ export class LineScanner {
       const lineEnd = nl < 0 ? text.length : nl;
       const next = nl < 0 ? text.length : nl + 1;
       if (isLongLine(text, pos, lineEnd)) break; // BuildKit's scanner stops here
+      this.#starts.push(pos);
       let ce = lineEnd;
       while (ce > pos) {
         const c = text.charCodeAt(ce - 1);
