@@ -24,9 +24,9 @@ async function readTar(stream: Readable): Promise<{ entries: TarEntry[]; sha: st
   const done = new Promise<void>((resolve, reject) => { ex.on('finish', resolve); ex.on('error', reject); });
   ex.on('entry', (h, s, next) => {
     const body: Buffer[] = [];
-    s.on('data', (b: Buffer) => body.push(b));
+    s.on('data', (b: unknown) => { body.push(b as Buffer); });
     s.on('end', () => {
-      entries.push({ name: h.name, type: h.type ?? 'file', mode: h.mode ?? 0, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime: h.mtime?.getTime() ?? -1, linkname: h.linkname ?? null, body: Buffer.concat(body).toString(), ...(h.pax ? { pax: h.pax } : {}) });
+      entries.push({ name: h.name, type: h.type ?? 'file', mode: h.mode ?? 0, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime: h.mtime?.getTime() ?? -1, linkname: h.linkname ?? null, body: Buffer.concat(body).toString(), ...(h.pax ? { pax: h.pax as Record<string, string> } : {}) });
       next();
     });
   });
