@@ -11,7 +11,11 @@ type E = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; body?
 
 async function tarOf(entries: E[]): Promise<Buffer> {
   const pack = tar.pack();
-  for (const e of entries) pack.entry({ name: e.name, type: e.type ?? 'file', mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), mtime: new Date(0), ...(e.linkname ? { linkname: e.linkname } : {}) }, e.type === undefined || e.type === 'file' ? (e.body ?? '') : undefined);
+  for (const e of entries) {
+    const header = { name: e.name, type: e.type ?? 'file', mode: e.mode ?? (e.type === 'directory' ? 0o755 : 0o644), mtime: new Date(0), ...(e.linkname ? { linkname: e.linkname } : {}) } as tar.Header;
+    if (e.type === undefined || e.type === 'file') pack.entry(header, e.body ?? '');
+    else pack.entry(header);
+  }
   pack.finalize();
   const chunks: Buffer[] = [];
   for await (const c of pack) chunks.push(c as Buffer);

@@ -131,7 +131,7 @@ describe('OCI archive', () => {
     const cfg = await busybox.rawConfig();
     const at = buf.indexOf(cfg);
     expect(at).toBeGreaterThan(0);
-    buf[at + 5] ^= 1;
+    buf[at + 5] = buf[at + 5]! ^ 1;
     const store = await Store.openDir(path.join(tmp, 'store-bad'));
     await expect(readOciArchive(Readable.from([buf]), store)).rejects.toThrow(/digest mismatch/);
   });
