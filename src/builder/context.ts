@@ -47,6 +47,60 @@ export function cleanPath(p: string): string {
 
 const REGEXP_SPECIAL = new Set(['.', '$', '+', '(', ')', '{', '}', '|', '^']);
 
+function badPattern(pattern: string): ContextError {
+  return new ContextError('TSBUILD_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(pattern)}`);
+}
+
+/** A literal character in a `u`-flag RegExp. */
+export function escapeLiteral(ch: string): string {
+  return /[.*+?^${}()|[\]\\/]/.test(ch) ? '\\' + ch : ch;
+}
+
+function classChar(ch: string): string {
+  return /[\]\\^\-[]/.test(ch) ? '\\' + ch : ch;
+}
+
+/**
+ * Translate a Go `filepath.Match` bracket expression starting at `chars[start] === '['` into a
+ * JS class, validating it as Go does (`[]a]`, `[-x]`, `[x-]`, `[a-b-c]`, unclosed: errors).
+ * Returns the class and the index of the closing `]`.
+ */
+export function goBracket(chars: readonly string[], start: number, pattern: string): { re: string; end: number } {
+  let i = start + 1;
+  let re = '[';
+  if (chars[i] === '^') {
+    re += '^';
+    i++;
+  }
+  const getEsc = (): string => {
+    const ch = chars[i];
+    if (ch === undefined || ch === '-' || ch === ']') throw badPattern(pattern);
+    if (ch === '\\') {
+      i++;
+      const esc = chars[i];
+      if (esc === undefined) throw badPattern(pattern);
+      i++;
+      return esc;
+    }
+    i++;
+    return ch;
+  };
+  let n = 0;
+  for (;;) {
+    if (chars[i] === ']' && n > 0) break;
+    if (chars[i] === undefined) throw badPattern(pattern);
+    const lo = getEsc();
+    if (chars[i] === '-') {
+      i++;
+      const hi = getEsc();
+      if (hi < lo) throw badPattern(pattern);
+      re += `${classChar(lo)}-${classChar(hi)}`;
+    } else re += classChar(lo);
+    n++;
+  }
+  return { re: re + ']', end: i };
+}
+
 /** Compile one cleaned pattern (without `!`) to an anchored regexp, as moby's patternmatcher does. */
 export function compilePattern(pattern: string): RegExp {
   let re = '^';
@@ -68,18 +122,15 @@ export function compilePattern(pattern: string): RegExp {
       re += '\\' + ch;
     } else if (ch === '\\') {
       const next = chars[i + 1];
-      if (next !== undefined) {
-        re += '\\' + next;
-        i++;
-      } else {
-        re += '\\\\';
-      }
-    } else if (ch === '[' || ch === ']') {
-      // Go's character classes use `^` for negation; JS accepts both `^` and (not) `!`.
-      if (ch === '[' && chars[i + 1] === '!') {
-        re += '[^';
-        i++;
-      } else re += ch;
+      if (next === undefined) throw badPattern(pattern);
+      re += escapeLiteral(next);
+      i++;
+    } else if (ch === '[') {
+      const b = goBracket(chars, i, pattern);
+      re += b.re;
+      i = b.end;
+    } else if (ch === ']') {
+      re += '\\]';
     } else {
       re += ch;
     }

@@ -34,7 +34,7 @@ import { createGunzip } from 'node:zlib';
 import pLimit from 'p-limit';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
-import { cleanPath, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
+import { cleanPath, escapeLiteral, goBracket, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
 
 export class CopyError extends TsbuildError {}
 
@@ -254,21 +254,21 @@ export function containsWildcards(p: string): boolean {
 
 /** Go `filepath.Match` for one path component, as a RegExp. */
 export function goMatchRegExp(pattern: string): RegExp {
+  const chars = [...pattern];
   let re = '^';
-  for (let i = 0; i < pattern.length; i++) {
-    const ch = pattern[i]!;
+  for (let i = 0; i < chars.length; i++) {
+    const ch = chars[i]!;
     if (ch === '*') re += '[^/]*';
     else if (ch === '?') re += '[^/]';
-    else if (ch === '\\' && i + 1 < pattern.length) re += '\\' + pattern[++i];
-    else if (ch === '[') {
-      const end = pattern.indexOf(']', i + 2);
-      if (end < 0) throw new CopyError('TSBUILD_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(pattern)}`);
-      let cls = pattern.slice(i + 1, end);
-      if (cls.startsWith('^')) cls = '^' + cls.slice(1).replace(/[\]\\]/g, '\\$&');
-      else cls = cls.replace(/[\]\\^]/g, '\\$&');
-      re += '[' + cls + ']';
-      i = end;
-    } else re += ch.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&');
+    else if (ch === '\\') {
+      const next = chars[++i];
+      if (next === undefined) throw new CopyError('TSBUILD_BAD_PATTERN', `syntax error in pattern ${JSON.stringify(pattern)}`);
+      re += escapeLiteral(next);
+    } else if (ch === '[') {
+      const b = goBracket(chars, i, pattern);
+      re += b.re;
+      i = b.end;
+    } else re += escapeLiteral(ch);
   }
   return new RegExp(re + '$', 'su');
 }
