@@ -1,5 +1,6 @@
-import { CstParser, type CstNode, type IToken } from 'chevrotain';
+import type { CstNode, IToken } from 'chevrotain';
 import {
+  chevrotain,
   allTokenTypes,
   BlankLine,
   CommentLine,
@@ -24,6 +25,8 @@ import {
  * An instruction still continued at the end of the file (or before a too-long line) has no
  * `lastLine`, as in BuildKit. Argument rules per instruction are applied in code (raw.ts).
  */
+const { CstParser } = chevrotain;
+
 export class DockerfileLineParser extends CstParser {
   constructor(options: { validate?: boolean } = {}) {
     super(allTokenTypes as never, {

@@ -1,5 +1,5 @@
-import { Lexer, type IToken, type ILexingError } from 'chevrotain';
-import { escapeTokenSets, type HeredocDetector } from './tokens.js';
+import type { ILexingError, IToken, Lexer } from 'chevrotain';
+import { chevrotain, escapeTokenSets, type HeredocDetector } from './tokens.js';
 
 export type EscapeChar = '\\' | '`';
 
@@ -10,7 +10,7 @@ export function getLexer(escape: EscapeChar, options: { validate?: boolean } = {
   let lexer = options.validate ? undefined : lexers.get(escape);
   if (lexer === undefined) {
     const set = escapeTokenSets[escape];
-    lexer = new Lexer(
+    lexer = new chevrotain.Lexer(
       { modes: { main: [...set.main], heredoc: [...set.heredoc] }, defaultMode: 'main' },
       {
         positionTracking: 'onlyOffset',

@@ -1,5 +1,32 @@
-import { createToken, Lexer, type CustomPatternMatcherFunc, type TokenType } from 'chevrotain';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { CustomPatternMatcherFunc, TokenType } from 'chevrotain';
 import { isGoSpace } from './dump.js';
+
+type Chevrotain = typeof import('chevrotain');
+
+/**
+ * Chevrotain's package entry (`lib/src/api.js`) imports a few hundred lodash-es modules, which
+ * costs 0.2–0.6 s of module loading before the first parse. The package also ships the same
+ * build as a single ES module (`lib/chevrotain.mjs`, not listed in its `exports`), which loads in
+ * about 25 ms: use it when it is there, else the entry.
+ */
+async function loadChevrotain(): Promise<Chevrotain> {
+  try {
+    const entry = createRequire(import.meta.url).resolve('chevrotain');
+    const bundle = join(dirname(entry), '..', 'chevrotain.mjs');
+    const mod = (await import(pathToFileURL(bundle).href)) as Chevrotain;
+    if (typeof mod.CstParser === 'function' && typeof mod.Lexer === 'function') return mod;
+  } catch {
+    // fall through to the package entry
+  }
+  return import('chevrotain');
+}
+
+/** The Chevrotain runtime the parser uses (see `loadChevrotain`). */
+export const chevrotain: Chevrotain = await loadChevrotain();
+const { createToken, Lexer } = chevrotain;
 
 /**
  * Token vocabulary of the Dockerfile line lexer. A token is one *physical line* (or, for heredoc
