@@ -12,6 +12,7 @@ import {
   instructionDeps,
   levels,
   reachable,
+  resolveFrom,
   resolveStages,
   resolveTarget,
   stageEdges,
@@ -136,6 +137,7 @@ function plan(ast: Dockerfile, options: PlanOptions, platforms: { build: Platfor
     proxyEnv: proxyEnv(buildArgs),
     done,
     usedArgs,
+    singleState: countStates(ast, stages, resolveCtx) === 1,
     sourceOp(src, platform) {
       const key = src.kind === 'image' ? `image ${src.ref} ${platform}` : `context ${src.name}`;
       let id = sourceIds.get(key);
@@ -189,6 +191,22 @@ function plan(ast: Dockerfile, options: PlanOptions, platforms: { build: Platfor
     platform: { target: formatPlatform(platforms.target), build: formatPlatform(platforms.build) },
     globalArgs: Object.fromEntries(global.env),
   };
+}
+
+/** BuildKit's dispatch states before ONBUILD triggers: stages plus one per non-stage COPY --from or RUN mount source. */
+function countStates(ast: Dockerfile, stages: readonly StageInfo[], ctx: Parameters<typeof resolveFrom>[4]): number {
+  let n = stages.length;
+  for (const st of ast.stages) {
+    for (const i of st.instructions) {
+      if (i.kind === 'COPY' && i.from !== undefined && resolveFrom(i.from, stages, true, i.range, ctx).kind !== 'stage') n++;
+      if (i.kind === 'RUN') {
+        for (const m of i.mounts) {
+          if (m.from === undefined || m.from === '' || resolveFrom(m.from, stages, false, i.range, ctx).kind !== 'stage') n++;
+        }
+      }
+    }
+  }
+  return n;
 }
 
 function toEdges(info: StageInfo, deps: readonly Dependency[]): StageEdge[] {

@@ -44,6 +44,12 @@ export function chompHeredoc(content: string): string {
 export function nextMeta(state: StageState, ctx: DispatchContext, range: Range, name: string, counted: boolean, history?: History): { id: string; meta: OpMeta } {
   if (counted) state.step++;
   const id = `s${state.index}.${state.ops.length}`;
+  let progressName: string | undefined;
+  if (counted && state.steps > 0) {
+    const width = String(state.steps).length;
+    const prefix = ctx.singleState ? '' : `${state.displayName} `;
+    progressName = `[${prefix}${String(state.step).padStart(width, ' ')}/${state.steps}] ${state.onbuild ? 'ONBUILD ' : ''}${name}`;
+  }
   return {
     id,
     meta: {
@@ -52,6 +58,7 @@ export function nextMeta(state: StageState, ctx: DispatchContext, range: Range, 
       step: counted ? state.step : 0,
       steps: state.steps,
       name,
+      ...(progressName !== undefined ? { progressName } : {}),
       range: state.onbuild ? state.fromRange : range,
       ...(state.onbuild ? { onbuild: true } : {}),
       ...(history ? { history } : {}),

@@ -60,6 +60,11 @@ export interface DispatchContext extends ResolveContext {
   readonly proxyEnv: Readonly<Record<string, string>>;
   readonly done: Map<number, DispatchedStage>;
   readonly usedArgs: Set<string>;
+  /**
+   * BuildKit names steps without a stage when it dispatches exactly one state: one stage and no
+   * COPY --from image / RUN --mount whose source is not a stage (each of those adds a state).
+   */
+  readonly singleState: boolean;
   /** Registers (once) an external source for a platform and returns its op id. */
   sourceOp(src: { kind: 'image'; ref: string } | { kind: 'named-context'; name: string }, platform: string): OpId;
   /** BuildKit's step name: the instruction's source text expanded (RUN: quotes kept, unset names kept), keyword upper-cased; `fallback` without source text. */

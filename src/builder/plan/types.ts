@@ -24,6 +24,12 @@ export interface OpMeta {
   readonly steps: number;
   /** Progress name as BuildKit prints it: the instruction text, expanded, keyword upper-cased, e.g. `COPY foo foo`. */
   readonly name: string;
+  /**
+   * For counted steps: BuildKit's full vertex name, `[<stage> <step>/<steps>] <name>` (step
+   * right-aligned to the width of `steps`, `ONBUILD ` before triggers, no stage name when the
+   * Dockerfile dispatches a single state), e.g. `[base 1/2] WORKDIR /out`.
+   */
+  readonly progressName?: string;
   /** The instruction's source range (for ONBUILD triggers: the stage's FROM range). */
   readonly range: Range;
   /** The op comes from an ONBUILD trigger of the stage's base. */

@@ -25,6 +25,7 @@ interface Run {
     history?: { created_by: string; empty_layer: boolean }[];
     historyTail?: { created_by: string; empty_layer: boolean }[];
     author?: string;
+    stepNames?: string[];
   };
 }
 
@@ -84,6 +85,10 @@ describe('behaviors: parse + plan', () => {
         if (e.history && stage.base.kind === 'stage') expect(hist).toEqual(e.history);
         if (e.historyTail) expect(hist.slice(-e.historyTail.length)).toEqual(e.historyTail);
         if (e.author !== undefined) expect(stage.author).toBe(e.author);
+        if (e.stepNames) {
+          const names = g.stages.flatMap((s) => s.ops.flatMap((o) => (o.meta.progressName !== undefined ? [o.meta.progressName] : [])));
+          for (const n of e.stepNames) expect(names).toContain(n);
+        }
       });
     });
   }

@@ -347,6 +347,18 @@ describe('ops and config', () => {
     expect(trig.inputs.parent).toBe(g.sources[0]!.id);
   });
 
+  test('progress names as BuildKit prints them: stage prefix, padded step, ONBUILD marker', () => {
+    const single = ok(`FROM scratch\n${Array.from({ length: 10 }, (_, i) => `COPY f${i} /f${i}\n`).join('')}`);
+    const names = single.stages[0]!.ops.map((o) => o.meta.progressName);
+    expect(names[0]).toBe('[ 1/10] COPY f0 /f0');
+    expect(names[9]).toBe('[10/10] COPY f9 /f9');
+    // A mount source (even none: scratch) is one more dispatch state, so the stage gets its name.
+    const withMount = ok(`FROM busybox\nRUN --mount=type=cache,target=/c true\n`);
+    expect(withMount.stages[0]!.ops[0]!.meta.progressName).toBe('[stage-0 2/2] RUN --mount=type=cache,target=/c true');
+    const onb = ok(`FROM scratch AS base\nONBUILD COPY a /a\nFROM base AS child\nCOPY b /b\n`);
+    expect(stage(onb, 'child').ops.map((o) => o.meta.progressName)).toEqual(['[child 1/2] ONBUILD COPY a /a', '[child 2/2] COPY b /b']);
+  });
+
   test('semanticOp drops id and meta (what cache keys must not see)', () => {
     const g1 = ok(`FROM scratch\nCOPY a /a\n`);
     const g2 = ok(`\n\n# moved down\nFROM scratch\n\nCOPY a /a\n`);
