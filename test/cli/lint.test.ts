@@ -25,6 +25,7 @@ describe('tsbuild lint', () => {
     expect(r.stdout).toContain('did you mean "builder"?');
     expect(r.stdout).toContain('see https://docs.docker.com/go/dockerfile/rule/stage-name-casing/');
     expect(r.stdout).toContain('Dockerfile:2:5: warning: JSON arguments recommended for CMD');
+    expect(r.stdout.endsWith('2 problems (0 errors, 2 warnings)\n')).toBe(true);
     expect(r.stderr).toBe('');
   });
 

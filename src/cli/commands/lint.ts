@@ -90,6 +90,7 @@ export const run: Command = async (argv, ctx) => {
   let failed = false;
   const all: Diagnostic[] = [];
   let count = 0;
+  let errors = 0;
   for (const file of files) {
     let text: string;
     try {
@@ -116,6 +117,7 @@ export const run: Command = async (argv, ctx) => {
     const parse = result.diagnostics.filter((d) => !isEmptyContinuationDiagnostic(d));
     const diagnostics = [...parse, ...findings].sort((a, b) => a.range.start.offset - b.range.start.offset);
     count += diagnostics.length;
+    errors += diagnostics.filter((d) => d.severity === 'error').length;
     if (diagnostics.some((d) => d.severity === 'error') || (config.error && findings.length > 0)) failed = true;
     if (format === 'json') {
       all.push(...diagnostics.map((d) => ({ ...d, file })));
@@ -125,6 +127,10 @@ export const run: Command = async (argv, ctx) => {
   }
   if (format === 'json') ctx.stdout.write(`${JSON.stringify(all, null, 2)}\n`);
   else if (count === 0 && !failed) ctx.stdout.write(`${files.length === 1 ? files[0] : `${files.length} files`}: no problems found\n`);
+  else if (count > 0) {
+    const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+    ctx.stdout.write(`${plural(count, 'problem')} (${plural(errors, 'error')}, ${plural(count - errors, 'warning')})\n`);
+  }
   return failed ? 1 : 0;
 };
 
