@@ -3,7 +3,7 @@
 # oci-image-tool), the CNCF distribution registry, htpasswd, busybox-static for base images,
 # runc for the runtime benchmark, a C compiler for the bundled runtime helper.
 set -euo pipefail
-pkgs=(skopeo umoci oci-image-tool docker-registry apache2-utils busybox-static runc zstd gcc libc6-dev make python3 ca-certificates openssl)
+pkgs=(attr skopeo umoci oci-image-tool docker-registry apache2-utils busybox-static runc zstd gcc libc6-dev make python3 ca-certificates openssl)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -1,0 +1,629 @@
+import { createHash } from 'node:crypto';
+import { cpus } from 'node:os';
+import { readFile, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import pLimit from 'p-limit';
+import { TsbuildError } from '../errors.js';
+import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
+import { parseDockerfile } from '../parser/index.js';
+import type { Digest } from '../oci/digest.js';
+import { sha256 } from '../oci/digest.js';
+import { compressLayer } from '../oci/compress.js';
+import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
+import { Store, resolveRootDir } from '../oci/store.js';
+import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../oci/types.js';
+import { applyCopy, type CopySource } from './copy.js';
+import { openContext, type BuildContext } from './context.js';
+import { writeLayer } from './layer.js';
+import type { BuildOptions, BuildResult, ProgressEvent } from './options.js';
+import { planBuild } from './plan/index.js';
+import { semanticOp, type BaseImageConfig, type BuildGraph, type CopyOp, type ExecOp, type FileSource, type MkdirOp, type Op, type StageOp, type StagePlan } from './plan/types.js';
+import { SnapshotStore, mountOverlay } from './snapshots.js';
+import { CacheStore } from '../cache/store.js';
+import { cacheKey, describeChanges, explain, type KeyManifest } from '../cache/keys.js';
+import { ContextHasher } from '../cache/context-hash.js';
+import { exportImage } from './export.js';
+
+/** A build failure: parse/plan diagnostics, or a failing step with its instruction and output. */
+export class BuildError extends TsbuildError {
+  readonly diagnostics: readonly Diagnostic[];
+  readonly file: string;
+  readonly source: string;
+  /** The failing step, for step errors. */
+  readonly step?: { readonly name: string; readonly range: Range; readonly output?: string };
+  constructor(
+    code: string,
+    message: string,
+    init: { diagnostics?: readonly Diagnostic[]; file: string; source: string; step?: BuildError['step']; cause?: unknown },
+  ) {
+    super(code, message, init.cause !== undefined ? { cause: init.cause } : undefined);
+    this.diagnostics = init.diagnostics ?? [];
+    this.file = init.file;
+    this.source = init.source;
+    if (init.step) this.step = init.step;
+  }
+
+  /** The error as a terminal shows it: code frames for diagnostics, the step, its line and last output. */
+  async render(_read?: (file: string) => Promise<string>): Promise<string> {
+    const parts: string[] = [];
+    for (const d of this.diagnostics) parts.push(formatDiagnostic(d, this.source, { file: d.file ?? this.file }));
+    if (this.step) {
+      const frame = formatDiagnostic({ code: this.code, severity: 'error', message: this.message, range: this.step.range }, this.source, { file: this.file });
+      if (this.step.output) {
+        const tail = this.step.output.trimEnd().split('\n').slice(-20).map((l) => `  > ${l}`).join('\n');
+        parts.push(`${frame}\n  last output of [${this.step.name}]:\n${tail}`);
+      } else parts.push(frame);
+    }
+    if (parts.length === 0) parts.push(`error: ${this.message}`);
+    return parts.join('\n\n');
+  }
+}
+
+/** A layer of a filesystem state: what a cache record keeps. */
+export interface CachedLayer {
+  readonly diffId: Digest;
+  readonly digest: Digest;
+  readonly size: number;
+  readonly mediaType: string;
+}
+
+/** The filesystem a step sees: layers bottom first, plus the cache key of the chain. */
+interface FsState {
+  readonly layers: readonly CachedLayer[];
+  /** Cache key of the op that produced this state ('' for scratch). */
+  readonly key: string;
+}
+
+interface ResolvedImage {
+  readonly ref: string;
+  readonly manifestDigest: Digest;
+  readonly config: ImageConfig;
+  readonly layers: readonly CachedLayer[];
+}
+
+const SCRATCH: FsState = { layers: [], key: '' };
+
+/** Builds an image: parse, plan, resolve bases, run steps with the cache, assemble, export. */
+export async function build(options: BuildOptions): Promise<BuildResult> {
+  const emit = (e: ProgressEvent) => options.onProgress?.(e);
+  const root = resolveRootDir({ root: options.root, env: options.env ?? {} });
+  const dockerfilePath = options.dockerfile ?? path.join(options.context, 'Dockerfile');
+  const file = path.relative(process.cwd(), dockerfilePath) || 'Dockerfile';
+  let source: string;
+  if (options.dockerfileText !== undefined) source = options.dockerfileText;
+  else {
+    try {
+      source = await readFile(dockerfilePath, 'utf8');
+    } catch (cause) {
+      throw new BuildError('TSBUILD_DOCKERFILE_NOT_FOUND', `failed to read dockerfile ${dockerfilePath}: ${(cause as Error).message}`, { file, source: '', cause });
+    }
+  }
+  const fail = (diagnostics: readonly Diagnostic[]) => {
+    const errors = diagnostics.filter((d) => d.severity === 'error');
+    const first = errors[0]!;
+    return new BuildError(first.code, `dockerfile parse error on line ${first.range.start.line}: ${first.message}`, { diagnostics: errors, file, source });
+  };
+  const parsed = parseDockerfile(source, { file });
+  if (parsed.diagnostics.some((d) => d.severity === 'error')) throw fail(parsed.diagnostics);
+  for (const d of parsed.diagnostics) emit({ type: 'log', level: 'warning', message: `${file}:${d.range.start.line}: ${d.message}` });
+
+  const platform = options.platform ? formatPlatform(parsePlatform(options.platform)) : formatPlatform(hostPlatform());
+  const planOptions = {
+    ...(options.target !== undefined ? { target: options.target } : {}),
+    buildArgs: options.buildArgs ?? {},
+    platform,
+    buildPlatform: formatPlatform(hostPlatform()),
+    namedContexts: Object.keys(options.buildContexts ?? {}),
+    source,
+  };
+  let planned = planBuild(parsed.ast, planOptions);
+  if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
+
+  const store = await Store.open({ root });
+  const snapshots = new SnapshotStore(root);
+  const cache = await CacheStore.open(path.join(root, 'cache'));
+
+  // Resolve base images (reachable ones only), then plan again with their configs.
+  const images = new Map<string, ResolvedImage>();
+  for (const src of planned.graph.sources) {
+    if (src.type !== 'tsbuild.source.image.v1') continue;
+    const key = `${src.ref}@${src.platform}`;
+    if (images.has(key)) continue;
+    emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'started' });
+    const t0 = Date.now();
+    try {
+      images.set(key, await resolveImage(store, src.ref, src.platform, options));
+    } catch (err) {
+      emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'error', error: (err as Error).message });
+      const stage = planned.graph.stages.find((s) => s.base.kind === 'image' && s.base.op === src.id);
+      throw new BuildError('TSBUILD_BASE_IMAGE', `failed to resolve base image ${src.ref}: ${(err as Error).message}`, {
+        file,
+        source,
+        cause: err,
+        ...(stage ? { step: { name: `FROM ${src.ref}`, range: stage.range } } : {}),
+      });
+    }
+    emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'done', durationMs: Date.now() - t0 });
+  }
+  if (images.size > 0) {
+    planned = planBuild(parsed.ast, {
+      ...planOptions,
+      baseImage: (ref: string, p: string): BaseImageConfig | undefined => {
+        const img = images.get(`${ref}@${p}`);
+        return img?.config;
+      },
+    });
+    if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
+  }
+  const graph = planned.graph;
+
+  const needsContext = graph.stages.some((s) => s.reachable && s.ops.some((o) => o.type === 'tsbuild.file.copy.v1' && o.from.kind === 'context') || s.ops.some((o) => o.type === 'tsbuild.exec.v1' && o.mounts.some((m) => m.type === 'bind' && m.from.kind === 'context')));
+  const context = needsContext ? await openContext({ dir: options.context, dockerfile: dockerfilePath }) : undefined;
+
+  const hasher = context ? await ContextHasher.open(path.join(root, 'cache'), context.root) : undefined;
+  const solver = new Solver({ options, graph, store, snapshots, cache, images, context, hasher, emit, file, source, root, dockerfilePath });
+  let state: FsState;
+  try {
+    state = await solver.stage(graph.target);
+  } finally {
+    await hasher?.save();
+  }
+  const target = graph.stages[graph.target]!;
+  const base = baseImageOf(graph, target, images);
+
+  // Assemble the image config.
+  const created = options.sourceDateEpoch !== undefined ? new Date(options.sourceDateEpoch * 1000).toISOString() : new Date().toISOString();
+  const labels = { ...(target.config.Labels ?? {}), ...(options.labels ?? {}) };
+  const containerConfig: ContainerConfig = { ...target.config, ...(Object.keys(labels).length ? { Labels: labels } : {}) };
+  const p = parsePlatform(target.platform);
+  const history: History[] = [...(base?.config.history ?? []), ...target.history.map((h) => ({ created, ...h }))];
+  const imageConfig: ImageConfig = {
+    created,
+    ...(target.author !== undefined ? { author: target.author } : base?.config.author !== undefined ? { author: base.config.author } : {}),
+    architecture: p.architecture,
+    os: p.os,
+    ...(p.variant ? { variant: p.variant } : {}),
+    config: containerConfig,
+    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
+    history,
+  };
+  const configBytes = Buffer.from(JSON.stringify(imageConfig));
+  const config = await store.putBlob(configBytes);
+  const manifest: ImageManifest = {
+    schemaVersion: 2,
+    mediaType: MediaType.OciManifest,
+    config: { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size },
+    layers: state.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
+  };
+  const manifestBytes = Buffer.from(JSON.stringify(manifest));
+  const m = await store.putBlob(manifestBytes);
+  const manifestDesc: Descriptor = { mediaType: MediaType.OciManifest, digest: m.digest, size: m.size, platform: p };
+
+  const tags = [...(options.tags ?? [])];
+  const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : tags.length > 0 ? [{ type: 'image' as const }] : [];
+  for (const out of outputs) {
+    await exportImage(out, { store, manifest: manifestDesc, tags, platform: p, root, env: options.env ?? {}, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
+  }
+  return {
+    manifestDigest: m.digest,
+    configDigest: config.digest,
+    platform: p,
+    tags,
+    cachedSteps: solver.cachedSteps,
+    executedSteps: solver.executedSteps,
+    diagnostics: [...parsed.diagnostics, ...planned.diagnostics],
+  };
+}
+
+function baseImageOf(graph: BuildGraph, stage: StagePlan, images: Map<string, ResolvedImage>): ResolvedImage | undefined {
+  let s: StagePlan | undefined = stage;
+  while (s) {
+    if (s.base.kind === 'image') {
+      const ref = s.base.ref;
+      return images.get(`${ref}@${s.platform}`) ?? [...images.values()].find((i) => i.ref === ref);
+    }
+    s = s.base.kind === 'stage' ? graph.stages[s.base.stage] : undefined;
+  }
+  return undefined;
+}
+
+async function resolveImage(store: Store, ref: string, platform: string, options: BuildOptions): Promise<ResolvedImage> {
+  let entry = options.pull ? undefined : await store.resolve(ref);
+  if (!entry) {
+    const { pull } = await import('../oci/registry/pull.js');
+    await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env ?? {} }), platform, env: options.env ?? {}, ...(options.signal ? { signal: options.signal } : {}) } as never);
+    entry = await store.resolve(ref);
+    if (!entry) throw new TsbuildError('TSBUILD_IMAGE_NOT_FOUND', `image ${ref} not found after pull`);
+  }
+  let desc: Descriptor = entry.descriptor;
+  let raw = await store.readBlob(desc.digest);
+  let doc = JSON.parse(raw.toString()) as ImageManifest | ImageIndex;
+  if ('manifests' in doc) {
+    const chosen = selectManifest(doc.manifests, parsePlatform(platform));
+    if (!chosen) throw new TsbuildError('TSBUILD_NO_MATCHING_PLATFORM', `image ${ref} has no manifest for ${platform} (has ${doc.manifests.map((d) => (d.platform ? formatPlatform(d.platform) : '?')).join(', ')})`);
+    desc = chosen;
+    raw = await store.readBlob(desc.digest);
+    doc = JSON.parse(raw.toString()) as ImageManifest;
+  }
+  const manifest = doc as ImageManifest;
+  const config = JSON.parse((await store.readBlob(manifest.config.digest)).toString()) as ImageConfig;
+  const diffIds = config.rootfs?.diff_ids ?? [];
+  if (diffIds.length !== manifest.layers.length) throw new TsbuildError('TSBUILD_BAD_IMAGE', `image ${ref}: config lists ${diffIds.length} diff_ids for ${manifest.layers.length} layers`);
+  return {
+    ref,
+    manifestDigest: desc.digest,
+    config,
+    layers: manifest.layers.map((l, i) => ({ diffId: diffIds[i]!, digest: l.digest, size: l.size, mediaType: l.mediaType })),
+  };
+}
+
+interface SolverInit {
+  readonly options: BuildOptions;
+  readonly graph: BuildGraph;
+  readonly store: Store;
+  readonly snapshots: SnapshotStore;
+  readonly cache: CacheStore;
+  readonly hasher: ContextHasher | undefined;
+  readonly dockerfilePath: string;
+  readonly images: Map<string, ResolvedImage>;
+  readonly context: BuildContext | undefined;
+  readonly emit: (e: ProgressEvent) => void;
+  readonly file: string;
+  readonly source: string;
+  readonly root: string;
+}
+
+/** Walks the graph: stages in parallel where independent, ops in order, identical ops once. */
+class Solver {
+  cachedSteps = 0;
+  executedSteps = 0;
+  readonly #i: SolverInit;
+  readonly #stages = new Map<number, Promise<FsState>>();
+  readonly #inflight = new Map<string, Promise<FsState>>();
+  readonly #limit: ReturnType<typeof pLimit>;
+  #runtime: Promise<import('../runtime/sandbox.js').Runtime> | undefined;
+
+  constructor(init: SolverInit) {
+    this.#i = init;
+    this.#limit = pLimit(Math.max(1, init.options.parallelism ?? cpus().length));
+  }
+
+  stage(index: number): Promise<FsState> {
+    let p = this.#stages.get(index);
+    if (!p) {
+      p = this.#buildStage(index);
+      this.#stages.set(index, p);
+    }
+    return p;
+  }
+
+  async #buildStage(index: number): Promise<FsState> {
+    const { graph, images } = this.#i;
+    const stage = graph.stages[index]!;
+    // Start the stages this one depends on now, so they run in parallel.
+    const deps = new Map(stage.dependsOn.map((e) => [e.stage, this.stage(e.stage)]));
+    let state: FsState;
+    switch (stage.base.kind) {
+      case 'scratch':
+        state = SCRATCH;
+        break;
+      case 'image': {
+        const img = images.get(`${stage.base.ref}@${stage.platform}`) ?? [...images.values()].find((i) => i.ref === (stage.base as { ref: string }).ref);
+        if (!img) throw new TsbuildError('TSBUILD_INTERNAL', `base image ${stage.base.ref} was not resolved`);
+        state = { layers: img.layers, key: `image:${img.manifestDigest}` };
+        break;
+      }
+      case 'stage':
+        state = await (deps.get(stage.base.stage) ?? this.stage(stage.base.stage));
+        break;
+      case 'named-context':
+        throw new TsbuildError('TSBUILD_UNSUPPORTED', `named build contexts are not supported yet (${stage.base.name})`);
+    }
+    const noCache = this.#i.options.noCache === true || (this.#i.options.noCacheFilter ?? []).some((n) => n.toLowerCase() === stage.name || n === String(index));
+    for (const op of stage.ops) {
+      if (op.type === 'tsbuild.config.v1') continue;
+      state = await this.#op(op, state, noCache);
+    }
+    return state;
+  }
+
+  async #sourceState(src: FileSource): Promise<FsState | undefined> {
+    switch (src.kind) {
+      case 'context':
+        return undefined;
+      case 'stage':
+        return this.stage(src.stage);
+      case 'image': {
+        const img = [...this.#i.images.values()].find((i) => i.ref === src.ref);
+        if (img) return { layers: img.layers, key: `image:${img.manifestDigest}` };
+        throw new TsbuildError('TSBUILD_UNSUPPORTED', `--from=${src.ref}: image was not resolved`);
+      }
+      case 'named-context':
+        throw new TsbuildError('TSBUILD_UNSUPPORTED', `named build contexts are not supported yet (${src.name})`);
+    }
+  }
+
+  async #op(op: StageOp, parent: FsState, noCache: boolean): Promise<FsState> {
+    const inputs: Record<string, string> = { parent: parent.key };
+    let files: Record<string, string> | undefined;
+    if (op.type === 'tsbuild.file.copy.v1') {
+      const s = await this.#sourceState(op.from);
+      if (s) inputs.source = s.key;
+      else files = await this.#contextFiles(op.sources.filter((x) => !/^https?:\/\//i.test(x)), op.exclude);
+    } else if (op.type === 'tsbuild.exec.v1') {
+      for (const m of op.mounts) {
+        if ((m.type === 'bind' || m.type === 'cache') && m.from) {
+          const s = await this.#sourceState(m.from);
+          if (s) inputs[`mount:${m.target}`] = s.key;
+          else if (m.type === 'bind') {
+            const f = await this.#contextFiles([m.source], []);
+            for (const [k, v] of Object.entries(f)) (files ??= {})[`${m.target}:${k}`] = v;
+          }
+        }
+      }
+    }
+    const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}) });
+    const existing = this.#inflight.get(key);
+    if (existing) return existing;
+    const p = this.#limit(() => this.#runOp(op, parent, key, manifest, noCache));
+    this.#inflight.set(key, p);
+    return p;
+  }
+
+  /** Stable name of a step across builds, to explain cache misses. */
+  #stepId(op: StageOp): string {
+    return `${this.#i.dockerfilePath}#${op.meta.stageName}#${op.id}`;
+  }
+
+  async #runOp(op: StageOp, parent: FsState, key: string, manifest: KeyManifest, noCache: boolean): Promise<FsState> {
+    const { emit, store, cache } = this.#i;
+    const name = op.meta.step > 0 ? `[${op.meta.stageName} ${op.meta.step}/${op.meta.steps}] ${op.meta.name}` : op.meta.name;
+    const stepId = this.#stepId(op);
+    let reason: string | undefined;
+    if (!noCache) {
+      const hit = await cache.get(key as never);
+      const layer = (hit?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
+      if (hit && (!layer || (await store.hasBlob(layer.digest)))) {
+        this.cachedSteps++;
+        emit({ type: 'step', id: key, name, status: 'cached' });
+        return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
+      }
+      const prev = await cache.previous(stepId).catch(() => undefined);
+      if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest));
+    } else reason = 'cache disabled';
+    emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });
+    const t0 = Date.now();
+    try {
+      const layer = await this.#execute(op, parent, key, name);
+      await cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest });
+      this.executedSteps++;
+      emit({ type: 'step', id: key, name, status: 'done', durationMs: Date.now() - t0 });
+      return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
+    } catch (err) {
+      emit({ type: 'step', id: key, name, status: 'error', error: (err as Error).message });
+      if (err instanceof BuildError) throw err;
+      throw new BuildError((err as { code?: string }).code ?? 'TSBUILD_STEP_FAILED', (err as Error).message, {
+        file: this.#i.file,
+        source: this.#i.source,
+        cause: err,
+        step: { name, range: op.meta.range, ...((err as { output?: string }).output ? { output: (err as { output?: string }).output! } : {}) },
+      });
+    }
+  }
+
+  async #lowerDirs(state: FsState): Promise<string[]> {
+    const { snapshots, store } = this.#i;
+    const dirs: string[] = [await snapshots.empty()];
+    for (const l of state.layers) dirs.push(await snapshots.ensure(l.diffId, () => store.openBlob(l.digest)));
+    return dirs;
+  }
+
+  /** Mounts `state` read-only (for COPY --from) and runs `fn` on the directory. */
+  async #withView<T>(state: FsState, fn: (dir: string) => Promise<T>): Promise<T> {
+    const { snapshots } = this.#i;
+    const lower = await this.#lowerDirs(state);
+    const upper = await snapshots.tempDir('ro');
+    const work = await snapshots.tempDir('rw');
+    const mnt = await snapshots.tempDir('rm');
+    const unmount = await mountOverlay(lower, upper, work, mnt);
+    try {
+      return await fn(mnt);
+    } finally {
+      await unmount();
+      await Promise.all([upper, work, mnt].map((d) => rm(d, { recursive: true, force: true })));
+    }
+  }
+
+  async #execute(op: StageOp, parent: FsState, key: string, name: string): Promise<CachedLayer | undefined> {
+    switch (op.type) {
+      case 'tsbuild.file.copy.v1':
+      case 'tsbuild.file.mkdir.v1':
+        return this.#fileOp(op, parent);
+      case 'tsbuild.exec.v1':
+        return this.#exec(op, parent, key, name);
+    }
+    return undefined;
+  }
+
+  async #fileOp(op: CopyOp | MkdirOp, parent: FsState): Promise<CachedLayer> {
+    const { snapshots, store, options } = this.#i;
+    const lower = await this.#lowerDirs(parent);
+    const upper = await snapshots.tempDir('up');
+    const work = await snapshots.tempDir('wk');
+    const mnt = await snapshots.tempDir('mn');
+    const unmount = await mountOverlay(lower, upper, work, mnt);
+    let result;
+    try {
+      let changed: readonly string[];
+      if (op.type === 'tsbuild.file.mkdir.v1') {
+        changed = await mkdirInRoot(mnt, op.path, op.mode);
+      } else {
+        const sourceState = await this.#sourceState(op.from);
+        const copy = async (srcRoot: string, hidden?: (rel: string, intermediate: boolean) => boolean, preserve?: boolean) =>
+          applyCopy(
+            {
+              kind: op.instruction,
+              sources: [...op.sources.map((s): CopySource => ({ kind: 'path', path: s })), ...op.inline.map((f): CopySource => ({ kind: 'inline', name: f.name, content: f.content }))],
+              dest: op.dest,
+              ...(op.chown ? { chown: op.chown } : {}),
+              ...(op.chmod ? { chmod: 'mode' in op.chmod ? op.chmod.mode.toString(8) : op.chmod.symbolic } : {}),
+              parents: op.parents,
+              exclude: op.exclude,
+              ...(op.unpack !== undefined ? { unpack: op.unpack } : {}),
+              ...(op.checksum ? { checksum: op.checksum } : {}),
+            },
+            {
+              source: { root: srcRoot, ...(hidden ? { isHidden: hidden } : {}), ...(preserve ? { preserveOwnership: true } : {}) },
+              destRoot: mnt,
+              ...(options.sourceDateEpoch !== undefined ? { createdTime: new Date(options.sourceDateEpoch * 1000) } : {}),
+              ...(options.signal ? { signal: options.signal } : {}),
+            },
+          );
+        if (sourceState) changed = (await this.#withView(sourceState, (dir) => copy(dir, undefined, true))).changed;
+        else {
+          const ctx = this.#i.context!;
+          changed = (await copy(ctx.root, (rel, intermediate) => ctx.isHidden(rel, intermediate))).changed;
+        }
+      }
+      result = await writeLayer({
+        root: mnt,
+        paths: changed,
+        blobDir: store.blobsDir,
+        ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } finally {
+      await unmount();
+      await rm(work, { recursive: true, force: true });
+      await rm(mnt, { recursive: true, force: true });
+    }
+    await snapshots.commit(upper, result.diffId);
+    return { diffId: result.diffId, digest: result.digest, size: result.size, mediaType: result.mediaType };
+  }
+
+  async #exec(op: ExecOp, parent: FsState, _key: string, name: string): Promise<CachedLayer | undefined> {
+    const { snapshots, store, options, root } = this.#i;
+    if (!this.#runtime) this.#runtime = import('../runtime/sandbox.js').then((m) => m.createRuntime({ stateDir: path.join(root, 'runtime') }));
+    const runtime = await this.#runtime;
+    const lower = await this.#lowerDirs(parent);
+    const upper = await snapshots.tempDir('ex');
+    const mounts = await this.#execMounts(op);
+    const emit = this.#i.emit;
+    const id = _key;
+    const result = await runtime.run({
+      rootfs: { lowerDirs: lower },
+      upperDir: upper,
+      mounts,
+      env: [...op.env, ...Object.entries(op.proxyEnv).map(([k, v]) => `${k}=${v}`)],
+      user: op.user,
+      cwd: op.cwd,
+      args: op.args,
+      network: options.network && op.network === 'default' ? options.network : op.network,
+      ...(options.signal ? { signal: options.signal } : {}),
+      onStdout: (b) => emit({ type: 'output', id, name, stream: 'stdout', data: b.toString() }),
+      onStderr: (b) => emit({ type: 'output', id, name, stream: 'stderr', data: b.toString() }),
+    });
+    try {
+      if (result.exitCode !== 0) {
+        const err = new TsbuildError(
+          'TSBUILD_RUN_FAILED',
+          `process "${op.args.join(' ')}" did not complete successfully: exit code: ${result.exitCode}${result.signal ? ` (${result.signal})` : ''}`,
+        );
+        (err as unknown as { output: string }).output = result.lastOutput;
+        throw err;
+      }
+      const pass = new PassThrough();
+      const put = store.putBlob(pass);
+      const digests = await compressLayer(result.diff(), 'gzip', pass);
+      await put;
+      // The upper directory becomes the layer's snapshot, without the sandbox's mount points.
+      for (const mp of result.mountPoints) await removeIfPlaceholder(path.join(upper, mp));
+      await snapshots.commit(upper, digests.diffId);
+      return { diffId: digests.diffId, digest: digests.digest, size: digests.size, mediaType: MediaType.OciLayerGzip };
+    } finally {
+      await result.dispose();
+      await rm(upper, { recursive: true, force: true });
+    }
+  }
+
+  async #execMounts(op: ExecOp): Promise<import('../runtime/spec.js').MountSpec[]> {
+    const out: import('../runtime/spec.js').MountSpec[] = [];
+    const { options } = this.#i;
+    for (const m of op.mounts) {
+      switch (m.type) {
+        case 'tmpfs':
+          out.push({ type: 'tmpfs', target: m.target, ...(m.size ? { size: m.size } : {}) });
+          break;
+        case 'cache':
+          out.push({ type: 'cache', target: m.target, id: m.id, sharing: m.sharing, mode: m.mode, uid: m.uid, gid: m.gid, readonly: m.readonly });
+          break;
+        case 'secret': {
+          const spec = options.secrets?.find((s) => s.id === m.id);
+          let data: Uint8Array | undefined;
+          if (spec?.src) data = await readFile(spec.src);
+          else if (spec?.env !== undefined && options.env?.[spec.env] !== undefined) data = Buffer.from(options.env[spec.env]!);
+          if (!data && m.required) throw new TsbuildError('TSBUILD_SECRET_MISSING', `secret ${m.id} is required but was not given (--secret id=${m.id},src=PATH)`);
+          out.push({ type: 'secret', id: m.id, data, ...(m.target ? { target: m.target } : {}), ...(m.env ? { env: m.env } : {}), required: m.required, mode: m.mode, uid: m.uid, gid: m.gid });
+          break;
+        }
+        case 'ssh': {
+          const spec = options.ssh?.find((s) => s.id === m.id);
+          if (!spec?.paths[0] && m.required) throw new TsbuildError('TSBUILD_SSH_MISSING', `ssh agent ${m.id} is required but was not given (--ssh ${m.id})`);
+          out.push({ type: 'ssh', socket: spec?.paths[0], id: m.id, target: m.target, required: m.required });
+          break;
+        }
+        case 'bind': {
+          const s = await this.#sourceState(m.from);
+          if (!s) {
+            const ctx = this.#i.context!;
+            out.push({ type: 'bind', source: path.join(ctx.root, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
+          } else {
+            const dirs = await this.#lowerDirs(s);
+            // Bind the top-most layer view: a merged read-only overlay of the stage.
+            const { snapshots } = this.#i;
+            const upper = await snapshots.tempDir('bu');
+            const work = await snapshots.tempDir('bw');
+            const mnt = await snapshots.tempDir('bm');
+            await mountOverlay(dirs, upper, work, mnt);
+            out.push({ type: 'bind', source: path.join(mnt, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
+          }
+          break;
+        }
+        case 'inline':
+          break;
+      }
+    }
+    return out;
+  }
+
+  /** What the files a step reads from the context are (type, mode, content digest). */
+  async #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<Record<string, string>> {
+    const ctx = this.#i.context!;
+    return this.#i.hasher!.hashSources({ root: ctx.root, isHidden: (rel, isDir) => ctx.isHidden(rel, isDir) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+  }
+}
+
+async function removeIfPlaceholder(p: string): Promise<void> {
+  const { lstat, rmdir, unlink, readdir } = await import('node:fs/promises');
+  try {
+    const st = await lstat(p);
+    if (st.isDirectory() && (await readdir(p)).length === 0) await rmdir(p);
+    else if (st.isFile() && st.size === 0) await unlink(p);
+  } catch {
+    /* not there */
+  }
+}
+
+/** `mkdir -p` inside a root, never following a symlink out of it. Returns created/ensured paths relative to root. */
+async function mkdirInRoot(root: string, dir: string, mode: number): Promise<string[]> {
+  const { resolveInRoot } = await import('./context.js');
+  const { mkdir } = await import('node:fs/promises');
+  const r = await resolveInRoot(root, dir);
+  await mkdir(r.abs, { recursive: true, mode });
+  const rel = path.relative(root, r.abs);
+  return rel ? [rel.split(path.sep).join('/')] : [];
+}
+
+export { sha256 as _sha256 };
+export type { Readable as _Readable };
