@@ -102,7 +102,7 @@ export function formatDiagnostic(d: Diagnostic, source: string, options: FormatO
     out.push(`  ${gutter} | ${text}`);
     out.push(`  ${' '.repeat(gutter.length)} | ${' '.repeat(Math.max(0, column - 1))}^${'~'.repeat(Math.max(0, width - 1))}`);
   }
-  if (d.suggestion !== undefined) out.push(`  did you mean "${d.suggestion}"?`);
+  if (d.suggestion !== undefined && !d.message.includes('(did you mean ')) out.push(`  did you mean "${d.suggestion}"?`);
   if (d.url !== undefined) out.push(`  see ${d.url}`);
   return out.join('\n');
 }
