@@ -1,14 +1,12 @@
-import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough } from 'node:stream';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
 import { parseDockerfile } from '../parser/index.js';
 import type { Digest } from '../oci/digest.js';
-import { sha256 } from '../oci/digest.js';
 import { compressLayer } from '../oci/compress.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
 import { Store, resolveRootDir } from '../oci/store.js';
@@ -16,7 +14,7 @@ import { MediaType, type ContainerConfig, type Descriptor, type History, type Im
 import { applyCopy, type CopySource } from './copy.js';
 import { openContext, type BuildContext } from './context.js';
 import { writeLayer } from './layer.js';
-import type { BuildOptions, BuildResult, ProgressEvent } from './options.js';
+import type { BuildOptions, BuildResult, ProgressEvent, StepResult } from './options.js';
 import { planBuild } from './plan/index.js';
 import { semanticOp, type BaseImageConfig, type BuildGraph, type CopyOp, type ExecOp, type FileSource, type MkdirOp, type Op, type StageOp, type StagePlan } from './plan/types.js';
 import { SnapshotStore, mountOverlay } from './snapshots.js';
@@ -89,7 +87,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const emit = (e: ProgressEvent) => options.onProgress?.(e);
   const root = resolveRootDir({ root: options.root, env: options.env ?? {} });
   const dockerfilePath = options.dockerfile ?? path.join(options.context, 'Dockerfile');
-  const file = path.relative(process.cwd(), dockerfilePath) || 'Dockerfile';
+  const rel = path.relative(process.cwd(), dockerfilePath);
+  // How messages name the Dockerfile: relative to the working directory when it is below it.
+  const file = rel === '' ? 'Dockerfile' : rel.startsWith('..') || path.isAbsolute(rel) ? dockerfilePath : rel;
   let source: string;
   if (options.dockerfileText !== undefined) source = options.dockerfileText;
   else {
@@ -210,6 +210,9 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
     configDigest: config.digest,
     platform: p,
     tags,
+    config: imageConfig,
+    layers: manifest.layers,
+    steps: solver.steps,
     cachedSteps: solver.cachedSteps,
     executedSteps: solver.executedSteps,
     diagnostics: [...parsed.diagnostics, ...planned.diagnostics],
@@ -278,6 +281,7 @@ interface SolverInit {
 class Solver {
   cachedSteps = 0;
   executedSteps = 0;
+  readonly steps: StepResult[] = [];
   readonly #i: SolverInit;
   readonly #stages = new Map<number, Promise<FsState>>();
   readonly #inflight = new Map<string, Promise<FsState>>();
@@ -386,11 +390,14 @@ class Solver {
       const layer = (hit?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
       if (hit && (!layer || (await store.hasBlob(layer.digest)))) {
         this.cachedSteps++;
+        this.steps.push({ name, key, line: op.meta.range.start.line, status: 'cached', durationMs: 0 });
         emit({ type: 'step', id: key, name, status: 'cached' });
         return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
       }
       const prev = await cache.previous(stepId).catch(() => undefined);
-      if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest));
+      if (hit) reason = 'cached layer is missing from the store';
+      else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest));
+      else reason = 'first build of this step';
     } else reason = 'cache disabled';
     emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });
     const t0 = Date.now();
@@ -398,7 +405,9 @@ class Solver {
       const layer = await this.#execute(op, parent, key, name);
       await cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest });
       this.executedSteps++;
-      emit({ type: 'step', id: key, name, status: 'done', durationMs: Date.now() - t0 });
+      const durationMs = Date.now() - t0;
+      this.steps.push({ name, key, line: op.meta.range.start.line, status: 'executed', ...(reason ? { reason } : {}), durationMs });
+      emit({ type: 'step', id: key, name, status: 'done', durationMs });
       return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
     } catch (err) {
       emit({ type: 'step', id: key, name, status: 'error', error: (err as Error).message });
@@ -416,7 +425,9 @@ class Solver {
     const { snapshots, store } = this.#i;
     const dirs: string[] = [await snapshots.empty()];
     for (const l of state.layers) dirs.push(await snapshots.ensure(l.diffId, () => store.openBlob(l.digest)));
-    return dirs;
+    // overlayfs refuses a lower dir given twice (ELOOP). Two identical steps give one layer twice;
+    // the upper copy re-adds everything the lower one holds, so dropping the lower one is exact.
+    return dirs.filter((d, i) => dirs.lastIndexOf(d) === i);
   }
 
   /** Mounts `state` read-only (for COPY --from) and runs `fn` on the directory. */
@@ -508,22 +519,33 @@ class Solver {
     const runtime = await this.#runtime;
     const lower = await this.#lowerDirs(parent);
     const upper = await snapshots.tempDir('ex');
-    const mounts = await this.#execMounts(op);
+    const cleanups: (() => Promise<void>)[] = [];
+    const cleanup = async () => {
+      for (const c of cleanups.reverse()) await c();
+    };
     const emit = this.#i.emit;
     const id = _key;
-    const result = await runtime.run({
-      rootfs: { lowerDirs: lower },
-      upperDir: upper,
-      mounts,
-      env: [...op.env, ...Object.entries(op.proxyEnv).map(([k, v]) => `${k}=${v}`)],
-      user: op.user,
-      cwd: op.cwd,
-      args: op.args,
-      network: options.network && op.network === 'default' ? options.network : op.network,
-      ...(options.signal ? { signal: options.signal } : {}),
-      onStdout: (b) => emit({ type: 'output', id, name, stream: 'stdout', data: b.toString() }),
-      onStderr: (b) => emit({ type: 'output', id, name, stream: 'stderr', data: b.toString() }),
-    });
+    let result: Awaited<ReturnType<typeof runtime.run>>;
+    try {
+      const mounts = await this.#execMounts(op, cleanups);
+      result = await runtime.run({
+        rootfs: { lowerDirs: lower },
+        upperDir: upper,
+        mounts,
+        env: [...op.env, ...Object.entries(op.proxyEnv).map(([k, v]) => `${k}=${v}`)],
+        user: op.user,
+        cwd: op.cwd,
+        args: op.args,
+        network: options.network && op.network === 'default' ? options.network : op.network,
+        ...(options.signal ? { signal: options.signal } : {}),
+        onStdout: (b) => emit({ type: 'output', id, name, stream: 'stdout', data: b.toString() }),
+        onStderr: (b) => emit({ type: 'output', id, name, stream: 'stderr', data: b.toString() }),
+      });
+    } catch (err) {
+      await cleanup();
+      await rm(upper, { recursive: true, force: true });
+      throw err;
+    }
     try {
       if (result.exitCode !== 0) {
         const err = new TsbuildError(
@@ -543,11 +565,13 @@ class Solver {
       return { diffId: digests.diffId, digest: digests.digest, size: digests.size, mediaType: MediaType.OciLayerGzip };
     } finally {
       await result.dispose();
+      await cleanup();
       await rm(upper, { recursive: true, force: true });
     }
   }
 
-  async #execMounts(op: ExecOp): Promise<import('../runtime/spec.js').MountSpec[]> {
+  /** The runtime's mounts for a RUN; `cleanups` receives what to undo after the step. */
+  async #execMounts(op: ExecOp, cleanups: (() => Promise<void>)[]): Promise<import('../runtime/spec.js').MountSpec[]> {
     const out: import('../runtime/spec.js').MountSpec[] = [];
     const { options } = this.#i;
     for (const m of op.mounts) {
@@ -585,7 +609,11 @@ class Solver {
             const upper = await snapshots.tempDir('bu');
             const work = await snapshots.tempDir('bw');
             const mnt = await snapshots.tempDir('bm');
-            await mountOverlay(dirs, upper, work, mnt);
+            const unmount = await mountOverlay(dirs, upper, work, mnt);
+            cleanups.push(async () => {
+              await unmount();
+              await Promise.all([upper, work, mnt].map((d) => rm(d, { recursive: true, force: true })));
+            });
             out.push({ type: 'bind', source: path.join(mnt, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
           }
           break;
@@ -624,6 +652,3 @@ async function mkdirInRoot(root: string, dir: string, mode: number): Promise<str
   const rel = path.relative(root, r.abs);
   return rel ? [rel.split(path.sep).join('/')] : [];
 }
-
-export { sha256 as _sha256 };
-export type { Readable as _Readable };

@@ -18,6 +18,7 @@ import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
+import { tarMode } from '../util/tar.js';
 
 export class LayerError extends TsbuildError {}
 
@@ -153,8 +154,9 @@ function clamp(mtime: Date, epoch: number | undefined): Date {
 async function packInto(options: WriteLayerOptions, items: readonly Item[], pack: tar.Pack): Promise<number> {
   const seen = new Map<string, string>();
   let count = 0;
-  const put = (header: TarHeader, body?: Readable): Promise<void> =>
+  const put = (h: TarHeader, body?: Readable): Promise<void> =>
     new Promise<void>((resolve, reject) => {
+      const header = { ...h, mode: tarMode(h.mode ?? 0o644) };
       if (body === undefined) {
         if (header.type === 'file' || header.type === undefined) pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
         else pack.entry(header, (err) => (err ? reject(err) : resolve()));

@@ -84,8 +84,28 @@ export interface BuildResult {
   readonly configDigest: Digest;
   readonly platform: Platform;
   readonly tags: readonly string[];
+  /** The image config as written (its digest is `configDigest`). */
+  readonly config: import('../oci/types.js').ImageConfig;
+  /** The image's layers, bottom first. */
+  readonly layers: readonly import('../oci/types.js').Descriptor[];
+  /** Every step the build solved, in the order they finished, with cache status and timing. */
+  readonly steps: readonly StepResult[];
   /** Steps answered from the cache / run, for reporting. */
   readonly cachedSteps: number;
   readonly executedSteps: number;
   readonly diagnostics: readonly import('../parser/diagnostics.js').Diagnostic[];
+}
+
+/** One solved step of a build. */
+export interface StepResult {
+  /** The step as progress shows it, e.g. `[build 2/5] RUN make`. */
+  readonly name: string;
+  /** The step's cache key. */
+  readonly key: string;
+  /** 1-based Dockerfile line of the instruction. */
+  readonly line: number;
+  readonly status: 'cached' | 'executed';
+  /** For an executed step: why the cache missed (`file src/a.ts changed`, `build arg V changed`, `first build`…). */
+  readonly reason?: string;
+  readonly durationMs: number;
 }

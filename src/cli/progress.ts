@@ -48,7 +48,7 @@ export function createProgressRenderer(mode: 'auto' | 'plain' | 'tty' | 'json' |
           const n = num(e.id);
           if (e.status === 'started') {
             started.set(e.id, Date.now());
-            out.write(`\n#${n} ${e.name}\n`);
+            out.write(`\n#${n} ${e.name}\n${e.reason ? `#${n} cache miss: ${e.reason}\n` : ''}`);
           } else if (e.status === 'cached') {
             out.write(`\n#${n} ${e.name}\n#${n} CACHED${e.reason ? ` (${e.reason})` : ''}\n`);
           } else if (e.status === 'done') {

@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar, { type Header } from 'tar-stream';
+import { tarMode } from '../util/tar.js';
 
 /** tar-stream's header, loosely: it fills defaults and also takes 'pax-header'. */
 type Headers = { name: string; type?: Header['type'] | 'pax-header'; mode?: number; uid?: number; gid?: number; size?: number; mtime?: Date; linkname?: string; uname?: string; gname?: string; devmajor?: number; devminor?: number; pax?: Record<string, string> };
@@ -43,6 +44,7 @@ export function packEntries(entries: AsyncIterable<DiffEntry> | Iterable<DiffEnt
   const write = (header: Headers, body?: Buffer) =>
     new Promise<void>((resolve, reject) => {
       const cb = (err?: Error | null) => (err ? reject(err) : resolve());
+      if (header.mode !== undefined) header.mode = tarMode(header.mode);
       if (body) pack.entry(header as Header, body, cb);
       else pack.entry(header as Header, cb);
     });
@@ -91,6 +93,7 @@ export function packEntries(entries: AsyncIterable<DiffEntry> | Iterable<DiffEnt
       if (Object.keys(pax).length > 0) header.pax = pax;
       if (header.type === 'file' && (header.size ?? 0) > 0) {
         await new Promise<void>((resolve, reject) => {
+          if (header.mode !== undefined) header.mode = tarMode(header.mode);
           const sink = pack.entry(header as Header, (err) => (err ? reject(err) : resolve()));
           pipeline(createReadStream(e.path), sink).catch(reject);
         });

@@ -31,6 +31,7 @@ Options:
       --iidfile PATH          Write the image ID (config digest) to PATH
       --metadata-file PATH    Write build result metadata (JSON) to PATH
       --source-date-epoch N   Clamp timestamps (also the SOURCE_DATE_EPOCH env or build arg)
+      --call build|targets[,format=json]  targets: list the stages that can be built, build nothing
       --root DIR              Store, cache and runtime root (env TSBUILD_ROOT)
 `;
 
@@ -40,6 +41,8 @@ export interface ParsedBuildArgs {
   readonly iidfile?: string;
   readonly metadataFile?: string;
   readonly dockerfileFromStdin: boolean;
+  /** `--call targets`: list targets instead of building. */
+  readonly call?: { readonly method: 'targets'; readonly format: 'text' | 'json' };
 }
 
 function kv(value: string, flag: string): [string, string] {
@@ -119,10 +122,20 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
       'metadata-file': { type: 'string' },
       'source-date-epoch': { type: 'string' },
       root: { type: 'string' },
+      call: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) throw new HelpRequested();
+  let call: ParsedBuildArgs['call'];
+  if (values.call !== undefined) {
+    const [method, ...rest] = values.call.split(',');
+    const attrs = csvAttrs(rest.join(','));
+    const format = attrs.format ?? 'text';
+    if (format !== 'text' && format !== 'json') throw new UsageError(`--call: unknown format ${JSON.stringify(format)} (want text or json)`);
+    if (method === 'targets') call = { method, format };
+    else if (method !== 'build') throw new UsageError(`--call: unknown method ${JSON.stringify(method)} (want build or targets)`);
+  }
   if (positionals.length !== 1) throw new UsageError(`build wants exactly one context PATH, got ${positionals.length}\n\n${USAGE}`);
   const context = resolve(ctx.cwd, positionals[0]!);
   const buildArgs: Record<string, string> = {};
@@ -194,6 +207,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     ...(values.iidfile ? { iidfile: resolve(ctx.cwd, values.iidfile) } : {}),
     ...(values['metadata-file'] ? { metadataFile: resolve(ctx.cwd, values['metadata-file']) } : {}),
     dockerfileFromStdin,
+    ...(call ? { call } : {}),
   };
 }
 
@@ -216,6 +230,7 @@ export const run: Command = async (argv, ctx) => {
     }
     throw e;
   }
+  if (parsed.call?.method === 'targets') return listTargetsCommand(parsed, ctx);
   const { build, BuildError } = await import('../../builder/build.js');
   const { createProgressRenderer } = await import('../progress.js');
   const renderer = createProgressRenderer(parsed.progress, ctx.stderr);
@@ -251,3 +266,30 @@ export const run: Command = async (argv, ctx) => {
     throw err;
   }
 };
+
+/** `--call targets`: the stages of the Dockerfile, as buildx lists them; nothing is built. */
+async function listTargetsCommand(parsed: ParsedBuildArgs, ctx: CliContext): Promise<number> {
+  const { parseDockerfile, formatDiagnostic } = await import('../../parser/index.js');
+  const { listTargets, formatTargets } = await import('../../builder/targets.js');
+  const file = parsed.options.dockerfile ?? resolve(parsed.options.context, 'Dockerfile');
+  const text = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : await readFile(file, 'utf8');
+  const result = parseDockerfile(text, { file });
+  const errors = result.diagnostics.filter((d) => d.severity === 'error');
+  if (errors.length > 0) {
+    for (const d of errors) ctx.stderr.write(`${formatDiagnostic(d, text, { file })}\n`);
+    return 1;
+  }
+  const targets = listTargets(result.ast);
+  if (parsed.call!.format === 'json') {
+    const json = targets.map((t) => ({
+      ...(t.name ? { name: t.name } : {}),
+      ...(t.description ? { description: t.description } : {}),
+      ...(t.default ? { default: true } : {}),
+      ...(t.base ? { base: t.base } : {}),
+      ...(t.platform ? { platform: t.platform } : {}),
+      location: { source: file, line: t.range.start.line, column: t.range.start.column },
+    }));
+    ctx.stdout.write(`${JSON.stringify({ targets: json }, null, 2)}\n`);
+  } else ctx.stdout.write(formatTargets(targets));
+  return 0;
+}

@@ -1,0 +1,205 @@
+/**
+ * End-to-end builds with the library's build() on the busybox fixture image: real overlay
+ * snapshots, real RUN steps in the sandbox, real layers; the output read back by skopeo and
+ * umoci, and run in our own sandbox.
+ */
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { build, BuildError } from '../../src/builder/build.js';
+import type { BuildOptions, BuildResult, ProgressEvent } from '../../src/builder/options.js';
+import { createRuntime } from '../../src/runtime/index.js';
+import { makeBusyboxImage } from '../helpers/base-images.js';
+
+const run = promisify(execFile);
+let tmp: string;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'tsbuild-build-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+let n = 0;
+/** A fresh root with busybox:latest, and a context dir with these files. */
+async function setup(files: Record<string, string>, root?: string): Promise<{ root: string; context: string }> {
+  const dir = path.join(tmp, `case-${++n}`);
+  const context = path.join(dir, 'context');
+  await mkdir(context, { recursive: true });
+  for (const [name, content] of Object.entries(files)) {
+    await mkdir(path.dirname(path.join(context, name)), { recursive: true });
+    await writeFile(path.join(context, name), content);
+  }
+  if (!root) {
+    root = path.join(dir, 'root');
+    await makeBusyboxImage(root);
+  }
+  return { root, context };
+}
+
+async function buildIn(root: string, context: string, extra: Partial<BuildOptions> = {}): Promise<BuildResult & { events: ProgressEvent[] }> {
+  const events: ProgressEvent[] = [];
+  const result = await build({ context, root, env: {}, ...extra, onProgress: (e) => events.push(e) });
+  return { ...result, events };
+}
+
+const MULTISTAGE = `FROM busybox:latest AS build
+WORKDIR /src
+COPY greeting.txt .
+RUN tr a-z A-Z < greeting.txt > /shout.txt && echo built >&2
+
+FROM busybox:latest AS unused
+RUN exit 3
+
+FROM busybox:latest
+COPY --from=build /shout.txt /app/shout.txt
+ENV GREETING=hi
+VOLUME /data
+WORKDIR /app
+CMD ["cat", "/app/shout.txt"]
+`;
+
+describe('build(): multi-stage images on busybox', () => {
+  it('builds, and skopeo, umoci and our sandbox read the result', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: MULTISTAGE, 'greeting.txt': 'hello\n' });
+    const layout = path.join(tmp, `layout-${n}`);
+    const r = await buildIn(root, context, { tags: ['demo:1'], outputs: [{ type: 'image' }, { type: 'oci', dest: layout, tar: false, name: ['demo:1'] }] });
+    // The unused stage (RUN exit 3) is not reachable from the target: nothing of it ran.
+    expect(r.steps.map((s) => s.name).join('\n')).not.toContain('exit 3');
+    expect(r.config.config?.Volumes).toEqual({ '/data': {} });
+    expect(r.config.config?.Cmd).toEqual(['cat', '/app/shout.txt']);
+    expect(r.config.config?.WorkingDir).toBe('/app');
+    expect(r.config.config?.Env).toContain('GREETING=hi');
+
+    const inspect = JSON.parse((await run('skopeo', ['inspect', `oci:${layout}:1`])).stdout) as { Digest: string; Layers: string[] };
+    expect(inspect.Digest).toBe(r.manifestDigest);
+    expect(inspect.Layers).toEqual(r.layers.map((l) => l.digest));
+    const cfg = JSON.parse((await run('skopeo', ['inspect', '--config', `oci:${layout}:1`])).stdout) as { config: { Volumes: object; Cmd: string[] } };
+    expect(cfg.config.Cmd).toEqual(['cat', '/app/shout.txt']);
+
+    const bundle = path.join(tmp, `bundle-${n}`);
+    await run('umoci', ['unpack', '--image', `${layout}:1`, bundle]);
+    expect(await readFile(path.join(bundle, 'rootfs/app/shout.txt'), 'utf8')).toBe('HELLO\n');
+    expect(await readdir(path.join(bundle, 'rootfs/bin'))).toContain('busybox');
+
+    // Run the image's Cmd in our sandbox, over the rootfs umoci unpacked.
+    const runtime = await createRuntime({ stateDir: path.join(root, 'runtime') });
+    let out = '';
+    const res = await runtime.run({ rootfs: { lowerDirs: [path.join(bundle, 'rootfs')] }, args: r.config.config!.Cmd!, cwd: '/app', env: r.config.config!.Env!, onStdout: (b) => (out += b.toString()) });
+    await res.dispose();
+    expect(res.exitCode).toBe(0);
+    expect(out).toBe('HELLO\n');
+  });
+
+  it('--target builds only the stages the target needs', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: MULTISTAGE, 'greeting.txt': 'hello\n' });
+    const r = await buildIn(root, context, { target: 'build' });
+    expect(r.steps.map((s) => s.name)).toEqual(['[build 2/4] WORKDIR /src', '[build 3/4] COPY greeting.txt .', '[build 4/4] RUN tr a-z A-Z < greeting.txt > /shout.txt && echo built >&2']);
+    // RUN output reaches progress as it is written.
+    expect(r.events.some((e) => e.type === 'output' && e.data.includes('built'))).toBe(true);
+    await expect(buildIn(root, context, { target: 'unused' })).rejects.toThrow(/exit code: 3/);
+    await expect(buildIn(root, context, { target: 'biuld' })).rejects.toThrow(/could not be found \(did you mean "?build"?\?\)/);
+  });
+
+  it('a failing RUN names the step, its Dockerfile line and its last output', { timeout: 60_000 }, async () => {
+    const df = 'FROM busybox:latest\nRUN echo fine\nRUN echo about to fail; echo "no such thing" >&2; exit 7\nRUN echo never\n';
+    const { root, context } = await setup({ Dockerfile: df });
+    const err = await buildIn(root, context).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BuildError);
+    const e = err as BuildError;
+    expect(e.step?.name).toBe('[stage-0 3/4] RUN echo about to fail; echo "no such thing" >&2; exit 7');
+    expect(e.step?.range.start.line).toBe(3);
+    expect(e.message).toContain('exit code: 7');
+    const text = await e.render();
+    expect(text).toContain('Dockerfile:3:1');
+    expect(text).toContain(`${path.join(context, 'Dockerfile')}:3:1: error: process "/bin/sh -c echo about to fail;`);
+    expect(text).toMatch(/^ +3 \| RUN echo about to fail/m);
+    expect(text).toMatch(/> about to fail\n\s+> no such thing/);
+  });
+
+  it('RUN mounts: a secret is readable in the step and in no layer, config or history', { timeout: 60_000 }, async () => {
+    const df = 'FROM busybox:latest\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen && test ! -e /run/secrets/tok.copy\n';
+    const { root, context } = await setup({ Dockerfile: df });
+    const secretFile = path.join(tmp, `secret-${n}`);
+    await writeFile(secretFile, 'S3CR3T-VALUE');
+    const layout = path.join(tmp, `layout-${n}`);
+    const r = await buildIn(root, context, { secrets: [{ id: 'tok', src: secretFile }], outputs: [{ type: 'oci', dest: layout, tar: false, name: ['s:v'] }] });
+    expect(r.executedSteps).toBe(1);
+    // The step saw it (it copied it to /seen on purpose); /run/secrets itself is not in the layer.
+    const bundle = path.join(tmp, `bundle-${n}`);
+    const index = JSON.parse(await readFile(path.join(layout, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] };
+    expect(index.manifests).toHaveLength(1);
+    await run('umoci', ['unpack', '--image', `${layout}:v`, bundle]);
+    expect(await readFile(path.join(bundle, 'rootfs/seen'), 'utf8')).toBe('S3CR3T-VALUE');
+    await expect(readdir(path.join(bundle, 'rootfs/run/secrets'))).rejects.toThrow();
+    expect(JSON.stringify(r.config)).not.toContain('S3CR3T');
+  });
+});
+
+describe('build(): cache', () => {
+  const DF = `FROM busybox:latest
+COPY a.txt /a.txt
+RUN cat /a.txt > /a.copy
+COPY b.txt /b.txt
+RUN cat /b.txt > /b.copy
+`;
+
+  it('no-op rebuild runs nothing; touching runs nothing; a change reruns exactly what depends on it and says which file', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: DF, 'a.txt': 'a1\n', 'b.txt': 'b1\n' });
+    const first = await buildIn(root, context);
+    expect(first.executedSteps).toBe(4);
+    expect(first.steps.every((s) => s.status === 'executed' && s.reason === 'first build of this step')).toBe(true);
+
+    const again = await buildIn(root, context);
+    expect(again.executedSteps).toBe(0);
+    expect(again.cachedSteps).toBe(4);
+    expect(again.manifestDigest === first.manifestDigest || again.config.rootfs.diff_ids.join() === first.config.rootfs.diff_ids.join()).toBe(true);
+
+    const later = new Date(Date.now() + 60_000);
+    await utimes(path.join(context, 'a.txt'), later, later);
+    const touched = await buildIn(root, context);
+    expect(touched.executedSteps).toBe(0);
+
+    await writeFile(path.join(context, 'b.txt'), 'b2\n');
+    const changed = await buildIn(root, context);
+    expect(changed.steps.filter((s) => s.status === 'executed').map((s) => s.name)).toEqual(['[stage-0 4/5] COPY b.txt /b.txt', '[stage-0 5/5] RUN cat /b.txt > /b.copy']);
+    const copy = changed.steps.find((s) => s.name.includes('COPY b.txt'))!;
+    expect(copy.reason).toContain('b.txt');
+    const runStep = changed.steps.find((s) => s.name.includes('/b.copy'))!;
+    expect(runStep.reason).toBe('previous step changed');
+    expect(changed.config.rootfs.diff_ids.slice(0, 3)).toEqual(first.config.rootfs.diff_ids.slice(0, 3));
+    expect(changed.config.rootfs.diff_ids[3]).not.toBe(first.config.rootfs.diff_ids[3]);
+
+    // A build arg the step can see is an input; the explanation names it.
+    const withArg = await buildIn(root, context, { dockerfileText: DF.replace('COPY b.txt', 'ARG V=1\nCOPY b.txt').replace('RUN cat /b.txt', 'RUN echo $V; cat /b.txt') });
+    const withArg2 = await buildIn(root, context, { dockerfileText: DF.replace('COPY b.txt', 'ARG V=1\nCOPY b.txt').replace('RUN cat /b.txt', 'RUN echo $V; cat /b.txt'), buildArgs: { V: '2' } });
+    expect(withArg.executedSteps).toBeGreaterThan(0);
+    const argStep = withArg2.steps.filter((s) => s.status === 'executed');
+    expect(argStep).toHaveLength(1);
+    expect(argStep[0]!.reason).toMatch(/V/);
+
+    // --no-cache runs everything again.
+    const nocache = await buildIn(root, context, { noCache: true });
+    expect(nocache.executedSteps).toBe(4);
+  });
+
+  it('two builds into two empty roots give the same image (SOURCE_DATE_EPOCH)', { timeout: 120_000 }, async () => {
+    const files = { Dockerfile: DF, 'a.txt': 'a\n', 'b.txt': 'b\n' };
+    const one = await setup(files);
+    const two = await setup(files);
+    // Same content, different mtimes (both after the epoch, so both are clamped to it).
+    const later = new Date(Date.now() + 3_600_000);
+    await utimes(path.join(two.context, 'a.txt'), later, later);
+    const r1 = await buildIn(one.root, one.context, { sourceDateEpoch: 1700000000 });
+    const r2 = await buildIn(two.root, two.context, { sourceDateEpoch: 1700000000 });
+    expect(r2.manifestDigest).toBe(r1.manifestDigest);
+    expect(r1.config.created).toBe('2023-11-14T22:13:20.000Z');
+  });
+});
