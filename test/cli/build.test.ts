@@ -1,0 +1,129 @@
+/** `tsbuild build` through the CLI: docker build's flags, outputs, metadata, errors, targets. */
+import { execFile } from 'node:child_process';
+import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeBusyboxImage, repoRoot } from '../helpers/base-images.js';
+import { runCli } from '../helpers/cli.js';
+
+const run = promisify(execFile);
+let tmp: string;
+let root: string;
+let context: string;
+
+const DF = `# syntax=docker/dockerfile:1
+FROM busybox:latest AS base
+ARG MSG=default
+RUN echo "$MSG" > /msg
+
+FROM base
+LABEL org.example.kind=test
+COPY hello.txt /hello.txt
+CMD ["cat", "/msg"]
+`;
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'tsbuild-cli-build-'));
+  root = path.join(tmp, 'root');
+  context = path.join(tmp, 'ctx');
+  await mkdir(context);
+  await writeFile(path.join(context, 'Dockerfile'), DF);
+  await writeFile(path.join(context, 'hello.txt'), 'hello\n');
+  await makeBusyboxImage(root);
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+const cli = (args: string[]) => runCli([...args, '--root', root], { cwd: tmp });
+
+describe('tsbuild build', () => {
+  it('tags into the local store, writes metadata and an iidfile', async () => {
+    const r = await cli(['build', '-t', 'app:1', '-t', 'app:latest', '--build-arg', 'MSG=hi', '--metadata-file', 'meta.json', '--iidfile', 'iid', '--progress', 'plain', 'ctx']);
+    // As BuildKit names it: the command with the build arg's value.
+    expect(r.stderr).toMatch(/#\d+ \[base 2\/2\] RUN echo "hi" > \/msg\n#\d+ cache miss: first build of this step/);
+    expect(r.code).toBe(0);
+    const meta = JSON.parse(await readFile(path.join(tmp, 'meta.json'), 'utf8')) as Record<string, string>;
+    expect(meta['containerimage.digest']).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(await readFile(path.join(tmp, 'iid'), 'utf8')).toBe(meta['containerimage.config.digest']);
+    const images = await cli(['images']);
+    expect(images.stdout).toContain('app');
+    const inspect = await cli(['inspect', '--format', 'json', 'app:1']);
+    expect(inspect.stdout).toContain('"org.example.kind": "test"');
+    // The image is a base for the next build.
+    await writeFile(path.join(tmp, 'Dockerfile.child'), 'FROM app:1\nRUN test "$(cat /msg)" = hi\n');
+    const child = await cli(['build', '-f', 'Dockerfile.child', 'ctx']);
+    expect(child.stderr).not.toContain('ERROR');
+    expect(child.code).toBe(0);
+  });
+
+  it('writes OCI archives, OCI layouts and docker archives that skopeo reads, and a local rootfs', async () => {
+    const ociTar = path.join(tmp, 'img.oci.tar');
+    const ociDir = path.join(tmp, 'img-layout');
+    const docker = path.join(tmp, 'img.docker.tar');
+    const local = path.join(tmp, 'rootfs');
+    const r = await cli([
+      'build', '-q', '-t', 'out:v2',
+      '--output', `type=oci,dest=${ociTar}`,
+      '--output', `type=oci,dest=${ociDir},tar=false`,
+      '--output', `type=docker,dest=${docker}`,
+      '--output', `type=local,dest=${local}`,
+      'ctx',
+    ]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const id = r.stdout.trim();
+    expect(id).toMatch(/^sha256:/);
+    const a = JSON.parse((await run('skopeo', ['inspect', '--config', `oci-archive:${ociTar}:v2`])).stdout) as { config: { Cmd: string[]; Labels: Record<string, string> } };
+    expect(a.config.Cmd).toEqual(['cat', '/msg']);
+    expect(a.config.Labels['org.example.kind']).toBe('test');
+    const d = JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${docker}:out:v2`])).stdout) as { config: { Cmd: string[] } };
+    expect(d.config.Cmd).toEqual(['cat', '/msg']);
+    await run('oci-image-tool', ['validate', '--type', 'image', '--ref', 'name=v2', ociDir]);
+    expect(await readFile(path.join(local, 'hello.txt'), 'utf8')).toBe('hello\n');
+    expect(await readFile(path.join(local, 'msg'), 'utf8')).toBe('default\n');
+    expect(await readdir(path.join(local, 'bin'))).toContain('busybox');
+  });
+
+  it('json progress is one event per line; a cached rebuild says CACHED', async () => {
+    await cli(['build', '--progress', 'plain', 'ctx']);
+    const r = await cli(['build', '--progress', 'json', 'ctx']);
+    expect(r.code).toBe(0);
+    const events = r.stderr.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { type: string; status?: string });
+    expect(events.filter((e) => e.type === 'step' && e.status === 'cached').length).toBeGreaterThanOrEqual(2);
+    const plain = await cli(['build', '--progress', 'plain', 'ctx']);
+    expect(plain.stderr).toMatch(/#\d+ \[stage-1 1\/1\] COPY hello.txt \/hello.txt\n#\d+ CACHED/);
+  });
+
+  it('a failing step exits 1 with file:line:col, the line, a caret and the last output', async () => {
+    await writeFile(path.join(tmp, 'Dockerfile.bad'), 'FROM busybox:latest\nRUN echo building; echo "missing file" >&2; false\n');
+    const r = await cli(['build', '-f', 'Dockerfile.bad', 'ctx']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('Dockerfile.bad:2:1: error: process "/bin/sh -c echo building;');
+    expect(r.stderr).toMatch(/ 2 \| RUN echo building;/);
+    expect(r.stderr).toMatch(/\| \^~~~/);
+    expect(r.stderr).toContain('> missing file');
+  });
+
+  it('a Dockerfile error names the file, line and column before anything runs', async () => {
+    await writeFile(path.join(tmp, 'Dockerfile.typo'), 'FROM busybox:latest\nRUN echo ok\nCOPPY a b\n');
+    const r = await cli(['build', '-f', 'Dockerfile.typo', 'ctx']);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('Dockerfile.typo:3:1');
+    expect(r.stderr).toContain('COPY');
+    expect(r.stderr).not.toContain('RUN echo ok\n#');
+  });
+
+  it('--call targets lists stages as BuildKit\'s targets subrequest does (behaviors/targets-list)', async () => {
+    const dir = path.resolve(repoRoot, '../shared/conformance/behaviors/targets-list');
+    const expected = (JSON.parse(await readFile(path.join(dir, 'case.json'), 'utf8')) as { runs: { expect: { targets: { Name: string; Base: string; Description: string; Default: boolean; Line: number }[] } }[] }).runs[0]!.expect.targets;
+    const r = await runCli(['build', '--call', 'targets,format=json', '-f', path.join(dir, 'Dockerfile'), dir]);
+    expect(r.code).toBe(0);
+    const got = (JSON.parse(r.stdout) as { targets: { name?: string; base?: string; description?: string; default?: boolean; location: { line: number } }[] }).targets;
+    expect(got.map((t) => ({ Name: t.name ?? '', Base: t.base ?? '', Description: t.description ?? '', Default: t.default ?? false, Line: t.location.line }))).toEqual(expected);
+    const text = await runCli(['build', '--call', 'targets', '-f', path.join(dir, 'Dockerfile'), dir]);
+    expect(text.stdout).toBe('TARGET             DESCRIPTION\nbuild              defines stage for compiling the binary\nsecond\nbinary (default)   returns the compiled binary\n');
+  });
+});
