@@ -155,7 +155,8 @@ export class Runtime {
         if (target === '/') throw new MountError(`cannot mount ${m.type} over /`);
         switch (m.type) {
           case 'bind':
-            if (m.readwrite) {
+            if (m.readwrite && m.writeThrough) records.push({ kind: 'bind', source: m.source, target, readonly: false });
+            else if (m.readwrite) {
               const b = join(runDir, `bind-${i}`);
               await mkdir(join(b, 'upper'), { recursive: true });
               await mkdir(join(b, 'work'));

@@ -24,12 +24,14 @@ export interface CacheMount {
   readonly readonly?: boolean;
 }
 
-/** A host directory or file (a stage's rootfs, the context). Read-only unless `readwrite`; writes are then discarded. */
+/** A host directory or file (a stage's rootfs, the context). Read-only unless `readwrite`; writes are then discarded unless `writeThrough`. */
 export interface BindMount {
   readonly type: 'bind';
   readonly source: string;
   readonly target: string;
   readonly readwrite?: boolean;
+  /** With `readwrite`: writes land in the host source itself (`docker run -v`), not in a throwaway overlay. */
+  readonly writeThrough?: boolean;
 }
 
 export interface TmpfsMount {
