@@ -1,0 +1,261 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { CacheStore } from '../../src/cache/store.js';
+import { humanDuration, humanSize, tabwrite } from '../../src/cli/commands/du.js';
+import type { Digest } from '../../src/oci/digest.js';
+import { Store } from '../../src/oci/store.js';
+import { runCli } from '../helpers/cli.js';
+
+const tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'tsbuild-prune-du-'));
+afterAll(() => rm(tmpRoot, { recursive: true, force: true }));
+
+const HOUR = 3_600_000;
+const key = (s: string): Digest => `sha256:${createHash('sha256').update(s).digest('hex')}` as Digest;
+
+interface Fixture {
+  root: string;
+  cache: CacheStore;
+  store: Store;
+  /** Record name → its key and layer blob. */
+  rec: Record<string, { key: Digest; blob: Digest; size: number }>;
+  imageBlobs: Digest[];
+}
+
+/**
+ * A root with a tagged image (config + two layers) and five cache records, each keeping one real
+ * layer blob: `shared` keeps the image's first layer; `old` (3 days), `day` (30 hours), `recent`
+ * (2 hours), `fresh` (now) keep blobs of their own. Every blob is an hour old, past the store's
+ * 10-minute grace period.
+ */
+async function fixture(name: string): Promise<Fixture> {
+  const root = path.join(tmpRoot, name);
+  const cache = await CacheStore.open(path.join(root, 'cache'));
+  const store = await Store.open({ root });
+  const put = async (n: number) => store.putBlob(randomBytes(n));
+  const layer1 = await put(5000);
+  const layer2 = await put(7000);
+  const config = await store.putBlob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [] } }));
+  const manifest = await store.putBlob(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config },
+      layers: [layer1, layer2].map((l) => ({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', ...l })),
+    }),
+  );
+  await store.tag('example.com/app:1', { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest });
+  const rec: Fixture['rec'] = {};
+  const ages: [string, number, number][] = [
+    ['shared', 5 * HOUR, 0],
+    ['old', 72 * HOUR, 1000],
+    ['day', 30 * HOUR, 2000],
+    ['recent', 2 * HOUR, 3000],
+    ['fresh', 0, 4000],
+  ];
+  for (const [n, age, size] of ages) {
+    const blob = n === 'shared' ? layer1 : await put(size);
+    const k = key(`${name}:${n}`);
+    await cache.put({ key: k, result: { layer: { diffId: key(`diff:${n}`), digest: blob.digest, size: blob.size, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' } }, size: blob.size, description: `RUN step ${n}` });
+    const t = new Date(Date.now() - age);
+    await utimes(path.join(cache.dir, 'records', `${k.slice(7)}.json`), t, t);
+    rec[n] = { key: k, blob: blob.digest, size: blob.size };
+  }
+  const hourAgo = new Date(Date.now() - HOUR);
+  for await (const b of store.listBlobs()) await utimes(store.blobPath(b.digest), hourAgo, hourAgo);
+  return { root, cache, store, rec, imageBlobs: [manifest.digest, config.digest, layer1.digest, layer2.digest] };
+}
+
+async function records(f: Fixture): Promise<string[]> {
+  const have = new Set((await f.cache.list()).map((e) => e.key));
+  return Object.entries(f.rec)
+    .filter(([, r]) => have.has(r.key))
+    .map(([n]) => n)
+    .sort();
+}
+
+const onDisk = async (f: Fixture, d: Digest) => (await f.store.statBlob(d)) !== undefined;
+const id = (d: Digest) => d.slice(7, 32);
+
+describe('tsbuild du', () => {
+  it('lists every record with buildx columns and the Shared/Private/Reclaimable/Total summary', async () => {
+    const f = await fixture('du');
+    const r = await runCli(['du', '--root', f.root]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toMatch(/^ID {2,}RECLAIMABLE {3}SIZE {3,}LAST ACCESSED$/);
+    // most recently used first
+    const order = lines.slice(1, 6).map((l) => l.split(/\s+/)[0]);
+    expect(order).toEqual(['fresh', 'recent', 'shared', 'day', 'old'].map((n) => id(f.rec[n]!.key)));
+    const row = (n: string) => lines.find((l) => l.startsWith(id(f.rec[n]!.key)))!;
+    expect(row('old')).toMatch(/ true +1kB +3 days ago$/);
+    expect(row('day')).toMatch(/ true +2kB +30 hours ago$/);
+    expect(row('shared')).toMatch(/ true +5kB\* +5 hours ago$/); // its layer is part of a tagged image
+    expect(row('fresh')).toMatch(/ 4kB +Less than a second ago$/);
+    const total = Object.values(f.rec).reduce((n, x) => n + x.size, 0);
+    expect(r.stdout.endsWith(tabwrite([['Shared:', '5kB'], ['Private:', humanSize(total - 5000)], ['Reclaimable:', humanSize(total)], ['Total:', humanSize(total)]]))).toBe(true);
+    expect(r.stdout).toContain('Shared:\t\t5kB\nPrivate:\t10kB\nReclaimable:\t15kB\nTotal:\t\t15kB\n');
+  });
+
+  it('--verbose prints one block per record; --filter selects and drops the summary as buildx does', async () => {
+    const f = await fixture('du-verbose');
+    const v = await runCli(['du', '--verbose', '--root', f.root]);
+    expect(v.code).toBe(0);
+    const blocks = v.stdout.split('\n\n').filter((b) => b.startsWith('ID:'));
+    expect(blocks).toHaveLength(5);
+    const old = blocks.find((b) => b.includes(f.rec.old!.key))!;
+    expect(old).toContain(`ID:           ${id(f.rec.old!.key)}\n`);
+    expect(old).toContain('Description:  RUN step old\n');
+    expect(old).toContain(`Blob:         ${f.rec.old!.blob}\n`);
+    expect(old).toContain('Shared:       false\n');
+    expect(old).toContain('Last used:    3 days ago\n');
+    expect(blocks.find((b) => b.includes(f.rec.shared!.key))).toContain('Shared:       true\n');
+
+    const until = await runCli(['du', '--filter', 'until=24h', '--root', f.root]);
+    expect(until.code).toBe(0);
+    const ids = until.stdout.split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/)[0]);
+    expect(ids.sort()).toEqual([id(f.rec.old!.key), id(f.rec.day!.key)].sort());
+    expect(until.stdout).not.toContain('Total:');
+
+    const desc = await runCli(['du', '--filter', 'description~=step re', '--root', f.root]);
+    expect(desc.stdout.split('\n').slice(1).filter(Boolean).map((l) => l.split(/\s+/)[0])).toEqual([id(f.rec.recent!.key)]);
+  });
+
+  it('rejects unknown filters with a suggestion, and bad durations', async () => {
+    const f = await fixture('du-bad');
+    const r = await runCli(['du', '--filter', 'untill=24h', '--root', f.root]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('invalid filter "untill" (did you mean until?)');
+    const d = await runCli(['du', '--filter', 'until=yesterday', '--root', f.root]);
+    expect(d.code).toBe(2);
+    expect(d.stderr).toContain(`"until" filter expects a duration (e.g., '24h')`);
+  });
+
+  it('shows an empty table and zero totals for a fresh root', async () => {
+    const r = await runCli(['du', '--root', path.join(tmpRoot, 'empty')]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('ID        RECLAIMABLE   SIZE      LAST ACCESSED\nReclaimable:\t0B\nTotal:\t\t0B\n');
+  });
+});
+
+describe('tsbuild prune', () => {
+  it('asks like buildx and refuses without an answer; "n" keeps everything, "y" prunes', async () => {
+    const f = await fixture('confirm');
+    const none = await runCli(['prune', '--root', f.root]);
+    expect(none.code).toBe(1);
+    expect(none.stdout).toContain('WARNING! This will remove all dangling build cache. Are you sure you want to continue? [y/N] ');
+    expect(none.stderr).toContain('use --force');
+    expect(await records(f)).toHaveLength(5);
+
+    const no = await runCli(['prune', '--all', '--root', f.root], { stdin: 'n\n' });
+    expect(no.code).toBe(0);
+    expect(no.stdout).toBe('WARNING! This will remove all build cache. Are you sure you want to continue? [y/N] ');
+    expect(await records(f)).toHaveLength(5);
+
+    const yes = await runCli(['prune', '--root', f.root], { stdin: 'y\n' });
+    expect(yes.code).toBe(0);
+    expect(yes.stdout).toContain('Total:');
+    expect(await records(f)).toEqual(['shared']);
+  });
+
+  it('by default removes dangling records and their blobs, never a tagged image blob', async () => {
+    const f = await fixture('default');
+    const before = await readdir(path.join(f.store.blobsDir, 'sha256'));
+    const r = await runCli(['prune', '--force', '--root', f.root]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await records(f)).toEqual(['shared']);
+    for (const n of ['old', 'day', 'recent', 'fresh']) {
+      expect(r.stdout).toContain(id(f.rec[n]!.key));
+      expect(await onDisk(f, f.rec[n]!.blob)).toBe(false);
+    }
+    for (const d of f.imageBlobs) expect(await onDisk(f, d)).toBe(true);
+    expect(await readdir(path.join(f.store.blobsDir, 'sha256'))).toHaveLength(before.length - 4);
+    expect(r.stdout.split('\n')[0]).toBe('ID\t\t\t\t\t\tRECLAIMABLE\tSIZE\t\tLAST ACCESSED');
+    expect(r.stdout).toContain(`${id(f.rec.old!.key)}${' '.repeat(15)}\ttrue \t\t1kB       \t3 days ago\n`);
+    expect(r.stdout).toContain('Unused blobs:\t4 removed from the content store, 10kB\nTotal:\t10kB\n');
+    // the image is still whole
+    const img = await runCli(['images', '--root', f.root]);
+    expect(img.stdout).toContain('example.com/app');
+  });
+
+  it('--all removes shared records too, and still keeps every blob of the tagged image', async () => {
+    const f = await fixture('all');
+    const r = await runCli(['prune', '-a', '-f', '--root', f.root]);
+    expect(r.code).toBe(0);
+    expect(await records(f)).toEqual([]);
+    expect(r.stdout).toContain(`${humanSize(5000)}*`);
+    for (const d of f.imageBlobs) expect(await onDisk(f, d)).toBe(true);
+    expect(r.stdout).toContain('Total:\t15kB\n');
+    const du = await runCli(['du', '--root', f.root]);
+    expect(du.stdout).toContain('Total:\t\t0B\n');
+  });
+
+  it('--filter until=24h removes only records unused for longer', async () => {
+    const f = await fixture('until');
+    const r = await runCli(['prune', '-f', '--filter', 'until=24h', '--root', f.root]);
+    expect(r.code).toBe(0);
+    expect(await records(f)).toEqual(['fresh', 'recent', 'shared']);
+    expect(await onDisk(f, f.rec.old!.blob)).toBe(false);
+    expect(await onDisk(f, f.rec.day!.blob)).toBe(false);
+    expect(await onDisk(f, f.rec.recent!.blob)).toBe(true);
+    expect(r.stdout).toContain('Total:\t3kB\n');
+  });
+
+  it('--keep-storage removes least recently used dangling records until the private size is under the limit', async () => {
+    const f = await fixture('keep');
+    // private (not shared) records: old 1000, day 2000, recent 3000, fresh 4000 = 10000 bytes.
+    // Keep 6000: drop old (9000 left), day (7000), recent (4000 < 6000) and stop.
+    const r = await runCli(['prune', '-f', '--keep-storage', '6000', '--root', f.root]);
+    expect(r.code).toBe(0);
+    expect(await records(f)).toEqual(['fresh', 'shared']);
+    expect(await onDisk(f, f.rec.fresh!.blob)).toBe(true);
+    expect(await onDisk(f, f.rec.recent!.blob)).toBe(false);
+    // sizes take buildx's units (base 1024): 9kb = 9216 bytes, 4000 private left is already under it
+    const again = await runCli(['prune', '-f', '--keep-storage', '9kb', '--root', f.root]);
+    expect(await records(f)).toEqual(['fresh', 'shared']);
+    expect(again.stdout).toBe('Total:\t0B\n');
+    const tight = await runCli(['prune', '-f', '--keep-storage', '0.003MB', '--root', f.root]); // 3145 bytes
+    expect(tight.code).toBe(0);
+    expect(await records(f)).toEqual(['shared']);
+  });
+
+  it('rejects a bad --keep-storage before touching anything', async () => {
+    const f = await fixture('bad-size');
+    const r = await runCli(['prune', '-f', '--keep-storage', 'lots', '--root', f.root]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('invalid argument "lots" for "--keep-storage" flag');
+    expect(await records(f)).toHaveLength(5);
+  });
+
+  it('keeps blobs written within the grace period (a build in flight) even when unreferenced', async () => {
+    const f = await fixture('grace');
+    const young = await f.store.putBlob(randomBytes(100));
+    const r = await runCli(['prune', '-f', '--root', f.root]);
+    expect(r.code).toBe(0);
+    expect(await onDisk(f, young.digest)).toBe(true);
+    expect((await stat(f.store.blobPath(young.digest))).size).toBe(100);
+  });
+});
+
+describe('Go renderings', () => {
+  it('match go-units HumanSize and HumanDuration', () => {
+    expect([0, 999, 1000, 1234, 15_000, 1_500_000, 123_456_789, 10 * 1024 ** 3].map(humanSize)).toEqual(['0B', '999B', '1kB', '1.234kB', '15kB', '1.5MB', '123.5MB', '10.74GB']);
+    expect([500, 1000, 30_000, 90_000, 30 * 60_000, 80 * 60_000, 5 * HOUR, 72 * HOUR, 20 * 24 * HOUR, 100 * 24 * HOUR, 800 * 24 * HOUR].map(humanDuration)).toEqual([
+      'Less than a second',
+      '1 second',
+      '30 seconds',
+      'About a minute',
+      '30 minutes',
+      'About an hour',
+      '5 hours',
+      '3 days',
+      '2 weeks',
+      '3 months',
+      '2 years',
+    ]);
+  });
+});
