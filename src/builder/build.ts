@@ -158,7 +158,11 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   }
   const graph = planned.graph;
 
-  const needsContext = graph.stages.some((s) => s.reachable && s.ops.some((o) => o.type === 'tsbuild.file.copy.v1' && o.from.kind === 'context') || s.ops.some((o) => o.type === 'tsbuild.exec.v1' && o.mounts.some((m) => m.type === 'bind' && m.from.kind === 'context')));
+  const needsContext = graph.stages.some(
+    (s) =>
+      s.reachable &&
+      s.ops.some((o) => (o.type === 'tsbuild.file.copy.v1' && o.from.kind === 'context') || (o.type === 'tsbuild.exec.v1' && o.mounts.some((m) => m.type === 'bind' && m.from.kind === 'context'))),
+  );
   const context = needsContext ? await openContext({ dir: options.context, dockerfile: dockerfilePath }) : undefined;
 
   const hasher = context ? await ContextHasher.open(path.join(root, 'cache'), context.root) : undefined;
@@ -231,9 +235,33 @@ function baseImageOf(graph: BuildGraph, stage: StagePlan, images: Map<string, Re
   return undefined;
 }
 
+/** `oci-layout://PATH[:TAG|@DIGEST]`: an image in an OCI layout directory (relative paths from the context). */
+function parseLayoutRef(ref: string, contextDir: string): { dir: string; ref?: string } | undefined {
+  if (!ref.startsWith('oci-layout://')) return undefined;
+  const rest = ref.slice('oci-layout://'.length);
+  const at = rest.lastIndexOf('@');
+  const colon = rest.lastIndexOf(':');
+  const slash = rest.lastIndexOf('/');
+  const cut = at > slash ? at : colon > slash ? colon : -1;
+  const dir = path.resolve(contextDir, cut >= 0 ? rest.slice(0, cut) : rest);
+  return cut >= 0 ? { dir, ref: rest.slice(cut + 1) } : { dir };
+}
+
 async function resolveImage(store: Store, ref: string, platform: string, options: BuildOptions): Promise<ResolvedImage> {
-  let entry = options.pull ? undefined : await store.resolve(ref);
-  if (!entry) {
+  const layoutRef = parseLayoutRef(ref, options.context);
+  let entry = options.pull || layoutRef ? undefined : await store.resolve(ref);
+  if (layoutRef) {
+    // Copy the image's blobs into the store (idempotent), then read it from there.
+    const { OciLayout } = await import('../oci/layout.js');
+    const { writeImage } = await import('../oci/image.js');
+    let item;
+    try {
+      item = await (await OciLayout.open(layoutRef.dir)).item(layoutRef.ref);
+    } catch (cause) {
+      throw new TsbuildError('TSBUILD_IMAGE_NOT_FOUND', (cause as Error).message, { cause });
+    }
+    entry = { descriptor: await writeImage(store, item) } as NonNullable<typeof entry>;
+  } else if (!entry) {
     const { pull } = await import('../oci/registry/pull.js');
     await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env ?? {} }), platform, env: options.env ?? {}, ...(options.signal ? { signal: options.signal } : {}) } as never);
     entry = await store.resolve(ref);
@@ -354,7 +382,13 @@ class Solver {
     if (op.type === 'tsbuild.file.copy.v1') {
       const s = await this.#sourceState(op.from);
       if (s) inputs.source = s.key;
-      else files = await this.#contextFiles(op.sources.filter((x) => !/^https?:\/\//i.test(x)), op.exclude);
+      else {
+        const paths = op.sources.filter((x) => !isUrl(x));
+        if (paths.length > 0) files = await this.#contextFiles(paths, op.exclude);
+      }
+      // ADD URL: the remote file is an input. With --checksum it is the checksum (in the op);
+      // else what the server says identifies this version (ETag, Last-Modified, length).
+      if (!op.checksum) for (const url of op.sources.filter(isUrl)) inputs[`url:${url}`] = await remoteVersion(url, this.#i.options.signal);
     } else if (op.type === 'tsbuild.exec.v1') {
       for (const m of op.mounts) {
         if ((m.type === 'bind' || m.type === 'cache') && m.from) {
@@ -475,7 +509,7 @@ class Solver {
           applyCopy(
             {
               kind: op.instruction,
-              sources: [...op.sources.map((s): CopySource => ({ kind: 'path', path: s })), ...op.inline.map((f): CopySource => ({ kind: 'inline', name: f.name, content: f.content }))],
+              sources: [...op.sources.map((s): CopySource => (isUrl(s) ? { kind: 'url', url: s } : { kind: 'path', path: s })), ...op.inline.map((f): CopySource => ({ kind: 'inline', name: f.name, content: f.content }))],
               dest: op.dest,
               ...(op.chown ? { chown: op.chown } : {}),
               ...(op.chmod ? { chmod: 'mode' in op.chmod ? op.chmod.mode.toString(8) : op.chmod.symbolic } : {}),
@@ -630,6 +664,23 @@ class Solver {
     const ctx = this.#i.context!;
     return this.#i.hasher!.hashSources({ root: ctx.root, isHidden: (rel, isDir) => ctx.isHidden(rel, isDir) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
   }
+}
+
+function isUrl(s: string): boolean {
+  return /^https?:\/\//i.test(s);
+}
+
+/** What identifies the current version of a remote file, from a HEAD request; unique (never cached) when the server says nothing useful. */
+async function remoteVersion(url: string, signal?: AbortSignal): Promise<string> {
+  try {
+    const res = await fetch(url, { method: 'HEAD', redirect: 'follow', ...(signal ? { signal } : {}) });
+    const etag = res.headers.get('etag');
+    const modified = res.headers.get('last-modified');
+    if (res.ok && (etag || modified)) return `${res.url} ${etag ?? ''} ${modified ?? ''} ${res.headers.get('content-length') ?? ''}`;
+  } catch {
+    // The step itself reports the download error.
+  }
+  return `uncacheable ${Date.now()} ${Math.random()}`;
 }
 
 async function removeIfPlaceholder(p: string): Promise<void> {

@@ -203,3 +203,60 @@ RUN cat /b.txt > /b.copy
     expect(r1.config.created).toBe('2023-11-14T22:13:20.000Z');
   });
 });
+
+describe('build(): sources', () => {
+  it('FROM oci-layout://DIR:TAG reads a base image from an OCI layout', { timeout: 60_000 }, async () => {
+    const busybox = await makeBusyboxImage();
+    const { root, context } = await setup({ Dockerfile: `FROM oci-layout://${busybox.layoutDir}:latest\nRUN echo from-layout > /origin\n` });
+    const r = await buildIn(root, context, { outputs: [{ type: 'local', dest: path.join(tmp, `local-${n}`) }] });
+    expect(r.executedSteps).toBe(1);
+    expect(await readFile(path.join(tmp, `local-${n}`, 'origin'), 'utf8')).toBe('from-layout\n');
+    await expect(buildIn(root, context, { dockerfileText: `FROM oci-layout://${busybox.layoutDir}:nope\n` })).rejects.toThrow(/has no image "nope"; it has latest/);
+  });
+
+  it('ONBUILD triggers of a base image run at the start of the child stage', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nONBUILD RUN echo triggered > /onbuild\n', 'x.txt': 'x' });
+    await buildIn(root, context, { tags: ['parent:1'] });
+    const child = await buildIn(root, context, { dockerfileText: 'FROM parent:1\nRUN cat /onbuild > /seen\n', outputs: [{ type: 'local', dest: path.join(tmp, `local-${n}`) }] });
+    expect(await readFile(path.join(tmp, `local-${n}`, 'seen'), 'utf8')).toBe('triggered\n');
+    expect(child.config.config?.OnBuild ?? []).toEqual([]);
+  });
+
+  it('ADD: a local tar.gz is unpacked; a URL is downloaded, cached while the server says it is unchanged, fetched again when it changes', { timeout: 60_000 }, async () => {
+    const { createServer } = await import('node:http');
+    let body = 'version one\n';
+    let etag = '"v1"';
+    let gets = 0;
+    const server = createServer((req, res) => {
+      if (req.method === 'GET') gets++;
+      res.writeHead(200, { ETag: etag, 'Last-Modified': 'Wed, 21 Oct 2015 07:28:00 GMT', 'Content-Length': Buffer.byteLength(body) });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}/files/remote.txt`;
+      const { root, context } = await setup({ 'src/inner/file.txt': 'packed\n' });
+      await run('tar', ['-czf', path.join(context, 'bundle.tar.gz'), '-C', path.join(context, 'src'), 'inner']);
+      await rm(path.join(context, 'src'), { recursive: true });
+      const df = `FROM scratch\nADD bundle.tar.gz /unpacked/\nADD ${url} /dl/\n`;
+      const out = path.join(tmp, `local-${n}`);
+      const first = await buildIn(root, context, { dockerfileText: df, outputs: [{ type: 'local', dest: out }] });
+      expect(await readFile(path.join(out, 'unpacked/inner/file.txt'), 'utf8')).toBe('packed\n');
+      expect(await readFile(path.join(out, 'dl/remote.txt'), 'utf8')).toBe('version one\n');
+      expect(first.executedSteps).toBe(2);
+      expect(gets).toBe(1);
+      const again = await buildIn(root, context, { dockerfileText: df });
+      expect(again.executedSteps).toBe(0);
+      expect(gets).toBe(1);
+      body = 'version two\n';
+      etag = '"v2"';
+      const out2 = path.join(tmp, `local2-${n}`);
+      const changed = await buildIn(root, context, { dockerfileText: df, outputs: [{ type: 'local', dest: out2 }] });
+      expect(changed.steps.filter((s) => s.status === 'executed').map((s) => s.line)).toEqual([3]);
+      expect(changed.steps.find((s) => s.line === 3)!.reason).toContain(url);
+      expect(await readFile(path.join(out2, 'dl/remote.txt'), 'utf8')).toBe('version two\n');
+    } finally {
+      server.close();
+    }
+  });
+});
