@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Makes the test base images with no network and imports them into a tsbuild store.
 //
-//   node scripts/make-base-images.mjs --root DIR [--layout DIR]
+//   node scripts/make-base-images.mjs [--root DIR] [--layout DIR]
 //
 // Imports from ../dist (run `npm run build` first); the rootfs recipe is shared with
 // test/helpers/base-images.ts through scripts/lib/busybox-rootfs.mjs (plain JS), so both give
@@ -12,9 +12,9 @@ import { parseArgs } from 'node:util';
 import { busyboxConfig, busyboxRootfsTar } from './lib/busybox-rootfs.mjs';
 
 const { values } = parseArgs({ options: { root: { type: 'string' }, layout: { type: 'string' }, busybox: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
-if (values.help || !values.root) {
-  process[values.help ? 'stdout' : 'stderr'].write('Usage: node scripts/make-base-images.mjs --root DIR [--layout DIR] [--busybox /bin/busybox]\n');
-  process.exit(values.help ? 0 : 2);
+if (values.help) {
+  process.stdout.write('Usage: node scripts/make-base-images.mjs [--root DIR] [--layout DIR] [--busybox /bin/busybox]\n(default root: $TSBUILD_ROOT, else ~/.local/share/tsbuild)\n');
+  process.exit(0);
 }
 let oci;
 try {
@@ -30,7 +30,7 @@ const image = await oci.appendLayers(base, {
   layer: oci.tarLayer(() => Readable.from([tar]), { compression: 'gzip' }),
   history: { created: '1970-01-01T00:00:00Z', created_by: 'tsbuild test fixture: busybox rootfs from Debian busybox-static' },
 });
-const store = await oci.Store.open({ root: values.root });
+const store = await oci.Store.open({ root: oci.resolveRootDir({ root: values.root, env: process.env }) });
 const desc = await oci.writeImage(store, image);
 await store.tag('busybox:latest', desc);
 if (values.layout) await (await oci.OciLayout.create(values.layout)).write(image, 'latest');

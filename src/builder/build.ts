@@ -83,9 +83,10 @@ interface ResolvedImage {
 const SCRATCH: FsState = { layers: [], key: '' };
 
 /** Builds an image: parse, plan, resolve bases, run steps with the cache, assemble, export. */
-export async function build(options: BuildOptions): Promise<BuildResult> {
+export async function build(opts: BuildOptions): Promise<BuildResult> {
+  const options: BuildOptions = { ...opts, env: opts.env ?? process.env };
   const emit = (e: ProgressEvent) => options.onProgress?.(e);
-  const root = resolveRootDir({ root: options.root, env: options.env ?? {} });
+  const root = resolveRootDir({ root: options.root, env: options.env! });
   const dockerfilePath = options.dockerfile ?? path.join(options.context, 'Dockerfile');
   const rel = path.relative(process.cwd(), dockerfilePath);
   // How messages name the Dockerfile: relative to the working directory when it is below it.
@@ -207,7 +208,7 @@ export async function build(options: BuildOptions): Promise<BuildResult> {
   const tags = [...(options.tags ?? [])];
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : tags.length > 0 ? [{ type: 'image' as const }] : [];
   for (const out of outputs) {
-    await exportImage(out, { store, manifest: manifestDesc, tags, platform: p, root, env: options.env ?? {}, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
+    await exportImage(out, { store, manifest: manifestDesc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
   }
   return {
     manifestDigest: m.digest,
@@ -263,7 +264,7 @@ async function resolveImage(store: Store, ref: string, platform: string, options
     entry = { descriptor: await writeImage(store, item) } as NonNullable<typeof entry>;
   } else if (!entry) {
     const { pull } = await import('../oci/registry/pull.js');
-    await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env ?? {} }), platform, env: options.env ?? {}, ...(options.signal ? { signal: options.signal } : {}) } as never);
+    await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env! }), platform, env: options.env!, ...(options.signal ? { signal: options.signal } : {}) } as never);
     entry = await store.resolve(ref);
     if (!entry) throw new TsbuildError('TSBUILD_IMAGE_NOT_FOUND', `image ${ref} not found after pull`);
   }

@@ -69,7 +69,7 @@ export interface BuildOptions {
   readonly network?: 'default' | 'none' | 'host';
   /** Clamp timestamps for reproducible images (seconds since epoch). */
   readonly sourceDateEpoch?: number;
-  /** Environment used for `--secret env=` and credentials lookups. Default: none. */
+  /** Environment for `TSBUILD_ROOT`, `--secret env=`, `DOCKER_CONFIG` and credential helpers. Default: `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>>;
   /** Maximum number of steps run at once; default the number of CPUs. */
   readonly parallelism?: number;
