@@ -1,0 +1,120 @@
+// Parser throughput: tsbuild's parseDockerfile (text to the full typed AST: raw parse, typed
+// instructions, stages, diagnostics) against rcjsuen/dockerfile-ast, side by side in one run.
+// - corpus-big (3 MB): MB/s for both, and the ratio. dockerfile-ast builds its instructions at
+//   parse time but computes arguments and flags in getters, so it is measured twice: parse only,
+//   and parse plus one getArguments()/getFlags() call per instruction (its "full AST").
+// - linearity: 1/4, 1/2 and all of corpus-big (cut at a FROM line), time per MB for each.
+// - first parse in a fresh process: `node -e` that imports dist/parser and parses a small file;
+//   ms from just before the import to the result (goal: under 50 ms).
+// - small files: the 1,654 corpus files parsed one by one, MB/s for both.
+// Goals: >= 10 MB/s on corpus-big (BuildKit's Go parser: 8.5 MB/s), first parse < 50 ms.
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseDockerfile } from '../dist/parser/index.js';
+
+const require = createRequire(import.meta.url);
+const { DockerfileParser } = require('dockerfile-ast');
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..');
+const conformance = resolve(repo, '../shared/conformance');
+const big = readFileSync(join(conformance, 'corpus-big/Dockerfile'), 'utf8');
+const MB = 1024 * 1024;
+const bytes = (s) => Buffer.byteLength(s);
+
+/** Median of per-run times (ms) of `fn()`, after warm-up; at least `minRuns` runs and about `minMs` in all. */
+function time(fn, { warmup = 2, minRuns = 5, minMs = 3000 } = {}) {
+  for (let i = 0; i < warmup; i++) fn();
+  const times = [];
+  const start = performance.now();
+  while (times.length < minRuns || performance.now() - start < minMs) {
+    const t0 = performance.now();
+    fn();
+    times.push(performance.now() - t0);
+    if (times.length >= 200) break;
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(times.length / 2)];
+}
+
+const ours = (text) => {
+  const r = parseDockerfile(text);
+  if (r.ast.stages.length === 0) throw new Error('tsbuild parsed no stages');
+  return r;
+};
+const theirsParse = (text) => DockerfileParser.parse(text);
+const theirsFull = (text) => {
+  const df = DockerfileParser.parse(text);
+  let n = 0;
+  for (const ins of df.getInstructions()) {
+    n += ins.getArguments().length;
+    if (typeof ins.getFlags === 'function') n += ins.getFlags().length;
+  }
+  return n;
+};
+
+const fmt = (x, d = 1) => x.toFixed(d);
+
+// ---- corpus-big --------------------------------------------------------------------------------
+const bigMB = bytes(big) / MB;
+const check = ours(big);
+const errors = check.diagnostics.filter((d) => d.severity === 'error').length;
+console.log(`corpus-big: ${fmt(bigMB, 2)} MB, ${check.raw.instructions.length} instructions, ${check.ast.stages.length} stages, ${errors} errors`);
+const tOurs = time(() => ours(big));
+const tTheirs = time(() => theirsParse(big));
+const tTheirsFull = time(() => theirsFull(big));
+const mbps = (ms) => bigMB / (ms / 1000);
+console.log(`  tsbuild parseDockerfile (typed AST):      ${fmt(tOurs, 0)} ms  ${fmt(mbps(tOurs))} MB/s   (goal >= 10 MB/s; BuildKit's Go parser 8.5 MB/s)`);
+console.log(`  dockerfile-ast parse:                     ${fmt(tTheirs, 0)} ms  ${fmt(mbps(tTheirs))} MB/s   ratio tsbuild/dockerfile-ast ${fmt(mbps(tOurs) / mbps(tTheirs), 2)}x`);
+console.log(`  dockerfile-ast parse + arguments + flags: ${fmt(tTheirsFull, 0)} ms  ${fmt(mbps(tTheirsFull))} MB/s   ratio ${fmt(mbps(tOurs) / mbps(tTheirsFull), 2)}x`);
+
+// ---- linearity ---------------------------------------------------------------------------------
+/** The prefix of `text` up to the first FROM line at or after `fraction` of it. */
+function prefix(text, fraction) {
+  const at = text.indexOf('\nFROM ', Math.floor(text.length * fraction));
+  return at < 0 ? text : text.slice(0, at + 1);
+}
+console.log('linearity (time per MB; flat means linear):');
+for (const [label, frac] of [['1/4', 0.25], ['1/2', 0.5], ['all', 1]]) {
+  const part = frac === 1 ? big : prefix(big, frac);
+  const mb = bytes(part) / MB;
+  const a = time(() => ours(part), { minMs: 1500 });
+  const b = time(() => theirsParse(part), { minMs: 1500 });
+  console.log(`  ${label.padEnd(3)} ${fmt(mb, 2)} MB: tsbuild ${fmt(a / mb)} ms/MB   dockerfile-ast ${fmt(b / mb)} ms/MB`);
+}
+
+// ---- first parse in a fresh process ------------------------------------------------------------
+const small = 'FROM alpine:3.20 AS build\nRUN --mount=type=cache,target=/root/.cache apk add curl\nCOPY --from=build /out /out\nCMD ["sh"]\n';
+const script = `const t0 = performance.now();
+const { parseDockerfile } = await import(${JSON.stringify(join(repo, 'dist/parser/index.js'))});
+const r = parseDockerfile(${JSON.stringify(small)});
+const t1 = performance.now();
+if (r.ast.stages.length !== 1) throw new Error('bad parse');
+process.stdout.write(JSON.stringify({ ms: t1 - t0, sinceStart: t1 }));`;
+const firsts = [];
+for (let i = 0; i < 7; i++) firsts.push(JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })));
+firsts.sort((a, b) => a.ms - b.ms);
+const med = firsts[3];
+console.log(`first parse, fresh process (import + construct + parse): ${fmt(med.ms)} ms median of 7 (min ${fmt(firsts[0].ms)}, max ${fmt(firsts[6].ms)}; ${fmt(med.sinceStart, 0)} ms after node's start)   goal < 50 ms`);
+
+// ---- small files -------------------------------------------------------------------------------
+const index = readFileSync(join(conformance, 'corpus/INDEX.tsv'), 'utf8').trim().split('\n').slice(1);
+const files = index.map((l) => readFileSync(join(conformance, 'corpus', l.split('\t')[0]), 'utf8'));
+const smallMB = files.reduce((n, f) => n + bytes(f), 0) / MB;
+const all = (fn) => () => {
+  for (const f of files) fn(f);
+};
+const sOurs = time(all((t) => parseDockerfile(t)));
+const sTheirs = time(all(theirsParse));
+const sTheirsFull = time(all(theirsFull));
+const smbps = (ms) => smallMB / (ms / 1000);
+console.log(`corpus, ${files.length} files one by one (${fmt(smallMB, 2)} MB, mean ${fmt((smallMB * MB) / files.length / 1024)} KB):`);
+console.log(`  tsbuild:                                  ${fmt(sOurs, 0)} ms  ${fmt(smbps(sOurs))} MB/s  (${fmt((sOurs * 1000) / files.length)} us per file)`);
+console.log(`  dockerfile-ast parse:                     ${fmt(sTheirs, 0)} ms  ${fmt(smbps(sTheirs))} MB/s   ratio ${fmt(smbps(sOurs) / smbps(sTheirs), 2)}x`);
+console.log(`  dockerfile-ast parse + arguments + flags: ${fmt(sTheirsFull, 0)} ms  ${fmt(smbps(sTheirsFull))} MB/s   ratio ${fmt(smbps(sOurs) / smbps(sTheirsFull), 2)}x`);
+
+if (mbps(tOurs) < 10) console.log(`BELOW GOAL: ${fmt(mbps(tOurs))} MB/s < 10 MB/s on corpus-big`);
+if (med.ms >= 50) console.log(`BELOW GOAL: first parse ${fmt(med.ms)} ms >= 50 ms`);
