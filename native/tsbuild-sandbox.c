@@ -17,11 +17,13 @@
  *   bind <src> <dst> <ro 0|1>                    a host path (dir, file or socket)
  *   ovbind <lower> <upper> <work> <dst>          a host dir, writable, writes discarded
  *   tmpfs <dst> <size bytes, 0 = default> <mode octal>
- *   file <dst> <mode octal> <uid> <gid> <ro 0|1> <blob>   a file on a private tmpfs (secrets, resolv.conf, hosts)
+ *   file <dst> <mode octal> <uid> <gid> <ro 0|1> <blob>   a file kept off the rootfs, on the sandbox's /dev tmpfs (secrets, resolv.conf, hosts)
  *   end
  *
  * Status lines written to fd 3: "E <message>" (setup failed; the command did not run),
- * "X <code>" (the command exited), "S <signal>" (the command was killed by a signal).
+ * "X <code>" (the command exited), "S <signal>" (the command was killed by a signal),
+ * "K <signal>" (init was killed). When fd 3, stdout and stderr reach end of file the run is
+ * over and its status final; the helper may still be removing the overlay work dir.
  *
  * Process tree: this process (host side) -> init (pid 1 of the new pid namespace, a reaper)
  * -> the command (pid 2). When the command exits, init exits and the kernel kills everything
@@ -72,6 +74,11 @@
 #endif
 #ifndef MOUNT_ATTR_RDONLY
 #define MOUNT_ATTR_RDONLY 0x00000001
+#endif
+#ifndef MOUNT_ATTR_NOSUID
+#define MOUNT_ATTR_NOSUID 0x00000002
+#define MOUNT_ATTR_NODEV 0x00000004
+#define MOUNT_ATTR_NOEXEC 0x00000008
 #endif
 #ifndef AT_RECURSIVE
 #define AT_RECURSIVE 0x8000
@@ -294,6 +301,10 @@ static void read_spec(void) {
 /* mkdir -p, resolved from the current root (after pivot_root, symlinks cannot leave it). */
 static int mkdir_p(const char *path, mode_t mode) {
   char tmp[PATH_MAX];
+  struct stat st;
+  /* stat first: mkdir of an existing directory on overlayfs costs ~1 ms (it takes write access
+     to the upper layer), a lookup a few microseconds. */
+  if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return 0;
   if (strlen(path) >= sizeof tmp) { errno = ENAMETOOLONG; return -1; }
   strcpy(tmp, path);
   for (char *p = tmp + 1; *p; p++) {
@@ -303,7 +314,6 @@ static int mkdir_p(const char *path, mode_t mode) {
     *p = '/';
   }
   if (mkdir(tmp, mode) < 0 && errno != EEXIST) return -1;
-  struct stat st;
   if (stat(tmp, &st) < 0) return -1;
   if (!S_ISDIR(st.st_mode)) { errno = ENOTDIR; return -1; }
   return 0;
@@ -500,6 +510,19 @@ static int init_main(void) {
   if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0) die("mount /proc");
   if (mkdir_p("/dev", 0755) < 0) die("mkdir /dev");
   if (mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") < 0) die("mount /dev");
+  /* A private directory on this /dev tmpfs holds the contents of file mounts (secrets, hosts,
+     resolv.conf) until they are bound onto their targets; reached by fd, so a later mount over
+     /dev cannot redirect them to another filesystem. */
+  int dev_fd = -1, stage_fd = -1;
+  for (int i = 0; i < S.nmounts; i++) {
+    if (S.mounts[i].kind != M_FILE) continue;
+    dev_fd = open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dev_fd < 0) die("open /dev");
+    if (mkdirat(dev_fd, ".tsbuild", 0700) < 0) die("mkdir /dev/.tsbuild");
+    stage_fd = openat(dev_fd, ".tsbuild", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (stage_fd < 0) die("open /dev/.tsbuild");
+    break;
+  }
   for (int i = 0; i < HOSTDEVS; i++) dev_node(devnames[i], devnums[i][0], devnums[i][1], hostdev[i]);
   if (mkdir("/dev/pts", 0755) < 0) die("mkdir /dev/pts");
   if (mount("devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC,
@@ -518,7 +541,6 @@ static int init_main(void) {
     die("mount /sys");
 
   /* Mounts, in the order given (parents first). */
-  int staged = 0;
   for (int i = 0; i < S.nmounts; i++) {
     struct mnt *m = &S.mounts[i];
     if (m->kind == M_BIND || m->kind == M_OVBIND) {
@@ -534,16 +556,10 @@ static int init_main(void) {
       make_target(m->dst, 1);
       if (mount("tmpfs", m->dst, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0) die("mount tmpfs on %s", m->dst);
     } else if (m->kind == M_FILE) {
-      /* Files live on a private tmpfs that is never part of the root filesystem. */
-      if (!staged) {
-        if (mkdir("/dev/.tsbuild", 0700) < 0) die("mkdir staging");
-        if (mount("tmpfs", "/dev/.tsbuild", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=700") < 0) die("mount staging");
-        staged = 1;
-      }
-      char tmp[64];
-      snprintf(tmp, sizeof tmp, "/dev/.tsbuild/%d", i);
-      int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-      if (fd < 0) die("create %s", tmp);
+      char name[32];
+      snprintf(name, sizeof name, "%d", i);
+      int fd = openat(stage_fd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+      if (fd < 0) die("create the file for %s", m->dst);
       size_t off = 0;
       while (off < m->len) {
         ssize_t w = write(fd, m->data + off, m->len - off);
@@ -554,15 +570,22 @@ static int init_main(void) {
       if (fchown(fd, m->uid, m->gid) < 0 && am_root) die("chown %s", m->dst);
       if (fchmod(fd, m->mode) < 0) die("chmod %s", m->dst);
       close(fd);
+      int mfd = x_open_tree(stage_fd, name, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+      if (mfd < 0) die("bind the file for %s", m->dst);
+      struct mattr a = {.attr_set = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC | (m->ro ? MOUNT_ATTR_RDONLY : 0)};
+      if (x_mount_setattr(mfd, "", AT_EMPTY_PATH, &a) < 0) die("mount flags of %s", m->dst);
       make_target(m->dst, 0);
-      if (mount(tmp, m->dst, NULL, MS_BIND, NULL) < 0) die("mount file on %s", m->dst);
-      if (m->ro && mount(NULL, m->dst, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-        die("read-only %s", m->dst);
+      if (x_move_mount(mfd, "", AT_FDCWD, m->dst, MOVE_MOUNT_F_EMPTY_PATH) < 0) die("mount file on %s", m->dst);
+      close(mfd);
+      /* Unlinked now: the mount is the only way to reach the file. */
+      if (unlinkat(stage_fd, name, 0) < 0) die("unlink the file for %s", m->dst);
     }
   }
-  if (staged) {
-    if (umount2("/dev/.tsbuild", MNT_DETACH) < 0) die("detach staging");
-    rmdir("/dev/.tsbuild");
+  if (stage_fd >= 0) {
+    close(stage_fd);
+    /* Through the /dev tmpfs root, even if something is mounted over /dev now. */
+    if (unlinkat(dev_fd, ".tsbuild", AT_REMOVEDIR) < 0) die("remove /dev/.tsbuild");
+    close(dev_fd);
   }
 
   trace("mounted");
@@ -699,12 +722,14 @@ static int run_main(void) {
     if (w < 0 && errno == EINTR) continue;
     if (w < 0) die("wait");
     trace("init reaped");
+    if (WIFSIGNALED(st)) report("K %d", WTERMSIG(st));
+    /* The run is over: closing our ends lets the caller go on (the status and all output are
+       delivered) while we remove the work dir. */
+    close(status_fd);
+    close(1);
+    close(2);
     if (S.work) nftw(S.work, rm_visit, 16, FTW_DEPTH | FTW_PHYS);
-    if (WIFSIGNALED(st)) {
-      report("K %d", WTERMSIG(st));
-      return 128 + WTERMSIG(st);
-    }
-    return WEXITSTATUS(st);
+    return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
   }
 }
 

@@ -221,7 +221,9 @@ export class Runtime {
           if (disposed) return;
           disposed = true;
           await rm(runDir, { recursive: true, force: true });
-          if (work) await rm(work, { recursive: true, force: true });
+          // The helper removes the work dir as it exits; only check after it (a crash) without waiting.
+          const w = work;
+          if (w) void outcome.helperDone.then(() => rm(w, { recursive: true, force: true })).catch(() => {});
         },
       };
     } finally {
@@ -263,10 +265,11 @@ export class Runtime {
     return p;
   }
 
-  private spawnHelper(wire: Buffer, spec: RunSpec): Promise<{ exitCode: number; signal?: string; durationMs: number; lastOutput: string }> {
+  private spawnHelper(wire: Buffer, spec: RunSpec): Promise<HelperOutcome> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
       const child = spawn(this.helperPath, ['run'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+      const helperDone = new Promise<void>((r) => child.once('close', () => r()));
       const status = child.stdio[3] as Readable & { end(b: Buffer): void };
       let tail = '';
       const keep = (b: Buffer) => {
@@ -291,7 +294,35 @@ export class Runtime {
       spec.signal?.addEventListener('abort', onAbort, { once: true });
       const timer = spec.timeoutMs !== undefined ? setTimeout(() => kill('timeout'), spec.timeoutMs) : undefined;
       child.on('error', (err) => reject(new SandboxSetupError(`cannot start the sandbox helper ${this.helperPath}`, { cause: err })));
-      child.on('close', (code, sig) => {
+      // The run is over when the status socket, stdout and stderr have all ended: the helper
+      // closes them before removing the overlay work dir, so we need not wait for its exit.
+      // Without a final status (a crash, a kill) we wait for the exit to say why.
+      let exited = false;
+      let exitInfo: number | string | null = null;
+      let open = 3;
+      let settled = false;
+      const onEnd = () => {
+        if (--open === 0) maybeFinish();
+      };
+      for (const s of [child.stdout!, child.stderr!, status]) s.once('end', onEnd);
+      child.once('exit', (code, sig) => {
+        exited = true;
+        exitInfo = code ?? sig;
+      });
+      child.once('close', (code, sig) => {
+        exited = true;
+        exitInfo = code ?? sig;
+        open = 0;
+        maybeFinish();
+      });
+      const maybeFinish = () => {
+        if (settled || open > 0) return;
+        const final = /^[EXSK] /m.test(statusText);
+        if (!exited && (killedBy || !final)) return; // wait for 'close'
+        settled = true;
+        finish(exitInfo);
+      };
+      const finish = (code: number | string | null) => {
         if (timer) clearTimeout(timer);
         if (hardKill) clearTimeout(hardKill);
         spec.signal?.removeEventListener('abort', onAbort);
@@ -303,15 +334,26 @@ export class Runtime {
         const error = lines.find((l) => l.kind === 'error');
         if (error && error.kind === 'error') return reject(new SandboxSetupError(`sandbox setup failed: ${error.message}`));
         const exit = lines.find((l) => l.kind === 'exit' || l.kind === 'signal');
-        if (exit?.kind === 'exit') return resolve({ exitCode: exit.code, durationMs, lastOutput });
+        if (exit?.kind === 'exit') return resolve({ exitCode: exit.code, durationMs, lastOutput, helperDone });
         if (exit?.kind === 'signal') {
-          return resolve({ exitCode: 128 + exit.signal, signal: SIGNALS[exit.signal] ?? `signal ${exit.signal}`, durationMs, lastOutput });
+          return resolve({ exitCode: 128 + exit.signal, signal: SIGNALS[exit.signal] ?? `signal ${exit.signal}`, durationMs, lastOutput, helperDone });
         }
-        reject(new SandboxSetupError(`the sandbox helper ended without a status (exit ${code ?? sig})`));
-      });
+        const killed = lines.find((l) => l.kind === 'killed');
+        if (killed?.kind === 'killed') return reject(new SandboxSetupError(`the sandbox's init was killed by ${SIGNALS[killed.signal] ?? `signal ${killed.signal}`}`));
+        reject(new SandboxSetupError(`the sandbox helper ended without a status (exit ${code})`));
+      };
       status.end(wire);
     });
   }
+}
+
+interface HelperOutcome {
+  readonly exitCode: number;
+  readonly signal?: string;
+  readonly durationMs: number;
+  readonly lastOutput: string;
+  /** Resolves when the helper process has exited (it may still be removing the work dir when the outcome is known). */
+  readonly helperDone: Promise<void>;
 }
 
 /** Creates a runtime over a state root. */
