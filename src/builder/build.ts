@@ -167,11 +167,20 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const context = needsContext ? await openContext({ dir: options.context, dockerfile: dockerfilePath }) : undefined;
 
   const hasher = context ? await ContextHasher.open(path.join(root, 'cache'), context.root) : undefined;
-  const solver = new Solver({ options, graph, store, snapshots, cache, images, context, hasher, emit, file, source, root, dockerfilePath });
+  // One failing step stops the others: they get this signal, and build() returns only once they have stopped.
+  const stop = new AbortController();
+  const onAbort = () => stop.abort(options.signal?.reason);
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  const solver = new Solver({ options: { ...options, signal: stop.signal }, graph, store, snapshots, cache, images, context, hasher, emit, file, source, root, dockerfilePath });
   let state: FsState;
   try {
     state = await solver.stage(graph.target);
+  } catch (err) {
+    stop.abort(err);
+    await solver.settled();
+    throw err;
   } finally {
+    options.signal?.removeEventListener('abort', onAbort);
     await hasher?.save();
   }
   const target = graph.stages[graph.target]!;
@@ -322,6 +331,16 @@ class Solver {
     this.#limit = pLimit(Math.max(1, init.options.parallelism ?? cpus().length));
   }
 
+  /** Resolves once every started stage and step has finished, failed or stopped. */
+  async settled(): Promise<void> {
+    let n = -1;
+    // Settling may start nothing new (the signal is aborted), but loop until the sets are stable.
+    while (n !== this.#stages.size + this.#inflight.size) {
+      n = this.#stages.size + this.#inflight.size;
+      await Promise.allSettled([...this.#stages.values(), ...this.#inflight.values()]);
+    }
+  }
+
   stage(index: number): Promise<FsState> {
     let p = this.#stages.get(index);
     if (!p) {
@@ -419,6 +438,7 @@ class Solver {
     const { emit, store, cache } = this.#i;
     const name = op.meta.step > 0 ? `[${op.meta.stageName} ${op.meta.step}/${op.meta.steps}] ${op.meta.name}` : op.meta.name;
     const stepId = this.#stepId(op);
+    this.#i.options.signal?.throwIfAborted();
     let reason: string | undefined;
     if (!noCache) {
       const hit = await cache.get(key as never);
@@ -445,6 +465,12 @@ class Solver {
       emit({ type: 'step', id: key, name, status: 'done', durationMs });
       return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
     } catch (err) {
+      const signal = this.#i.options.signal;
+      if (signal?.aborted && signal.reason !== err) {
+        // Stopped because another step failed (or the caller aborted): not this step's error.
+        emit({ type: 'step', id: key, name, status: 'error', error: 'CANCELED' });
+        throw signal.reason instanceof Error ? signal.reason : err;
+      }
       emit({ type: 'step', id: key, name, status: 'error', error: (err as Error).message });
       if (err instanceof BuildError) throw err;
       throw new BuildError((err as { code?: string }).code ?? 'TSBUILD_STEP_FAILED', (err as Error).message, {

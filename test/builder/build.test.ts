@@ -260,3 +260,51 @@ describe('build(): sources', () => {
     }
   });
 });
+
+describe('build(): parallel stages', () => {
+  // Two stages that can only finish if they run at the same time: each marks a shared cache
+  // mount and waits for the other's mark. Run one after the other, the first would time out.
+  const RENDEZVOUS = (me: string, other: string) =>
+    `RUN --mount=type=cache,id=rendezvous,target=/sync,sharing=shared touch /sync/${me} && i=0; while [ ! -e /sync/${other} ]; do i=$((i+1)); [ $i -gt 100 ] && echo "${other} never came" && exit 1; sleep 0.05; done; echo ${me} > /${me}`;
+  const DF = `FROM busybox:latest AS left\n${RENDEZVOUS('left', 'right')}\nFROM busybox:latest AS right\n${RENDEZVOUS('right', 'left')}\nFROM scratch\nCOPY --from=left /left /\nCOPY --from=right /right /\n`;
+
+  it('independent stages run at the same time', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: DF });
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    expect((await readdir(out)).sort()).toEqual(['left', 'right']);
+  });
+
+  it('with parallelism 1 they run one after the other (and so never meet)', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: DF });
+    await expect(buildIn(root, context, { parallelism: 1 })).rejects.toThrow(/exit code: 1/);
+  });
+});
+
+describe('build(): abort', () => {
+  it('an aborted build stops its RUN step, leaves no process behind and rejects', { timeout: 60_000 }, async () => {
+    const marker = `tsbuild-abort-${process.pid}-${Date.now()}`;
+    const { root, context } = await setup({ Dockerfile: `FROM busybox:latest\nRUN echo started; sh -c 'sleep 300; :' ${marker}\n` });
+    const controller = new AbortController();
+    const started = build({
+      context,
+      root,
+      env: {},
+      signal: controller.signal,
+      onProgress: (e) => {
+        if (e.type === 'output' && e.data.includes('started')) controller.abort(new Error('user pressed ^C'));
+      },
+    });
+    const t0 = Date.now();
+    await expect(started).rejects.toThrow(/user pressed \^C|abort/i);
+    expect(Date.now() - t0).toBeLessThan(20_000);
+    const { readdir: ls, readFile: rf } = await import('node:fs/promises');
+    const left: string[] = [];
+    for (const pid of await ls('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      const cmd = await rf(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      if (cmd.includes(marker)) left.push(pid);
+    }
+    expect(left).toEqual([]);
+  });
+});

@@ -31,6 +31,7 @@ Options:
       --iidfile PATH          Write the image ID (config digest) to PATH
       --metadata-file PATH    Write build result metadata (JSON) to PATH
       --source-date-epoch N   Clamp timestamps (also the SOURCE_DATE_EPOCH env or build arg)
+  -j, --jobs N                Steps run at once (default: the number of CPUs)
       --call build|targets[,format=json]  targets: list the stages that can be built, build nothing
       --root DIR              Store, cache and runtime root (env TSBUILD_ROOT)
 `;
@@ -123,6 +124,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
       'source-date-epoch': { type: 'string' },
       root: { type: 'string' },
       call: { type: 'string' },
+      jobs: { type: 'string', short: 'j' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -173,6 +175,11 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     const [k, v] = kv(c, '--build-context');
     buildContexts[k] = /^[a-z-]+:\/\//.test(v) ? v : resolve(ctx.cwd, v);
   }
+  let jobs: number | undefined;
+  if (values.jobs !== undefined) {
+    jobs = Number(values.jobs);
+    if (!Number.isInteger(jobs) || jobs < 1) throw new UsageError(`--jobs wants a positive whole number, got ${JSON.stringify(values.jobs)}`);
+  }
   const progress = (values.quiet ? 'quiet' : values.progress ?? 'auto') as ParsedBuildArgs['progress'];
   if (!['auto', 'plain', 'tty', 'json', 'quiet', 'rawjson'].includes(progress)) throw new UsageError(`--progress wants auto, plain, tty, json or quiet`);
   const network = values.network as BuildOptions['network'] | undefined;
@@ -199,6 +206,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     buildContexts,
     ...(network ? { network } : {}),
     ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
+    ...(jobs !== undefined ? { parallelism: jobs } : {}),
     env: ctx.env,
   };
   return {
