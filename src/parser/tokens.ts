@@ -10,16 +10,23 @@ type Chevrotain = typeof import('chevrotain');
  * Chevrotain's package entry (`lib/src/api.js`) imports a few hundred lodash-es modules, which
  * costs 0.2–0.6 s of module loading before the first parse. The package also ships the same
  * build as a single ES module (`lib/chevrotain.mjs`, not listed in its `exports`), which loads in
- * about 25 ms: use it when it is there, else the entry.
+ * about 25 ms, and a minified copy of it (`lib/chevrotain.min.mjs`, 40% of the bytes), which
+ * compiles a few ms faster still: use the first of these that is there, else the entry.
  */
 async function loadChevrotain(): Promise<Chevrotain> {
+  let dir: string | undefined;
   try {
-    const entry = createRequire(import.meta.url).resolve('chevrotain');
-    const bundle = join(dirname(entry), '..', 'chevrotain.mjs');
-    const mod = (await import(pathToFileURL(bundle).href)) as Chevrotain;
-    if (typeof mod.CstParser === 'function' && typeof mod.Lexer === 'function') return mod;
+    dir = join(dirname(createRequire(import.meta.url).resolve('chevrotain')), '..');
   } catch {
-    // fall through to the package entry
+    dir = undefined;
+  }
+  for (const name of dir === undefined ? [] : ['chevrotain.min.mjs', 'chevrotain.mjs']) {
+    try {
+      const mod = (await import(pathToFileURL(join(dir!, name)).href)) as Chevrotain;
+      if (typeof mod.CstParser === 'function' && typeof mod.Lexer === 'function') return mod;
+    } catch {
+      // try the next one
+    }
   }
   return import('chevrotain');
 }
