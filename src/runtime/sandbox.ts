@@ -1,7 +1,8 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { basename, dirname, join, posix } from 'node:path';
+import type { Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { acquireCache, type CacheLease } from './cache.js';
 import { copyLayers, type TreeSnapshot } from './copy.js';
@@ -13,7 +14,7 @@ import type { MountSpec, RunSpec } from './spec.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 
 export interface RuntimeOptions {
-  /** The runtime's state root: run directories (`runs/`) and cache mounts (`cache/`) live here. */
+  /** The runtime's state root: run directories (`runs/`), overlay work dirs (`work/`), disposed runs being deleted (`trash/`) and cache mounts (`cache/`) live here. */
   readonly stateDir: string;
   /** The C helper; default the one built at install (`native/build/tsbuild-sandbox`). */
   readonly helperPath?: string;
@@ -40,8 +41,19 @@ export interface RunResult {
   readonly lastOutput: string;
   /** The changes as a deterministic layer tar (whiteouts, opaque markers). Not for a `dir` root. */
   diff(options?: DiffOptions): Readable;
-  /** Removes the run's directories (the upper or copy, unless the caller gave `upperDir`). */
+  /**
+   * Removes the run's directories (the upper or copy, unless the caller gave `upperDir`): when
+   * it resolves they are gone from `runs/`; the files themselves are deleted in the background
+   * (from `trash/` under the state root).
+   */
   dispose(): Promise<void>;
+}
+
+/** How long a helper started ahead of time waits for a run before it is killed. */
+const SPARE_IDLE_MS = 5000;
+
+function helperStreams(c: ChildProcess): Socket[] {
+  return [c.stdout, c.stderr, c.stdio[3]].filter((x) => x != null) as unknown as Socket[];
 }
 
 /** Mount points the sandbox always makes. */
@@ -116,7 +128,7 @@ export class Runtime {
           await mkdir(upper, { recursive: true });
         } else upper = runDir;
         // The work dir must share the upper's filesystem; the helper makes and removes it.
-        work = spec.upperDir !== undefined ? join(dirname(upper), `.${basename(upper)}.work-${id}`) : `${runDir}.work`;
+        work = spec.upperDir !== undefined ? join(dirname(upper), `.${basename(upper)}.work-${id}`) : join(await this.worksDir(), id);
         records.push({ kind: 'overlay', merged: await this.mountPoint(), upper, work, lowerDirs });
         layersTopFirst = [...lowerDirs].reverse();
       }
@@ -201,6 +213,7 @@ export class Runtime {
       const changesDir = rootfsMode === 'overlay' ? upper : copyDir;
       const points = [...new Set(mountPoints)];
       const helperPath = this.helperPath;
+      const trashDir = () => this.trashDir();
       const upperDir = upper;
       let disposed = false;
       return {
@@ -220,7 +233,7 @@ export class Runtime {
         async dispose() {
           if (disposed) return;
           disposed = true;
-          await rm(runDir, { recursive: true, force: true });
+          await removeSoon(runDir, await trashDir().catch(() => undefined));
           // The helper removes the work dir as it exits; only check after it (a crash) without waiting.
           const w = work;
           if (w) void outcome.helperDone.then(() => rm(w, { recursive: true, force: true })).catch(() => {});
@@ -239,10 +252,80 @@ export class Runtime {
   private runs: Promise<string> | undefined;
   private mnt: Promise<string> | undefined;
   private users = new Map<string, Promise<ResolvedUser>>();
+  /**
+   * A helper started ahead of time, blocked reading its spec: spawning from Node costs a few
+   * milliseconds (fork of a large process, exec), so each run starts the next run's helper
+   * while its own is busy. Unreferenced, and killed after SPARE_IDLE_MS unused.
+   */
+  private spare: { child: ChildProcess; idle: NodeJS.Timeout } | undefined;
+
+  private startHelper(): ChildProcess {
+    return spawn(this.helperPath, ['run'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+  }
+
+  /** The spare helper if it is still waiting, else a fresh one. */
+  private takeHelper(): ChildProcess {
+    const s = this.spare;
+    this.spare = undefined;
+    if (s) {
+      clearTimeout(s.idle);
+      const c = s.child;
+      if (c.pid !== undefined && c.exitCode === null && c.signalCode === null && !c.killed) {
+        c.ref();
+        for (const io of helperStreams(c)) io.ref();
+        return c;
+      }
+    }
+    return this.startHelper();
+  }
+
+  private prepareSpare(): void {
+    if (this.spare) return;
+    let child: ChildProcess;
+    try {
+      child = this.startHelper();
+    } catch {
+      return;
+    }
+    child.on('error', () => {}); // a spare that cannot start is simply not used (exitCode is then set)
+    child.unref();
+    for (const io of helperStreams(child)) io.unref();
+    const idle = setTimeout(() => {
+      if (this.spare?.child !== child) return;
+      this.spare = undefined;
+      child.kill('SIGKILL');
+    }, SPARE_IDLE_MS);
+    idle.unref();
+    this.spare = { child, idle };
+  }
 
   private runsDir(): Promise<string> {
     const dir = join(this.stateDir, 'runs');
     return (this.runs ??= mkdir(dir, { recursive: true }).then(() => dir));
+  }
+
+  private works: Promise<string> | undefined;
+  /** Overlay work dirs of runs with the default upper (made and removed by the helper). */
+  private worksDir(): Promise<string> {
+    const dir = join(this.stateDir, 'work');
+    return (this.works ??= mkdir(dir, { recursive: true }).then(() => dir));
+  }
+
+  private trash: Promise<string> | undefined;
+  /** Where disposed run dirs go to be removed in the background; leftovers (a killed process) are swept on first use. */
+  private trashDir(): Promise<string> {
+    const dir = join(this.stateDir, 'trash');
+    const made = (this.trash ??= mkdir(dir, { recursive: true }).then(() => {
+      // Entries only, never the directory: other processes on the same root rename into it.
+      void readdir(dir)
+        .then((names) => Promise.all(names.map((n) => rm(join(dir, n), { recursive: true, force: true }))))
+        .catch(() => {});
+      return dir;
+    }));
+    made.catch(() => {
+      if (this.trash === made) this.trash = undefined;
+    });
+    return made;
   }
 
   /** One empty directory serves as every run's overlay mount point: each mounts it in its own namespace. */
@@ -268,7 +351,7 @@ export class Runtime {
   private spawnHelper(wire: Buffer, spec: RunSpec): Promise<HelperOutcome> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
-      const child = spawn(this.helperPath, ['run'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+      const child = this.takeHelper();
       const helperDone = new Promise<void>((r) => child.once('close', () => r()));
       const status = child.stdio[3] as Readable & { end(b: Buffer): void };
       let tail = '';
@@ -343,6 +426,7 @@ export class Runtime {
         reject(new SandboxSetupError(`the sandbox helper ended without a status (exit ${code})`));
       };
       status.end(wire);
+      this.prepareSpare();
     });
   }
 }
@@ -354,6 +438,22 @@ interface HelperOutcome {
   readonly lastOutput: string;
   /** Resolves when the helper process has exited (it may still be removing the work dir when the outcome is known). */
   readonly helperDone: Promise<void>;
+}
+
+/**
+ * Removes `dir`: renamed into `trash` at once (one rename instead of an unlink per entry on the
+ * caller's path), then deleted in the background. Falls back to removing it in place.
+ */
+async function removeSoon(dir: string, trash: string | undefined): Promise<void> {
+  const dest = trash === undefined ? undefined : join(trash, `${basename(dir)}-${randomBytes(4).toString('hex')}`);
+  try {
+    if (dest === undefined) throw new Error('no trash directory');
+    await rename(dir, dest);
+  } catch {
+    await rm(dir, { recursive: true, force: true });
+    return;
+  }
+  void rm(dest, { recursive: true, force: true }).catch(() => {});
 }
 
 /** Creates a runtime over a state root. */
