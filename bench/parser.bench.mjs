@@ -25,12 +25,16 @@ const big = readFileSync(join(conformance, 'corpus-big/Dockerfile'), 'utf8');
 const MB = 1024 * 1024;
 const bytes = (s) => Buffer.byteLength(s);
 
-/** Median of per-run times (ms) of `fn()`, after warm-up; at least `minRuns` runs and about `minMs` in all. */
-function time(fn, { warmup = 2, minRuns = 5, minMs = 3000 } = {}) {
-  for (let i = 0; i < warmup; i++) fn();
+/** Median of per-run times (ms) of `fn()`, after warm-up; at least `minRuns` runs and about `minMs` in all (3 runs for a function slower than 1 s). */
+function time(fn, { minRuns = 5, minMs = 3000 } = {}) {
+  const w0 = performance.now();
+  fn();
+  const slow = performance.now() - w0 > 1000;
+  if (!slow) fn();
+  const runs = slow ? 3 : minRuns;
   const times = [];
   const start = performance.now();
-  while (times.length < minRuns || performance.now() - start < minMs) {
+  while (times.length < runs || (!slow && performance.now() - start < minMs)) {
     const t0 = performance.now();
     fn();
     times.push(performance.now() - t0);
