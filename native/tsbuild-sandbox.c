@@ -22,8 +22,10 @@
  *
  * Status lines written to fd 3: "E <message>" (setup failed; the command did not run),
  * "X <code>" (the command exited), "S <signal>" (the command was killed by a signal),
- * "K <signal>" (init was killed). When fd 3, stdout and stderr reach end of file the run is
- * over and its status final; the helper may still be removing the overlay work dir.
+ * "K <signal>" (init was killed). The run is over when a final status (X, S, E or K) has
+ * arrived and stdout and stderr have reached end of file (the helper holds neither: they end
+ * when the sandbox's last process is gone); the helper may still be removing the overlay work
+ * dir, and closes fd 3 last.
  *
  * Process tree: this process (host side) -> init (pid 1 of the new pid namespace, a reaper)
  * -> the command (pid 2). When the command exits, init exits and the kernel kills everything
@@ -693,6 +695,14 @@ static int run_main(void) {
   init_pid = pid;
   close(to_parent[1]);
   close(to_child[0]);
+  /* Only the sandbox writes to stdout and stderr: they end for the caller when its last process
+     is gone, without waiting for the namespace teardown or our cleanup. */
+  int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+  if (devnull >= 0) {
+    dup2(devnull, 1);
+    dup2(devnull, 2);
+    close(devnull);
+  }
 
   if (!am_root) {
     char map[64];

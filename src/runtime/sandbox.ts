@@ -377,17 +377,19 @@ export class Runtime {
       spec.signal?.addEventListener('abort', onAbort, { once: true });
       const timer = spec.timeoutMs !== undefined ? setTimeout(() => kill('timeout'), spec.timeoutMs) : undefined;
       child.on('error', (err) => reject(new SandboxSetupError(`cannot start the sandbox helper ${this.helperPath}`, { cause: err })));
-      // The run is over when the status socket, stdout and stderr have all ended: the helper
-      // closes them before removing the overlay work dir, so we need not wait for its exit.
-      // Without a final status (a crash, a kill) we wait for the exit to say why.
+      // The run is over when a final status has arrived and stdout and stderr have ended (the
+      // helper holds neither, so they end with the sandbox's last process): no waiting for the
+      // namespace teardown or for the helper removing the overlay work dir. Without a final
+      // status (a crash, a kill) we wait for the helper's exit to say why.
       let exited = false;
       let exitInfo: number | string | null = null;
-      let open = 3;
+      let open = 2;
       let settled = false;
       const onEnd = () => {
         if (--open === 0) maybeFinish();
       };
-      for (const s of [child.stdout!, child.stderr!, status]) s.once('end', onEnd);
+      for (const s of [child.stdout!, child.stderr!]) s.once('end', onEnd);
+      status.on('data', () => maybeFinish());
       child.once('exit', (code, sig) => {
         exited = true;
         exitInfo = code ?? sig;
@@ -400,7 +402,7 @@ export class Runtime {
       });
       const maybeFinish = () => {
         if (settled || open > 0) return;
-        const final = /^[EXSK] /m.test(statusText);
+        const final = /^[EXSK] [^\n]*\n/m.test(statusText);
         if (!exited && (killedBy || !final)) return; // wait for 'close'
         settled = true;
         finish(exitInfo);
