@@ -9,8 +9,8 @@
  * Spec wire format (written by src/runtime/protocol.ts): a decimal byte count, NUL, then that
  * many bytes of NUL-terminated tokens. A blob is a decimal length token followed by exactly that
  * many raw bytes. Records (one keyword token, then fields):
- *   overlay <merged> <upper> <work> <nlower> <lower bottom..top>...   root from overlayfs; <work>
- *                must not exist: it is made before and removed after the run
+ *   overlay <merged> <upper> <work> <nlower> <lower bottom..top>...   root from overlayfs; <upper>
+ *                is made if missing; <work> must not exist: it is made before and removed after the run
  *   dir <path>                                   root is this directory (bind-mounted on itself)
  *   hostname <name>      net none|host           cwd <path>      userns 0|1
  *   uid <n>   gid <n>    group <n> (repeated)    env <K=V> (repeated)   arg <s> (repeated)
@@ -674,7 +674,9 @@ static int run_main(void) {
   fcntl(status_fd, F_SETFD, FD_CLOEXEC);
   read_spec();
   am_root = geteuid() == 0;
-  /* The overlay work dir is ours: made fresh here, removed when the run ends. */
+  /* The overlay upper dir is made if missing; the work dir is ours: made fresh here, removed
+     when the run ends. */
+  if (S.upper && mkdir(S.upper, 0755) < 0 && errno != EEXIST) die("overlay upper dir %s", S.upper);
   if (S.work && mkdir(S.work, 0700) < 0) die("overlay work dir %s", S.work);
   if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe");
 

@@ -99,9 +99,11 @@ export class Runtime {
 
   private async runOnce(spec: RunSpec, rootfsMode: 'overlay' | 'copy' | 'dir'): Promise<RunResult> {
     const id = `${Date.now().toString(36)}-${randomBytes(6).toString('hex')}`;
-    // The run dir is the overlay upper (when the caller gives none) or holds the copy.
+    // The run dir is the overlay upper (when the caller gives none; the helper makes it then),
+    // or holds the copy and the scratch dirs of writable binds (made here when needed).
     const runDir = join(await this.runsDir(), id);
-    await mkdir(runDir);
+    let runDirMade: Promise<unknown> | undefined;
+    const makeRunDir = () => (runDirMade ??= mkdir(runDir, { recursive: true }));
     const cleanups: (() => Promise<unknown>)[] = [];
     const leases: CacheLease[] = [];
     let keepRunDir = false;
@@ -118,6 +120,7 @@ export class Runtime {
         layersTopFirst = [spec.rootfs.dir];
       } else if (rootfsMode === 'copy') {
         copyDir = join(runDir, 'rootfs');
+        await makeRunDir();
         snapshot = await copyLayers(this.helperPath, lowerDirs, copyDir);
         records.push({ kind: 'dir', path: copyDir });
         layersTopFirst = [copyDir];
@@ -170,6 +173,7 @@ export class Runtime {
             if (m.readwrite && m.writeThrough) records.push({ kind: 'bind', source: m.source, target, readonly: false });
             else if (m.readwrite) {
               const b = join(runDir, `bind-${i}`);
+              await makeRunDir();
               await mkdir(join(b, 'upper'), { recursive: true });
               await mkdir(join(b, 'work'));
               cleanups.push(() => rm(b, { recursive: true, force: true }));
@@ -451,7 +455,8 @@ async function removeSoon(dir: string, trash: string | undefined): Promise<void>
   try {
     if (dest === undefined) throw new Error('no trash directory');
     await rename(dir, dest);
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return; // never made (a plain-directory root)
     await rm(dir, { recursive: true, force: true });
     return;
   }
