@@ -92,17 +92,19 @@ for (const [label, frac] of [['1/4', 0.25], ['1/2', 0.5], ['all', 1]]) {
 
 // ---- first parse in a fresh process ------------------------------------------------------------
 const small = 'FROM alpine:3.20 AS build\nRUN --mount=type=cache,target=/root/.cache apk add curl\nCOPY --from=build /out /out\nCMD ["sh"]\n';
-const script = `const t0 = performance.now();
+const script = `const c0 = process.cpuUsage(); const t0 = performance.now();
 const { parseDockerfile } = await import(${JSON.stringify(join(repo, 'dist/parser/index.js'))});
 const r = parseDockerfile(${JSON.stringify(small)});
-const t1 = performance.now();
+const t1 = performance.now(); const c1 = process.cpuUsage(c0);
 if (r.ast.stages.length !== 1) throw new Error('bad parse');
-process.stdout.write(JSON.stringify({ ms: t1 - t0, sinceStart: t1 }));`;
+process.stdout.write(JSON.stringify({ ms: t1 - t0, cpu: (c1.user + c1.system) / 1000, sinceStart: t1 }));`;
 const firsts = [];
 for (let i = 0; i < 7; i++) firsts.push(JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8' })));
 firsts.sort((a, b) => a.ms - b.ms);
 const med = firsts[3];
+const cpus = firsts.map((f) => f.cpu).sort((a, b) => a - b);
 console.log(`first parse, fresh process (import + construct + parse): ${fmt(med.ms)} ms median of 7 (min ${fmt(firsts[0].ms)}, max ${fmt(firsts[6].ms)}; ${fmt(med.sinceStart, 0)} ms after node's start)   goal < 50 ms`);
+console.log(`  CPU time of the same (user + system, all threads; less sensitive to a busy machine): ${fmt(cpus[3])} ms median (min ${fmt(cpus[0])})`);
 
 // ---- small files -------------------------------------------------------------------------------
 const index = readFileSync(join(conformance, 'corpus/INDEX.tsv'), 'utf8').trim().split('\n').slice(1);
