@@ -28,7 +28,8 @@
  * dir, and closes fd 3 last.
  *
  * Process tree: this process (host side) -> init (pid 1 of the new pid namespace, a reaper)
- * -> the command (pid 2). When the command exits, init exits and the kernel kills everything
+ * -> the command (pid 2). The namespaces are made first and init reads the spec, so a helper
+ * started ahead of time waits with them ready. When the command exits, init exits and the kernel kills everything
  * left in the namespace. SIGTERM/SIGINT/SIGHUP to this process kill the whole namespace.
  */
 #define _GNU_SOURCE
@@ -453,15 +454,40 @@ static int am_root;
 static const char *devnames[HOSTDEVS] = {"null", "zero", "full", "random", "urandom", "tty"};
 static const unsigned devnums[HOSTDEVS][2] = {{1, 3}, {1, 5}, {1, 7}, {1, 8}, {1, 9}, {5, 0}};
 
+static void write_full(int fd, const void *p, size_t n) {
+  const char *b = p;
+  while (n > 0) {
+    ssize_t w = write(fd, b, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) _exit(125);
+    b += w;
+    n -= (size_t)w;
+  }
+}
+
 static int init_main(void) {
   close(to_parent[0]);
   close(to_child[1]);
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (!am_root) read_byte(to_child[0]); /* our uid/gid maps are written */
+  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
+
+  /* The namespaces exist before the spec arrives (a helper started ahead of time has them
+     ready); now the spec. */
+  read_spec();
+  trace("spec read");
+  /* The overlay upper dir is made if missing; the work dir is ours: made fresh here, removed by
+     the helper when the run ends (it is told the path first). */
+  if (S.upper && mkdir(S.upper, 0755) < 0 && errno != EEXIST) die("overlay upper dir %s", S.upper);
+  uint32_t wlen = S.work ? (uint32_t)strlen(S.work) : 0;
+  if (S.work && mkdir(S.work, 0700) < 0) die("overlay work dir %s", S.work);
+  write_full(to_parent[1], &wlen, sizeof wlen);
+  if (wlen) write_full(to_parent[1], S.work, wlen);
+  if (!S.net || strcmp(S.net, "host") != 0) {
+    if (unshare(CLONE_NEWNET) < 0) die("unshare network namespace");
+  }
 
   trace("init start");
-  if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) die("make / private");
-  trace("private");
 
   /* The root filesystem, mounted on a host directory of our private mount namespace. */
   const char *root = S.dir ? S.dir : S.merged;
@@ -660,6 +686,18 @@ static int rm_visit(const char *path, const struct stat *st, int type, struct FT
   return 0;
 }
 
+static int read_exact(int fd, void *p, size_t n) {
+  char *b = p;
+  while (n > 0) {
+    ssize_t r = read(fd, b, n);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    b += r;
+    n -= (size_t)r;
+  }
+  return 1;
+}
+
 static void write_map(pid_t pid, const char *file, const char *map) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/%s", (int)pid, file);
@@ -672,12 +710,7 @@ static int run_main(void) {
     return 125;
   }
   fcntl(status_fd, F_SETFD, FD_CLOEXEC);
-  read_spec();
   am_root = geteuid() == 0;
-  /* The overlay upper dir is made if missing; the work dir is ours: made fresh here, removed
-     when the run ends. */
-  if (S.upper && mkdir(S.upper, 0755) < 0 && errno != EEXIST) die("overlay upper dir %s", S.upper);
-  if (S.work && mkdir(S.work, 0700) < 0) die("overlay work dir %s", S.work);
   if (pipe2(to_parent, O_CLOEXEC) < 0 || pipe2(to_child, O_CLOEXEC) < 0) die("pipe");
 
   struct sigaction sa;
@@ -687,8 +720,9 @@ static int run_main(void) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGHUP, &sa, NULL);
 
+  /* Nothing here depends on the spec, which init reads: the network namespace, which does, is
+     unshared by init. */
   unsigned long flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC | SIGCHLD;
-  if (!S.net || strcmp(S.net, "host") != 0) flags |= CLONE_NEWNET;
   if (!am_root) flags |= CLONE_NEWUSER;
   trace("cloning");
   pid_t pid = (pid_t)syscall(SYS_clone, flags, 0, 0, 0, 0);
@@ -714,7 +748,18 @@ static int run_main(void) {
     snprintf(map, sizeof map, "0 %u 1\n", (unsigned)getgid());
     write_map(pid, "gid_map", map);
     write_byte(to_child[1]);
-  } else if (S.userns) {
+  }
+  /* The work dir to remove at the end (init makes it after reading the spec). */
+  static char work[PATH_MAX];
+  uint32_t wlen = 0;
+  if (read_exact(to_parent[0], &wlen, sizeof wlen) && wlen > 0 && wlen < sizeof work && read_exact(to_parent[0], work, wlen)) {
+    work[wlen] = 0;
+  } else {
+    work[0] = 0;
+  }
+  if (am_root) {
+    /* Init asks for its user namespace's maps with one byte, or closes the pipe (no userns, or
+       it failed). */
     char c;
     ssize_t r;
     while ((r = read(to_parent[0], &c, 1)) < 0 && errno == EINTR) {
@@ -740,7 +785,7 @@ static int run_main(void) {
     close(status_fd);
     close(1);
     close(2);
-    if (S.work) nftw(S.work, rm_visit, 16, FTW_DEPTH | FTW_PHYS);
+    if (work[0]) nftw(work, rm_visit, 16, FTW_DEPTH | FTW_PHYS);
     return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
   }
 }
