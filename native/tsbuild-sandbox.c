@@ -661,14 +661,16 @@ static int init_main(void) {
     if (w < 0) _exit(125);
     if (w != cmd) continue;
     trace("command done");
-    if (WIFEXITED(st)) {
-      report("X %d", WEXITSTATUS(st));
-      _exit(WEXITSTATUS(st));
-    }
-    if (WIFSIGNALED(st)) {
-      report("S %d", WTERMSIG(st));
-      _exit(128 + WTERMSIG(st));
-    }
+    int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (WIFEXITED(st)) report("X %d", WEXITSTATUS(st));
+    else report("S %d", WTERMSIG(st));
+    /* Closed here, not by _exit: the kernel releases an exiting task's files only after its
+       namespaces are torn down (unmounting the whole tree), and the caller waits for these
+       ends. */
+    close(1);
+    close(2);
+    close(status_fd);
+    _exit(code);
   }
 }
 
