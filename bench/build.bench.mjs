@@ -23,7 +23,7 @@
 // BENCH_RUNS (runs per mode, default 1; noop uses at least 3), LAB_DIR, LAB_STATE,
 // BIG_FILES / BIG_RANDOM_MB / BIG_TEXT_MB (scale 02, as the lab does), BENCH_KEEP=1 (keep temp).
 import { execFileSync, spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, openSync, closeSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { Readable } from 'node:stream';
@@ -179,10 +179,26 @@ if (haveDebian && workloads.some((w) => w.needsDebian)) {
   bases.push('debian:bookworm (lab layout)');
 }
 
+// Base images unpacked as snapshots, as dockerd (docker load) and containers-storage hold them:
+// a cold build of every tool starts with its base images ready to mount.
+{
+  const { SnapshotStore } = await import('../dist/builder/snapshots.js');
+  const store = await oci.Store.open({ root: template });
+  const snapshots = new SnapshotStore(template);
+  for (const name of ['busybox:latest', ...(bases.some((b) => b.startsWith('debian')) ? ['debian:bookworm'] : [])]) {
+    const entry = await store.resolve(name);
+    const manifest = JSON.parse((await store.readBlob(entry.descriptor.digest)).toString());
+    const config = JSON.parse((await store.readBlob(manifest.config.digest)).toString());
+    for (const [i, l] of manifest.layers.entries()) await snapshots.ensure(config.rootfs.diff_ids[i], () => store.openBlob(l.digest));
+  }
+}
+
 const root = join(tmp, 'root');
 function freshRoot() {
   rmSync(root, { recursive: true, force: true });
-  cpSync(template, root, { recursive: true });
+  // cp -a: snapshots hold relative symlinks (debian's /bin -> usr/bin), owners, whiteout devices
+  // and overlay xattrs, which fs.cpSync would not keep as they are
+  execFileSync('cp', ['-a', template, root]);
 }
 const tsArgs = (w, ctx, extra = []) => [cli, 'build', '--root', root, '--progress', 'plain', '--network', 'host', '-t', `bench/${w.name}:tsbuild`, '-f', join(w.dir, 'Dockerfile'), ...w.opts, ...extra, ctx];
 const nodeArgs = haveTime ? [] : ['--import', hookFile];
