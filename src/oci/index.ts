@@ -66,7 +66,44 @@ export { extractLayer, resolveInRoot, safeComponents, UnsafePathError, ExtractEr
 export type { ExtractOptions, ExtractResult } from './extract.js';
 
 // ---- registry client (helper F: src/oci/registry/) ----------------------------------------
-// Exports of the registry client go here, e.g.
-// export { RegistryClient, pull, push } from './registry/index.js';
-// export { RegistryError } from './registry/errors.js';
+export {
+  RegistryClient,
+  bufferSource,
+  isLoopbackRegistry,
+  registryApiHost,
+  MANIFEST_ACCEPT,
+  RegistryAuth,
+  parseWwwAuthenticate,
+  basicHeader,
+  repositoryScope,
+  dockerCredentials,
+  dockerConfigPath,
+  runCredentialHelper,
+  DOCKER_HUB_CONFIG_KEY,
+  RegistryError,
+  parseErrorBody,
+  pull,
+  push,
+} from './registry/index.js';
+export type {
+  AuthSetting,
+  UploadSource,
+  ManifestResult,
+  RegistryClientOptions,
+  UploadOptions,
+  UploadResult,
+  Challenge,
+  Credentials,
+  AuthOptions,
+  DockerConfigOptions,
+  RegistryErrorCode,
+  RegistryErrorEntry,
+  RegistryErrorTarget,
+  PullOptions,
+  PullResult,
+  TransferEvent,
+  TransferOptions,
+  PushOptions,
+  PushResult,
+} from './registry/index.js';
 // ---- end registry client ------------------------------------------------------------------

@@ -463,8 +463,7 @@ export class RegistryClient {
   }
 
   async #uploadMonolithic(repository: string, digest: Digest, source: BlobSource, location: URL, target: RegistryErrorTarget, onProgress?: (n: number) => void): Promise<void> {
-    const url = new URL(location);
-    url.searchParams.set('digest', digest);
+    const url = withQuery(location, 'digest', digest);
     const res = await this.#send({
       method: 'PUT',
       url,
@@ -515,8 +514,7 @@ export class RegistryClient {
         ({ location, offset } = await this.#resumePoint(location, repository, utarget));
       }
     }
-    const url = new URL(location);
-    url.searchParams.set('digest', digest);
+    const url = withQuery(location, 'digest', digest);
     const res = await this.#send({
       method: 'PUT',
       url,
@@ -625,6 +623,17 @@ export class RegistryClient {
       throw err;
     }
   }
+}
+
+/**
+ * The upload Location with one more query parameter appended to its text: the registry's own
+ * parameters (`_state=…`) stay byte for byte as it sent them (URLSearchParams would re-encode them).
+ */
+export function withQuery(location: URL, name: string, value: string): URL {
+  const url = new URL(location.href);
+  const add = `${encodeURIComponent(name)}=${encodeURIComponent(value)}`;
+  url.search = url.search.length > 1 ? `${url.search.slice(1)}&${add}` : add;
+  return url;
 }
 
 function progress(stream: Readable, start: number, onProgress?: (n: number) => void): Readable {

@@ -1,0 +1,12 @@
+export { RegistryClient, bufferSource, isLoopbackRegistry, registryApiHost, MANIFEST_ACCEPT } from './client.js';
+export type { AuthSetting, BlobSource as UploadSource, ManifestResult, RegistryClientOptions, UploadOptions, UploadResult } from './client.js';
+export { RegistryAuth, parseWwwAuthenticate, basicHeader, repositoryScope } from './auth.js';
+export type { Challenge, Credentials, AuthOptions } from './auth.js';
+export { dockerCredentials, dockerConfigPath, runCredentialHelper, DOCKER_HUB_CONFIG_KEY } from './credentials.js';
+export type { DockerConfigOptions } from './credentials.js';
+export { RegistryError, parseErrorBody } from './errors.js';
+export type { RegistryErrorCode, RegistryErrorEntry, RegistryErrorTarget } from './errors.js';
+export { pull } from './pull.js';
+export type { PullOptions, PullResult, TransferEvent, TransferOptions } from './pull.js';
+export { push } from './push.js';
+export type { PushOptions, PushResult } from './push.js';
