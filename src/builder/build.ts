@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
@@ -187,8 +188,18 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const base = baseImageOf(graph, target, images);
 
   // Assemble the image config.
-  const created = options.sourceDateEpoch !== undefined ? new Date(options.sourceDateEpoch * 1000).toISOString() : new Date().toISOString();
   const labels = { ...(target.config.Labels ?? {}), ...(options.labels ?? {}) };
+  // The creation time: SOURCE_DATE_EPOCH, else now; but a rebuild of exactly the same image
+  // (same layers, same config) keeps the time of the first build, so a no-op rebuild gives the
+  // same image ID, as BuildKit's does.
+  const imageKey = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.image-created.v1', state.key, state.layers.map((l) => l.diffId), target.config, labels, target.history, target.platform, base?.manifestDigest ?? null])).digest('hex')}` as Digest;
+  let created: string;
+  if (options.sourceDateEpoch !== undefined) created = new Date(options.sourceDateEpoch * 1000).toISOString();
+  else {
+    const prev = options.noCache ? undefined : ((await cache.get(imageKey))?.result as { created?: string } | undefined);
+    created = prev?.created ?? new Date().toISOString();
+    if (!prev?.created) await cache.put({ key: imageKey, result: { created }, size: 0, description: `image created time for ${target.name}` });
+  }
   const containerConfig: ContainerConfig = { ...target.config, ...(Object.keys(labels).length ? { Labels: labels } : {}) };
   const p = parsePlatform(target.platform);
   const history: History[] = [...(base?.config.history ?? []), ...target.history.map((h) => ({ created, ...h }))];
