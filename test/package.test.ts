@@ -1,0 +1,34 @@
+/** The published package: every entry in `exports` loads from dist and has its types. */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { repoRoot } from './helpers/base-images.js';
+
+const pkg = JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { exports: Record<string, { types: string; import: string } | string>; engines: { node: string }; type: string; bin: Record<string, string> };
+
+const expected: Record<string, string[]> = {
+  '.': ['build', 'BuildError', 'parseDockerfile', 'formatDiagnostic', 'lint', 'Store', 'createRuntime', 'planBuild', 'listTargets'],
+  './parser': ['parseDockerfile', 'formatDiagnostic', 'processWord', 'dumpBuildkit'],
+  './builder': ['build', 'planBuild', 'CacheStore', 'applyCopy', 'writeLayer'],
+  './oci': ['Store', 'OciLayout', 'parseReference', 'selectManifest'],
+  './runtime': ['createRuntime', 'shellCommand'],
+};
+
+describe('package exports', () => {
+  it('is ESM for Node >= 20 with a tsbuild bin', () => {
+    expect(pkg.type).toBe('module');
+    expect(pkg.engines.node).toBe('>=20');
+    expect(existsSync(path.join(repoRoot, pkg.bin.tsbuild!))).toBe(true);
+  });
+
+  for (const [entry, names] of Object.entries(expected)) {
+    it(`${entry} loads from dist with its declarations`, async () => {
+      const spec = pkg.exports[entry] as { types: string; import: string };
+      expect(Object.keys(spec)[0]).toBe('types');
+      expect(existsSync(path.join(repoRoot, spec.types))).toBe(true);
+      const mod = (await import(pathToFileURL(path.join(repoRoot, spec.import)).href)) as Record<string, unknown>;
+      for (const n of names) expect(mod[n], `${entry} exports ${n}`).toBeDefined();
+    });
+  }
+});
