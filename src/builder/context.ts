@@ -14,6 +14,7 @@
 import { lstat, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { TsbuildError } from '../errors.js';
+import { cleanPath } from '../util/path.js';
 
 export class ContextError extends TsbuildError {}
 
@@ -26,24 +27,7 @@ export interface Pattern {
   readonly dirs: readonly string[];
 }
 
-/** Go's `path.Clean` for slash-separated paths. */
-export function cleanPath(p: string): string {
-  if (p === '') return '.';
-  const rooted = p.startsWith('/');
-  const out: string[] = [];
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
-      else if (!rooted) out.push('..');
-      continue;
-    }
-    out.push(part);
-  }
-  const joined = out.join('/');
-  if (rooted) return '/' + joined;
-  return joined === '' ? '.' : joined;
-}
+export { cleanPath };
 
 const REGEXP_SPECIAL = new Set(['.', '$', '+', '(', ')', '{', '}', '|', '^']);
 

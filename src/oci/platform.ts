@@ -60,7 +60,8 @@ export function parsePlatform(value: string): Platform {
   return normalizePlatform(variant === undefined ? { os, architecture } : { os, architecture, variant });
 }
 
-const KNOWN_OS = new Set(['linux', 'windows', 'darwin', 'freebsd', 'netbsd', 'openbsd', 'solaris', 'illumos', 'aix', 'plan9', 'js', 'wasip1']);
+/** Operating systems Go knows (a bare one in `--platform` takes the host's architecture). */
+export const KNOWN_OS: ReadonlySet<string> = new Set(['linux', 'windows', 'darwin', 'freebsd', 'netbsd', 'openbsd', 'solaris', 'illumos', 'aix', 'android', 'ios', 'plan9', 'dragonfly', 'js', 'wasip1']);
 
 /** `os/arch[/variant]`, normalized. */
 export function formatPlatform(p: Platform): string {

@@ -25,6 +25,7 @@ import { LineIndex } from './diagnostics.js';
 import type { RawInstruction } from './raw-types.js';
 import type { ShellEnv, ShellOptions } from './shell.js';
 import { envFromList, processWord, processWords } from './shell.js';
+import { cleanPath } from '../util/path.js';
 
 /** One check, as BuildKit's `linter.LinterRule`. */
 export interface LintRule {
@@ -926,21 +927,6 @@ function validReference(name: string): boolean {
   }
 }
 
-/** Go `filepath.Clean` for slash paths. */
-function cleanPath(p: string): string {
-  if (p === '') return '.';
-  const rooted = p.startsWith('/');
-  const out: string[] = [];
-  for (const part of p.split('/')) {
-    if (part === '' || part === '.') continue;
-    if (part === '..') {
-      if (out.length > 0 && out[out.length - 1] !== '..') out.pop();
-      else if (!rooted) out.push('..');
-    } else out.push(part);
-  }
-  const s = (rooted ? '/' : '') + out.join('/');
-  return s === '' ? '.' : s;
-}
 
 /** The raw parser's warning for an empty continuation line (BuildKit reports it as NoEmptyContinuation). */
 export function isEmptyContinuationDiagnostic(d: Diagnostic): boolean {

@@ -15,6 +15,7 @@
  * intends and what `ProcessWord` returns.
  */
 import { TsbuildError } from '../errors.js';
+import { goQuote } from './dump.js';
 
 /** A variable lookup, as BuildKit's `EnvGetter`. */
 export interface ShellEnv {
@@ -556,24 +557,4 @@ function expandTemplate(template: string, match: string): string {
   return out;
 }
 
-/** Go `strconv.Quote`, for error messages identical to BuildKit's `%q`. */
-export function goQuote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    if (ch === '"' || ch === '\\') out += '\\' + ch;
-    else if (c === 0x20 || (c > 0x20 && c !== 0x7f && /^[\p{L}\p{M}\p{N}\p{P}\p{S}]$/u.test(ch))) out += ch;
-    else if (c === 7) out += '\\a';
-    else if (c === 8) out += '\\b';
-    else if (c === 12) out += '\\f';
-    else if (c === 10) out += '\\n';
-    else if (c === 13) out += '\\r';
-    else if (c === 9) out += '\\t';
-    else if (c === 11) out += '\\v';
-    else if (c < 0x20 || c === 0x7f) out += '\\x' + c.toString(16).padStart(2, '0');
-    else if (c >= 0xd800 && c <= 0xdfff) out += '\\ufffd';
-    else if (c < 0x10000) out += '\\u' + c.toString(16).padStart(4, '0');
-    else out += '\\U' + c.toString(16).padStart(8, '0');
-  }
-  return out + '"';
-}
+export { goQuote };

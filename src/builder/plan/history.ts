@@ -1,34 +1,12 @@
 import type { HealthConfig } from '../../oci/types.js';
+import { goQuote } from '../../parser/dump.js';
 
 /**
  * `created_by` strings exactly as BuildKit's dockerfile2llb writes them (Go `fmt` verbs on Go
  * values), and the ` # buildkit` suffix of layer-creating steps.
  */
 
-/** Go's `strconv.Quote`: a double-quoted Go string literal. */
-export function goQuote(s: string): string {
-  let out = '"';
-  for (const ch of s) {
-    const c = ch.codePointAt(0)!;
-    switch (ch) {
-      case '"': out += '\\"'; continue;
-      case '\\': out += '\\\\'; continue;
-      case '\x07': out += '\\a'; continue;
-      case '\b': out += '\\b'; continue;
-      case '\f': out += '\\f'; continue;
-      case '\n': out += '\\n'; continue;
-      case '\r': out += '\\r'; continue;
-      case '\t': out += '\\t'; continue;
-      case '\v': out += '\\v'; continue;
-    }
-    if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, '0')}`;
-    else if (c === 0xfffd && ch !== '\ufffd') out += '\\ufffd';
-    else if ((c >= 0x80 && c < 0xa0) || c === 0xad || (c >= 0xd800 && c <= 0xdfff)) {
-      out += c > 0xffff ? `\\U${c.toString(16).padStart(8, '0')}` : `\\u${c.toString(16).padStart(4, '0')}`;
-    } else out += ch;
-  }
-  return out + '"';
-}
+export { goQuote };
 
 /** Go's `%q` of a `[]string`: `["a" "b"]`. */
 export function goQuoteList(list: readonly string[]): string {
