@@ -12,7 +12,7 @@
  * moment it was hashed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
@@ -20,7 +20,7 @@ import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { PatternMatcher, resolveInRoot } from '../builder/context.js';
 import { expandSourcePath } from '../builder/copy.js';
-import { filesDigest } from './keys.js';
+import { filesDigest, sealFiles } from './keys.js';
 
 export class ContextHashError extends TsbuildError {}
 
@@ -30,18 +30,23 @@ export type FileDigest = string;
 /** A root to hash from: a build context (ignore rules apply) or any directory. */
 export interface HashRoot {
   readonly root: string;
+  /** Omit it when nothing is ignored: the walk then skips the per-entry call. */
   readonly isHidden?: (rel: string, isDir: boolean) => boolean;
 }
 
-const INDEX_VERSION = 1;
-/** size, mtimeMs, ino, mode, hashedAtMs, sha256 hex */
-type IndexEntry = [number, number, number, number, number, string];
+/**
+ * The index file: a header line `tsbuild-context-index 2 <root as JSON>\n`, then per file
+ * `<path>\0<size> <mtimeMs> <ino> <mode> <sha256 hex>\n` (a path may hold a newline, never a
+ * NUL). In memory an entry stays that text after the NUL: a lookup compares it with the same
+ * text made from the file's `lstat`, nothing is parsed.
+ *
+ * Racy writes: an entry is kept only when the file's mtime was at least a second older than the
+ * moment hashing started (as git does), since only such an entry can ever be trusted.
+ */
+const INDEX_MAGIC = 'tsbuild-context-index 2 ';
 
-interface IndexFile {
-  readonly version: number;
-  readonly root: string;
-  readonly entries: Record<string, IndexEntry>;
-}
+/** Files up to this size are read and hashed inline (one synchronous read); larger ones are streamed. */
+const INLINE_MAX = 1 << 20;
 
 export interface HashStats {
   /** Files read and hashed. */
@@ -55,61 +60,119 @@ export interface HashStats {
 export interface HashSourcesOptions {
   /** `--exclude` patterns, matched relative to each source (as COPY applies them). */
   readonly exclude?: readonly string[];
-  /** Concurrent file reads; default 8. */
+  /** Concurrent reads of large files (over 1 MiB; smaller ones are read inline); default 4. */
   readonly concurrency?: number;
   readonly signal?: AbortSignal;
 }
 
-function indexPath(cacheDir: string, root: string): string {
-  return path.join(cacheDir, 'context-index', `${createHash('sha256').update(root).digest('hex')}.json`);
+function indexPath(cacheDir: string, root: string, ext: 'idx' | 'json'): string {
+  return path.join(cacheDir, 'context-index', `${createHash('sha256').update(root).digest('hex')}.${ext}`);
+}
+
+function parseIndex(text: string, root: string): Map<string, string> {
+  const entries = new Map<string, string>();
+  const nl = text.indexOf('\n');
+  if (!text.startsWith(INDEX_MAGIC) || nl < 0) return entries;
+  try {
+    if (JSON.parse(text.slice(INDEX_MAGIC.length, nl)) !== root) return entries;
+  } catch {
+    return entries;
+  }
+  let at = nl + 1;
+  for (;;) {
+    const nul = text.indexOf('\0', at);
+    if (nul < 0) break;
+    const end = text.indexOf('\n', nul);
+    if (end < 0) break; // a torn tail cannot happen with atomic writes; ignore it anyway
+    entries.set(text.slice(at, nul), text.slice(nul + 1, end));
+    at = end + 1;
+  }
+  return entries;
+}
+
+/** An entry's text up to the digest: what a lookup compares. */
+function statText(st: Stats): string {
+  return `${st.size} ${st.mtimeMs} ${st.ino} ${st.mode} `;
+}
+
+const modeTexts = new Map<number, string>();
+/** Permission bits in octal, as digests show them (`644`); memoized, there are few. */
+function modeText(mode: number): string {
+  const m = mode & 0o7777;
+  let t = modeTexts.get(m);
+  if (t === undefined) modeTexts.set(m, (t = m.toString(8)));
+  return t;
 }
 
 /** Context hashing with a persisted stat index for one root directory. */
 export class ContextHasher {
   readonly root: string;
-  readonly #file: string;
-  readonly #entries: Map<string, IndexEntry>;
+  readonly #cacheDir: string;
+  readonly #entries: Map<string, string>;
   #dirty = false;
   readonly stats: HashStats = { hashed: 0, fromIndex: 0, bytes: 0 };
 
-  private constructor(root: string, file: string, entries: Map<string, IndexEntry>) {
+  private constructor(root: string, cacheDir: string, entries: Map<string, string>) {
     this.root = root;
-    this.#file = file;
+    this.#cacheDir = cacheDir;
     this.#entries = entries;
   }
 
   /** Load (or start) the index of `root` kept under `cacheDir` (`<root>/cache` of the tsbuild root). */
   static async open(cacheDir: string, root: string): Promise<ContextHasher> {
     const abs = path.resolve(root);
-    const file = indexPath(cacheDir, abs);
-    let entries = new Map<string, IndexEntry>();
+    let entries = new Map<string, string>();
     try {
-      const parsed = JSON.parse(await readFile(file, 'utf8')) as IndexFile;
-      if (parsed.version === INDEX_VERSION && parsed.root === abs) entries = new Map(Object.entries(parsed.entries));
+      entries = parseIndex(await readFile(indexPath(cacheDir, abs, 'idx'), 'utf8'), abs);
     } catch {
       // absent or unreadable: start empty (the index is only an accelerator)
     }
-    return new ContextHasher(abs, file, entries);
+    return new ContextHasher(abs, cacheDir, entries);
+  }
+
+  /** The index entry's digest when it still describes the file and was not hashed racily. */
+  #lookup(rel: string, st: Stats): string | undefined {
+    const e = this.#entries.get(rel);
+    if (e === undefined) return undefined;
+    const pre = statText(st);
+    if (e.length !== pre.length + 64 || !e.startsWith(pre)) return undefined;
+    this.stats.fromIndex++;
+    return e.slice(pre.length);
+  }
+
+  #remember(rel: string, st: Stats, startedAt: number, hex: string, bytes: number): void {
+    this.stats.hashed++;
+    this.stats.bytes += bytes;
+    // Racy (changed within a second of hashing): never trusted, so not kept.
+    if (st.mtimeMs < startedAt - 1000) this.#entries.set(rel, statText(st) + hex);
+    else this.#entries.delete(rel);
+    this.#dirty = true;
   }
 
   /** The digest of one regular file (relative to root), from the index when its stat still matches. */
   async fileDigest(rel: string, st: Stats): Promise<string> {
-    const e = this.#entries.get(rel);
-    if (e && e[0] === st.size && e[1] === st.mtimeMs && e[2] === st.ino && e[3] === st.mode && st.mtimeMs < e[4] - 1000) {
-      this.stats.fromIndex++;
-      return e[5];
-    }
+    const known = this.#lookup(rel, st);
+    if (known !== undefined) return known;
     const startedAt = Date.now();
     const h = createHash('sha256');
-    const abs = path.join(this.root, rel);
-    for await (const chunk of createReadStream(abs)) {
+    let bytes = 0;
+    for await (const chunk of createReadStream(path.join(this.root, rel))) {
       h.update(chunk as Buffer);
-      this.stats.bytes += (chunk as Buffer).length;
+      bytes += (chunk as Buffer).length;
     }
     const hex = h.digest('hex');
-    this.stats.hashed++;
-    this.#entries.set(rel, [st.size, st.mtimeMs, st.ino, st.mode, startedAt, hex]);
-    this.#dirty = true;
+    this.#remember(rel, st, startedAt, hex, bytes);
+    return hex;
+  }
+
+  /** Like `fileDigest`, synchronously, for a file of at most `INLINE_MAX` bytes. */
+  #smallFileDigest(rel: string, abs: string, st: Stats): string {
+    const known = this.#lookup(rel, st);
+    if (known !== undefined) return known;
+    const startedAt = Date.now();
+    const data = readFileSync(abs);
+    const hex = createHash('sha256').update(data).digest('hex');
+    this.#remember(rel, st, startedAt, hex, data.length);
     return hex;
   }
 
@@ -117,21 +180,96 @@ export class ContextHasher {
    * Digests of everything the given COPY sources read, keyed by the path as the copy sees it
    * (`src`, `src/a.txt`; `.` for the root): wildcards expanded, top-level symlinks followed,
    * ignore rules and `exclude` applied, directory contents walked without following links.
+   *
+   * The walk is synchronous (one `lstat` per entry, no promise per file); files up to 1 MiB
+   * that the index does not answer are read inline, larger ones streamed afterwards. The
+   * record comes back frozen, keys in sorted order, its `filesDigest` already computed.
    */
-  async hashSources(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<Record<string, FileDigest>> {
-    const out: Record<string, FileDigest> = {};
-    const limit = pLimit(options.concurrency ?? 8);
-    const jobs: Promise<void>[] = [];
+  async hashSources(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<Readonly<Record<string, FileDigest>>> {
+    // Parallel arrays in walk order; the walk visits each directory's entries in the order
+    // their full paths sort (a directory's contents sort as `name/`), so that they usually
+    // come out sorted and the final sort is a check.
+    const keys: string[] = [];
+    const vals: string[] = [];
+    const large: { i: number; rel: string; st: Stats; mode: string }[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
     const isHidden = from.isHidden;
+    const signal = options.signal;
     const srcRoot = { root: this.root, ...(isHidden ? { isHidden } : {}) };
+
+    const visitFile = (realRel: string, shownRel: string, abs: string, s: Stats): void => {
+      const mode = modeText(s.mode);
+      if (s.size > INLINE_MAX) {
+        large.push({ i: keys.length, rel: realRel, st: s, mode });
+        keys.push(shownRel);
+        vals.push('');
+        return;
+      }
+      keys.push(shownRel);
+      vals.push(`f:${mode}:${this.#smallFileDigest(realRel, abs, s)}`);
+    };
+
+    const walkDir = (realRel: string, shownRel: string, relInSource: string, dirAbs: string): void => {
+      if (signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: signal.reason });
+      let names: string[];
+      try {
+        names = readdirSync(dirAbs).sort();
+      } catch (cause) {
+        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}`, { cause });
+      }
+      // Entries in name order, a subdirectory's contents where `name/` sorts (after `name.txt`,
+      // before `name0`): so the walk's output is in sorted path order.
+      let subdirs: { name: string; k: string }[] | undefined;
+      const descend = (name: string): void => {
+        walkDir(realRel === '' ? name : `${realRel}/${name}`, shownRel === '.' ? name : `${shownRel}/${name}`, relInSource === '' ? name : `${relInSource}/${name}`, `${dirAbs}/${name}`);
+      };
+      for (const name of names) {
+        while (subdirs !== undefined && subdirs.length > 0 && subdirs[0]!.k < name) descend(subdirs.shift()!.name);
+        const childReal = realRel === '' ? name : `${realRel}/${name}`;
+        const childAbs = `${dirAbs}/${name}`;
+        let cs: Stats;
+        try {
+          cs = lstatSync(childAbs);
+        } catch (cause) {
+          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${childReal} in ${this.root}`, { cause });
+        }
+        const isDir = cs.isDirectory();
+        if (exclude) {
+          const childInSource = relInSource === '' ? name : `${relInSource}/${name}`;
+          if (exclude.matches(childInSource) && (!isDir || exclude.canSkipDir(childInSource))) continue;
+        }
+        if (isHidden?.(childReal, isDir)) continue;
+        const childShown = shownRel === '.' ? name : `${shownRel}/${name}`;
+        if (isDir) {
+          keys.push(childShown);
+          vals.push(`d:${modeText(cs.mode)}`);
+          const item = { name, k: `${name}/` };
+          if (subdirs === undefined) subdirs = [item];
+          else {
+            // keep sorted by `name/` (usually an append)
+            let j = subdirs.length;
+            while (j > 0 && subdirs[j - 1]!.k > item.k) j--;
+            subdirs.splice(j, 0, item);
+          }
+        } else if (cs.isSymbolicLink()) {
+          keys.push(childShown);
+          vals.push(`l:${readlinkSync(childAbs)}`);
+        } else if (cs.isFile()) {
+          visitFile(childReal, childShown, childAbs, cs);
+        }
+        // sockets, fifos, devices: not copied, not keyed
+      }
+      if (subdirs !== undefined) for (const d of subdirs) descend(d.name);
+    };
+
     for (const raw of sources) {
       const matches = await expandSourcePath(srcRoot, raw);
       for (const m of matches) {
         const key = m === '' ? '.' : m;
         const r = await resolveInRoot(this.root, m, { isHidden });
         if (!r.exists) {
-          out[key] = 'missing';
+          keys.push(key);
+          vals.push('missing');
           continue;
         }
         let st: Stats;
@@ -141,51 +279,53 @@ export class ContextHasher {
         } catch (cause) {
           throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${m} in ${this.root}`, { cause });
         }
-        const visit = (realRel: string, shownRel: string, relInSource: string, s: Stats): void => {
-          if (options.signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: options.signal.reason });
-          if (s.isDirectory()) {
-            out[shownRel] = `d:${(s.mode & 0o7777).toString(8)}`;
-            const dirAbs = realRel === '' ? this.root : path.join(this.root, realRel);
-            for (const name of readdirSync(dirAbs).sort()) {
-              const childReal = realRel === '' ? name : `${realRel}/${name}`;
-              const childShown = shownRel === '.' ? name : `${shownRel}/${name}`;
-              const childInSource = relInSource === '' ? name : `${relInSource}/${name}`;
-              const cs = lstatSync(path.join(dirAbs, name));
-              if (exclude && exclude.matches(childInSource) && (!cs.isDirectory() || exclude.canSkipDir(childInSource))) continue;
-              if (isHidden?.(childReal, cs.isDirectory())) continue;
-              visit(childReal, childShown, childInSource, cs);
-            }
-          } else if (s.isSymbolicLink()) {
-            out[shownRel] = `l:${readlinkSync(path.join(this.root, realRel))}`;
-          } else if (s.isFile()) {
-            const mode = (s.mode & 0o7777).toString(8);
-            jobs.push(
-              limit(async () => {
-                out[shownRel] = `f:${mode}:${await this.fileDigest(realRel, s)}`;
-              }),
-            );
-          }
-          // sockets, fifos, devices: not copied, not keyed
-        };
-        visit(r.rel, key, '', st);
+        if (st.isDirectory()) {
+          keys.push(key);
+          vals.push(`d:${modeText(st.mode)}`);
+          walkDir(r.rel, key, '', r.rel === '' ? this.root : path.join(this.root, r.rel));
+        } else if (st.isSymbolicLink()) {
+          keys.push(key);
+          vals.push(`l:${readlinkSync(r.abs)}`);
+        } else if (st.isFile()) {
+          visitFile(r.rel, key, path.join(this.root, r.rel), st);
+        }
       }
     }
-    await Promise.all(jobs);
-    const sorted: Record<string, FileDigest> = {};
-    for (const k of Object.keys(out).sort()) sorted[k] = out[k]!;
-    return sorted;
+
+    if (large.length > 0) {
+      const limit = pLimit(options.concurrency ?? 4);
+      await Promise.all(
+        large.map((f) =>
+          limit(async () => {
+            signal?.throwIfAborted();
+            vals[f.i] = `f:${f.mode}:${await this.fileDigest(f.rel, f.st)}`;
+          }),
+        ),
+      );
+    }
+    return sealFiles(keys, vals);
   }
 
-  /** Write the index back (atomically) if anything was hashed. */
+  /** Write the index back (atomically: temp file, fsync, rename) if anything was hashed. */
   async save(): Promise<void> {
     if (!this.#dirty) return;
-    const dir = path.dirname(this.#file);
+    const file = indexPath(this.#cacheDir, this.root, 'idx');
+    const dir = path.dirname(file);
     await mkdir(dir, { recursive: true });
-    const tmp = `${this.#file}.tmp-${randomBytes(6).toString('hex')}`;
-    const body: IndexFile = { version: INDEX_VERSION, root: this.root, entries: Object.fromEntries(this.#entries) };
+    const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
+    const parts: string[] = [`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`];
+    let chunk = '';
+    for (const [rel, e] of this.#entries) {
+      chunk += `${rel}\0${e}\n`;
+      if (chunk.length > 1 << 16) {
+        parts.push(chunk);
+        chunk = '';
+      }
+    }
+    parts.push(chunk);
     const fh = await open(tmp, 'wx', 0o644);
     try {
-      await fh.writeFile(JSON.stringify(body));
+      await fh.writeFile(parts.join(''));
       await fh.sync();
     } catch (err) {
       await fh.close();
@@ -194,7 +334,8 @@ export class ContextHasher {
     } finally {
       await fh.close().catch(() => {});
     }
-    await rename(tmp, this.#file);
+    await rename(tmp, file);
+    await rm(indexPath(this.#cacheDir, this.root, 'json'), { force: true }); // the version 1 index, if any
     this.#dirty = false;
   }
 }
@@ -210,7 +351,7 @@ export async function hashContextSources(
   from: HashRoot,
   sources: readonly string[],
   options: HashSourcesOptions = {},
-): Promise<{ digest: Digest; files: Record<string, FileDigest>; stats: HashStats }> {
+): Promise<{ digest: Digest; files: Readonly<Record<string, FileDigest>>; stats: HashStats }> {
   const hasher = await ContextHasher.open(cacheDir, from.root);
   const files = await hasher.hashSources(from, sources, options);
   await hasher.save();

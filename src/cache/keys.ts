@@ -94,26 +94,81 @@ export interface KeyManifest {
   readonly files?: Readonly<Record<string, string>>;
 }
 
+/** Digests of sealed file records (`sealFiles`): computed once, when the record is made. */
+const sealed = new WeakMap<object, Digest>();
+
+function isSorted(keys: readonly string[]): boolean {
+  for (let i = 1; i < keys.length; i++) if (!(keys[i - 1]! < keys[i]!)) return false;
+  return true;
+}
+
+function sortedKeys(r: Readonly<Record<string, string>>): string[] {
+  const keys = Object.keys(r);
+  return isSorted(keys) ? keys : keys.sort();
+}
+
 function sortedRecord(r: Readonly<Record<string, string>> | undefined): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const k of Object.keys(r ?? {}).sort()) out[k] = r![k]!;
+  if (r) for (const k of sortedKeys(r)) out[k] = r[k]!;
   return out;
+}
+
+/** sha256 over `path \0 digest \n` lines, in sorted path order. */
+function digestLines(keys: readonly string[], valueOf: (k: string, i: number) => string): Digest {
+  const h = createHash('sha256');
+  let chunk = '';
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    chunk += `${k}\0${valueOf(k, i)}\n`;
+    if (chunk.length > 1 << 16) {
+      h.update(chunk);
+      chunk = '';
+    }
+  }
+  h.update(chunk);
+  return `sha256:${h.digest('hex')}` as Digest;
 }
 
 /** Digest of a path → content map, independent of insertion order. */
 export function filesDigest(files: Readonly<Record<string, string>> | undefined): Digest {
-  const h = createHash('sha256');
-  for (const k of Object.keys(files ?? {}).sort()) {
-    h.update(k);
-    h.update('\0');
-    h.update(files![k]!);
-    h.update('\n');
+  if (files) {
+    const known = sealed.get(files);
+    if (known) return known;
   }
-  return `sha256:${h.digest('hex')}` as Digest;
+  if (!files) return digestLines([], () => '');
+  return digestLines(sortedKeys(files), (k) => files[k]!);
+}
+
+/**
+ * A file record made once from parallel arrays (path, `FileDigest`), with its `filesDigest`
+ * computed from the arrays and remembered, so that keying it again costs nothing. Sorts the
+ * paths if they are not sorted yet; a path given twice keeps its last value. The record is
+ * frozen: its digest could not follow a change.
+ */
+export function sealFiles(paths: readonly string[], digests: readonly string[]): Readonly<Record<string, string>> {
+  let keys = paths;
+  let vals = digests;
+  if (!isSorted(paths)) {
+    const order = paths.map((_, i) => i).sort((a, b) => (paths[a]! < paths[b]! ? -1 : paths[a]! > paths[b]! ? 1 : b - a));
+    const k: string[] = [];
+    const v: string[] = [];
+    for (const i of order) {
+      if (k.length > 0 && k[k.length - 1] === paths[i]) continue; // the later one (sorted first) won
+      k.push(paths[i]!);
+      v.push(digests[i]!);
+    }
+    keys = k;
+    vals = v;
+  }
+  const out: Record<string, string> = {};
+  for (let i = 0; i < keys.length; i++) out[keys[i]!] = vals[i]!;
+  Object.freeze(out);
+  sealed.set(out, digestLines(keys, (_, i) => vals[i]!));
+  return out;
 }
 
 export function keyManifest(inputs: KeyInputs): KeyManifest {
-  const files = inputs.files ? sortedRecord(inputs.files) : undefined;
+  const files = inputs.files ? (sealed.has(inputs.files) ? inputs.files : sortedRecord(inputs.files)) : undefined;
   return {
     version: KEY_VERSION,
     op: canonicalOp(inputs.op),

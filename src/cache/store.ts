@@ -4,6 +4,9 @@
  * Layout:
  *   records/<hex>.json   one record per key; its mtime is the last use
  *   steps/<hex>.json     the key last stored for a step id (to explain the next miss)
+ *   files/<hex>.json     a key manifest's file list (path → FileDigest), named by its
+ *                        `filesDigest`; kept out of the record so that a hit reads a small file,
+ *                        read only by `previous` to explain a miss; swept by `prune`
  *   tmp/                 temp files, named `<pid>-<random>`; a dead writer's are swept
  *   lock                 `{pid, host, createdAt}`; held while writing or pruning
  *
@@ -33,7 +36,10 @@ export interface CacheRecord<R extends Json = Json> {
   readonly stepId?: string;
   /** Human text (the step's name) for `du`. */
   readonly description?: string;
-  /** What the key was made from (keys.ts), for `explain`. */
+  /**
+   * What the key was made from (keys.ts), for `explain`. `get` gives it without `files` (the
+   * list is stored beside the record); `previous` gives it whole.
+   */
   readonly manifest?: KeyManifest;
 }
 
@@ -135,7 +141,7 @@ export class CacheStore {
   /** Open (creating) the store in `dir` (the `cache` directory of a tsbuild root). Sweeps dead writers' temp files. */
   static async open(dir: string, options: CacheStoreOptions = {}): Promise<CacheStore> {
     const abs = path.resolve(dir);
-    for (const sub of ['records', 'steps', 'tmp']) await mkdir(path.join(abs, sub), { recursive: true });
+    for (const sub of ['records', 'steps', 'files', 'tmp']) await mkdir(path.join(abs, sub), { recursive: true });
     const store = new CacheStore(abs, await selfPid(), options);
     await store.#sweepTemp();
     return store;
@@ -144,6 +150,10 @@ export class CacheStore {
   #recordPath(key: Digest): string {
     if (!isDigest(key) || !key.startsWith('sha256:')) throw new CacheStoreError('TSBUILD_CACHE_BAD_KEY', `invalid cache key ${JSON.stringify(key)}`);
     return path.join(this.dir, 'records', `${digestHex(key)}.json`);
+  }
+
+  #filesPath(filesDigest: Digest): string | undefined {
+    return isDigest(filesDigest) && filesDigest.startsWith('sha256:') ? path.join(this.dir, 'files', `${digestHex(filesDigest)}.json`) : undefined;
   }
 
   #stepPath(stepId: string): string {
@@ -287,6 +297,18 @@ export class CacheStore {
 
   /** Store a record (replacing one with the same key) and remember it as its step's latest. */
   async put<R extends Json>(record: PutRecord<R>): Promise<void> {
+    // The manifest's file list goes to files/, named by its digest; the record keeps the rest.
+    let manifest = record.manifest;
+    let filesFile: string | undefined;
+    let filesBody: string | undefined;
+    if (manifest?.files) {
+      const { files, ...rest } = manifest;
+      filesFile = this.#filesPath(rest.filesDigest);
+      if (filesFile) {
+        filesBody = JSON.stringify(files);
+        manifest = rest;
+      }
+    }
     const full: CacheRecord<R> = {
       key: record.key,
       result: record.result,
@@ -294,11 +316,13 @@ export class CacheStore {
       createdAt: new Date().toISOString(),
       ...(record.stepId !== undefined ? { stepId: record.stepId } : {}),
       ...(record.description !== undefined ? { description: record.description } : {}),
-      ...(record.manifest !== undefined ? { manifest: record.manifest } : {}),
+      ...(manifest !== undefined ? { manifest } : {}),
     };
     const dest = this.#recordPath(record.key);
     const body = JSON.stringify(full);
     await this.withLock(async () => {
+      // The file list first (content-addressed: written once), so no record names a missing one.
+      if (filesFile && filesBody !== undefined && !(await lstat(filesFile).catch(() => undefined))) await this.#writeAtomic(filesFile, filesBody);
       await this.#writeAtomic(dest, body);
       if (record.stepId !== undefined) await this.#writeAtomic(this.#stepPath(record.stepId), JSON.stringify({ stepId: record.stepId, key: record.key }));
     });
@@ -310,7 +334,16 @@ export class CacheStore {
       const { key } = JSON.parse(await readFile(this.#stepPath(stepId), 'utf8')) as { key: Digest };
       const p = this.#recordPath(key);
       const rec = JSON.parse(await readFile(p, 'utf8')) as CacheRecord;
-      return rec;
+      const m = rec.manifest;
+      const filesFile = m && !m.files ? this.#filesPath(m.filesDigest) : undefined;
+      if (!m || !filesFile) return rec;
+      let files: Record<string, string>;
+      try {
+        files = JSON.parse(await readFile(filesFile, 'utf8')) as Record<string, string>;
+      } catch {
+        return rec; // pruned meanwhile: explain says "source files changed" without naming them
+      }
+      return { ...rec, manifest: { ...m, files } };
     } catch {
       return undefined;
     }
@@ -329,14 +362,22 @@ export class CacheStore {
 
   /** Every record with its size and times (`tsbuild du`). */
   async list(): Promise<CacheEntryInfo[]> {
+    return (await this.#scan()).entries;
+  }
+
+  /** Every record, and the file lists (`files/` names) they refer to. */
+  async #scan(): Promise<{ entries: CacheEntryInfo[]; fileLists: Map<Digest, string> }> {
     const dir = path.join(this.dir, 'records');
     const out: CacheEntryInfo[] = [];
+    const fileLists = new Map<Digest, string>();
     for (const name of await readdir(dir)) {
       if (!name.endsWith('.json')) continue;
       const p = path.join(dir, name);
       try {
         const [text, st] = await Promise.all([readFile(p, 'utf8'), lstat(p)]);
         const rec = JSON.parse(text) as CacheRecord;
+        const fl = rec.manifest?.filesDigest ? this.#filesPath(rec.manifest.filesDigest) : undefined;
+        if (fl) fileLists.set(rec.key, path.basename(fl));
         out.push({
           key: rec.key,
           size: rec.size,
@@ -350,7 +391,7 @@ export class CacheStore {
       }
     }
     out.sort((a, b) => b.lastUsedAt.getTime() - a.lastUsedAt.getTime() || (a.key < b.key ? -1 : 1));
-    return out;
+    return { entries: out, fileLists };
   }
 
   async du(): Promise<DuResult> {
@@ -365,7 +406,7 @@ export class CacheStore {
    */
   async prune(options: PruneOptions = {}): Promise<PruneResult> {
     return this.withLock(async () => {
-      const entries = await this.list(); // most recently used first
+      const { entries, fileLists } = await this.#scan(); // most recently used first
       const now = Date.now();
       let candidates = options.all || options.olderThanMs === undefined ? entries : entries.filter((e) => now - e.lastUsedAt.getTime() > options.olderThanMs!);
       if (options.keepStorage !== undefined && !options.all) {
@@ -381,6 +422,13 @@ export class CacheStore {
       if (!options.dryRun) {
         for (const e of candidates) await rm(this.#recordPath(e.key), { force: true });
         if (candidates.length > 0) await fsyncDir(path.join(this.dir, 'records'));
+        // File lists no remaining record refers to.
+        const gone = new Set(candidates.map((e) => e.key));
+        const kept = new Set([...fileLists].filter(([k]) => !gone.has(k)).map(([, name]) => name));
+        const filesDir = path.join(this.dir, 'files');
+        for (const name of await readdir(filesDir).catch(() => [] as string[])) {
+          if (name.endsWith('.json') && !kept.has(name)) await rm(path.join(filesDir, name), { force: true });
+        }
         await this.#sweepTemp();
       }
       return { removed: candidates, reclaimed: candidates.reduce((n, e) => n + e.size, 0) };

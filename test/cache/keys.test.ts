@@ -1,10 +1,11 @@
-import { mkdir, mkdtemp, rm, symlink, utimes, writeFile, chmod } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, symlink, utimes, writeFile, chmod } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openContext } from '../../src/builder/context.js';
 import { ContextHasher } from '../../src/cache/context-hash.js';
-import { cacheKey, canonicalJson, describeChanges, explain } from '../../src/cache/keys.js';
+import { cacheKey, canonicalJson, describeChanges, explain, filesDigest, sealFiles } from '../../src/cache/keys.js';
 
 const tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'tsbuild-keys-test-'));
 afterAll(() => rm(tmpRoot, { recursive: true, force: true }));
@@ -151,5 +152,53 @@ describe('context hash index', () => {
     await stepKey(cache, ctx); // files just written: too fresh to trust
     const again = await stepKey(cache, ctx);
     expect(again.stats.fromIndex).toBe(0);
+  });
+});
+
+describe('context hash walk', () => {
+  it('gives paths in sorted order (a directory\'s contents where `name/` sorts) and the digest a plain record would have', async () => {
+    const dir = await mkdtemp(path.join(tmpRoot, 'order-'));
+    // Names that sort around `a/`: `a-b` and `a.txt` before it, `a0` after; integer-like names; a leading `-`.
+    for (const d of ['a', 'a-b', 'a0']) await mkdir(path.join(dir, d));
+    for (const f of ['a/x', 'a-b/y', 'a0/z', 'a.txt', '10', '9', '-x']) await writeFile(path.join(dir, f), f);
+    const big = Buffer.alloc((1 << 20) + 5, 7); // over the inline limit: streamed
+    await writeFile(path.join(dir, 'a/big.bin'), big);
+    const hasher = await ContextHasher.open(path.join(tmpRoot, 'c-order'), dir);
+    const files = await hasher.hashSources({ root: dir }, ['.', 'a/x']);
+    const expected = ['-x', '.', '10', '9', 'a', 'a-b', 'a-b/y', 'a.txt', 'a/big.bin', 'a/x', 'a0', 'a0/z'];
+    expect(Object.keys(files).sort()).toEqual(expected);
+    expect(Object.isFrozen(files)).toBe(true);
+    expect(files['a/big.bin']).toBe(`f:644:${createHash('sha256').update(big).digest('hex')}`);
+    expect(files['a/x']).toBe(`f:644:${createHash('sha256').update('a/x').digest('hex')}`);
+    // The sealed digest equals the digest of an ordinary copy (computed by sorting), and so do the keys.
+    const plain = Object.fromEntries(Object.entries(files).reverse());
+    expect(filesDigest(files)).toBe(filesDigest(plain));
+    expect(cacheKey({ op: copyOp(), files }).key).toBe(cacheKey({ op: copyOp(), files: plain }).key);
+    // Independently: sha256 over `path\0digest\n` lines in sorted order.
+    const h = createHash('sha256');
+    for (const k of expected) h.update(`${k}\0${files[k]}\n`);
+    expect(filesDigest(files)).toBe(`sha256:${h.digest('hex')}`);
+  });
+
+  it('sealFiles sorts unsorted paths and keeps the last value of a repeated path', () => {
+    const files = sealFiles(['b', 'a', 'b'], ['1', '2', '3']);
+    expect(files).toEqual({ a: '2', b: '3' });
+    expect(filesDigest(files)).toBe(filesDigest({ b: '3', a: '2' }));
+  });
+
+  it('persists the index as one record per file and reloads it', async () => {
+    const ctx = await makeContext();
+    const old = new Date(Date.now() - 60_000);
+    for (const f of ['src/app.ts', 'src/lib/util.ts', 'README.md', '.dockerignore']) await utimes(path.join(ctx, f), old, old);
+    const cache = path.join(tmpRoot, 'c-index');
+    const first = await stepKey(cache, ctx);
+    const [name] = await readdir(path.join(cache, 'context-index'));
+    expect(name).toMatch(/^[0-9a-f]{64}\.idx$/);
+    const text = await readFile(path.join(cache, 'context-index', name!), 'utf8');
+    expect(text.split('\n')[0]).toBe(`tsbuild-context-index 2 ${JSON.stringify(ctx)}`);
+    expect(text).toContain(`src/lib/util.ts\0`);
+    const second = await stepKey(cache, ctx);
+    expect(second.stats).toEqual({ hashed: 0, fromIndex: 4, bytes: 0 });
+    expect(second.key).toBe(first.key);
   });
 });

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promi
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cacheKey } from '../../src/cache/keys.js';
+import { cacheKey, describeChanges, explain } from '../../src/cache/keys.js';
 import { CacheStore, parseDuration, parseSize } from '../../src/cache/store.js';
 import type { Digest } from '../../src/oci/digest.js';
 
@@ -41,6 +41,27 @@ async function allRecordsValid(dir: string): Promise<number> {
 }
 
 describe('CacheStore', () => {
+  it('keeps a manifest\'s file list beside the record: get() reads a small record, previous() names the changed file', async () => {
+    const dir = path.join(tmpRoot, 'files');
+    const store = await CacheStore.open(dir);
+    const files1: Record<string, string> = {};
+    for (let i = 0; i < 500; i++) files1[`src/f${i}.ts`] = `f:644:${'a'.repeat(64)}`;
+    const a = cacheKey({ op: { type: 'tsbuild.file.copy.v1', sources: ['.'] }, inputs: { parent: key('p') }, files: files1 });
+    await store.put({ key: a.key, result: { layer: null }, stepId: 'Dockerfile#0#2', manifest: a.manifest });
+    const recordText = await readFile(path.join(dir, 'records', `${a.key.slice(7)}.json`), 'utf8');
+    expect(recordText).not.toContain('src/f1.ts');
+    expect((await store.get(a.key))?.manifest?.files).toBeUndefined();
+    expect((await store.get(a.key))?.manifest?.filesDigest).toBe(a.manifest.filesDigest);
+    expect(await readdir(path.join(dir, 'files'))).toEqual([`${a.manifest.filesDigest.slice(7)}.json`]);
+    const prev = await store.previous('Dockerfile#0#2');
+    expect(prev?.manifest).toEqual(a.manifest);
+    const b = cacheKey({ op: { type: 'tsbuild.file.copy.v1', sources: ['.'] }, inputs: { parent: key('p') }, files: { ...files1, 'src/f7.ts': `f:644:${'b'.repeat(64)}` } });
+    expect(describeChanges(explain(prev!.manifest!, b.manifest))).toBe('file src/f7.ts modified');
+    // A pruned record takes its file list along.
+    await store.prune({ all: true });
+    expect(await readdir(path.join(dir, 'files'))).toEqual([]);
+  });
+
   it('stores, finds and explains records', async () => {
     const store = await CacheStore.open(path.join(tmpRoot, 'basic'));
     const a = cacheKey({ op: { type: 'tsbuild.exec.v1', args: ['echo', '1'] }, inputs: { parent: key('p') } });
