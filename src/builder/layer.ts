@@ -9,10 +9,10 @@
  * diffID) and `compressBlob` makes the gzip blob later, when an exporter needs it (lazy blobs).
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { lstat, mkdir, open, readdir, readlink, rename, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Readable, Writable } from 'node:stream';
+import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
@@ -91,13 +91,12 @@ function normalize(rel: string): string {
   return parts.join('/');
 }
 
-async function walkAll(root: string, rel: string, out: string[]): Promise<void> {
-  const names = await readdir(rel === '' ? root : path.join(root, rel));
-  for (const n of names) {
-    const r = rel === '' ? n : `${rel}/${n}`;
+/** Every path under root (unsorted). Synchronous: one readdir per directory, no per-file stat. */
+function walkAll(root: string, rel: string, out: string[]): void {
+  for (const d of readdirSync(rel === '' ? root : path.join(root, rel), { withFileTypes: true })) {
+    const r = rel === '' ? d.name : `${rel}/${d.name}`;
     out.push(r);
-    const st = await lstat(path.join(root, r));
-    if (st.isDirectory()) await walkAll(root, r, out);
+    if (d.isDirectory()) walkAll(root, r, out);
   }
 }
 
@@ -110,7 +109,7 @@ export async function layerEntries(options: Pick<WriteLayerOptions, 'root' | 'pa
   let listed: string[];
   if (options.paths === undefined) {
     listed = [];
-    await walkAll(options.root, '', listed);
+    walkAll(options.root, '', listed);
   } else listed = options.paths.map(normalize).filter((p) => p !== '');
   const addParents = (rel: string): void => {
     const parts = rel.split('/');
@@ -150,19 +149,58 @@ function clamp(mtime: Date, epoch: number | undefined): Date {
   return mtime.getTime() > e ? new Date(e) : new Date(Math.floor(mtime.getTime() / 1000) * 1000);
 }
 
-/** Add the layer's entries to `pack` (not finalized). Returns the entry count. */
+/** Files up to this size are read whole (one sync read) instead of streamed. */
+const SMALL_FILE = 1 << 20;
+/** Output batch size between tar-stream and the hash/gzip/file stages. */
+const BATCH = 1 << 20;
+
+/**
+ * Joins tar-stream's many small pushes (a 512-byte header, a small body, its padding) into
+ * ~1 MiB chunks, so the stages after it see tens of writes instead of tens of thousands.
+ */
+class Coalescer extends Transform {
+  #parts: Buffer[] = [];
+  #size = 0;
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#parts.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size >= BATCH) this.#emit();
+    cb();
+  }
+  override _flush(cb: TransformCallback): void {
+    if (this.#size > 0) this.#emit();
+    cb();
+  }
+  #emit(): void {
+    const out = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size);
+    this.#parts = [];
+    this.#size = 0;
+    this.push(out);
+  }
+}
+
+/**
+ * Add the layer's entries to `pack` (not finalized). Returns the entry count. Metadata and small
+ * files are read synchronously (a thread-pool round trip per call costs more than the call here);
+ * each entry is awaited, so tar-stream's back-pressure bounds memory to about one file.
+ */
 async function packInto(options: WriteLayerOptions, items: readonly Item[], pack: tar.Pack): Promise<number> {
   const seen = new Map<string, string>();
   let count = 0;
-  const put = (h: TarHeader, body?: Readable): Promise<void> =>
+  const put = (h: TarHeader, body?: Buffer | Readable): Promise<void> =>
     new Promise<void>((resolve, reject) => {
       const header = { ...h, mode: tarMode(h.mode ?? 0o644) };
+      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (body === undefined) {
-        if (header.type === 'file' || header.type === undefined) pack.entry(header, Buffer.alloc(0), (err) => (err ? reject(err) : resolve()));
-        else pack.entry(header, (err) => (err ? reject(err) : resolve()));
+        if (header.type === 'file' || header.type === undefined) pack.entry(header, Buffer.alloc(0), done);
+        else pack.entry(header, done);
         return;
       }
-      const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      if (Buffer.isBuffer(body)) {
+        pack.entry(header, body, done);
+        return;
+      }
+      const sink = pack.entry(header, done);
       body.on('error', reject);
       body.pipe(sink as unknown as Writable);
     });
@@ -171,12 +209,12 @@ async function packInto(options: WriteLayerOptions, items: readonly Item[], pack
     count++;
     if (item.kind === 'whiteout') {
       let mtime = new Date(0);
-      if (item.parentRel !== '') mtime = (await lstat(path.join(options.root, item.parentRel)).catch(() => undefined))?.mtime ?? mtime;
+      if (item.parentRel !== '') mtime = lstatSync(path.join(options.root, item.parentRel), { throwIfNoEntry: false })?.mtime ?? mtime;
       await put({ name: item.rel, type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: clamp(mtime, options.sourceDateEpoch) });
       continue;
     }
     const abs = path.join(options.root, item.rel);
-    const st = await lstat(abs);
+    const st = lstatSync(abs);
     const base = {
       uid: st.uid,
       gid: st.gid,
@@ -188,7 +226,7 @@ async function packInto(options: WriteLayerOptions, items: readonly Item[], pack
     if (st.isDirectory()) {
       await put({ ...base, name: item.rel + '/', type: 'directory' });
     } else if (st.isSymbolicLink()) {
-      await put({ ...base, name: item.rel, type: 'symlink', linkname: await readlink(abs) });
+      await put({ ...base, name: item.rel, type: 'symlink', linkname: readlinkSync(abs) });
     } else if (st.isFile()) {
       if (st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;
@@ -199,7 +237,14 @@ async function packInto(options: WriteLayerOptions, items: readonly Item[], pack
         }
         seen.set(key, item.rel);
       }
-      await put({ ...base, name: item.rel, type: 'file', size: st.size }, createReadStream(abs));
+      if (st.size <= SMALL_FILE) {
+        const data = readFileSync(abs);
+        // The header must describe what was stat'ed; a file that changed under us is an error, as when streaming.
+        if (data.length !== st.size) throw new LayerError('TSBUILD_LAYER_CHANGED', `${item.rel} changed size while the layer was written (${st.size} -> ${data.length} bytes)`);
+        await put({ ...base, name: item.rel, type: 'file', size: st.size }, data);
+      } else {
+        await put({ ...base, name: item.rel, type: 'file', size: st.size }, createReadStream(abs));
+      }
     } else if (st.isCharacterDevice() && options.overlayWhiteouts && st.rdev === 0) {
       const dir = path.posix.dirname(item.rel);
       const name = `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(item.rel)}`;
@@ -273,8 +318,8 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
       const source = pack as unknown as Readable;
       const done =
         compression === 'gzip'
-          ? pipeline(source, tarHash, createGzip({ level: options.gzipLevel ?? 6 }), blobHash, file)
-          : pipeline(source, tarHash, file);
+          ? pipeline(source, new Coalescer(), tarHash, createGzip({ level: options.gzipLevel ?? 6 }), blobHash, file)
+          : pipeline(source, new Coalescer(), tarHash, file);
       await Promise.all([done, producing]);
     },
     () => blobHash.digest,
