@@ -439,4 +439,26 @@ describe('copy details', () => {
       server.close();
     }
   });
+
+  it('a big tree keeps the event loop running and stops on abort part-way through the walk', async () => {
+    const src = await mkdtemp(path.join(tmpRoot, 'abort-src-'));
+    for (let i = 0; i < 1000; i++) await writeFile(path.join(src, `f${String(i).padStart(4, '0')}`), `file ${i}\n`);
+    const root = await mkdtemp(path.join(tmpRoot, 'abort-dest-'));
+    const ac = new AbortController();
+    let turns = 0;
+    // Runs only when the copy yields: abort once part of the tree has landed.
+    const watch = (): void => {
+      turns++;
+      if (existsSync(path.join(root, 'app/f0100'))) ac.abort(new Error('stop'));
+      else setImmediate(watch);
+    };
+    setImmediate(watch);
+    await expect(
+      applyCopy({ kind: 'COPY', sources: [{ kind: 'path', path: '.' }], dest: '/app' }, { source: { root: src }, destRoot: root, signal: ac.signal }),
+    ).rejects.toMatchObject({ code: 'TSBUILD_ABORTED' });
+    const landed = readdirSync(path.join(root, 'app')).length;
+    expect(turns).toBeGreaterThan(1);
+    expect(landed).toBeGreaterThan(100);
+    expect(landed).toBeLessThan(1000);
+  });
 });
