@@ -284,7 +284,7 @@ async function resolveImage(store: Store, ref: string, platform: string, options
     entry = { descriptor: await writeImage(store, item) } as NonNullable<typeof entry>;
   } else if (!entry) {
     const { pull } = await import('../oci/registry/pull.js');
-    await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env! }), platform, env: options.env!, ...(options.signal ? { signal: options.signal } : {}) } as never);
+    await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env! }), platform, env: options.env!, ...(options.signal ? { signal: options.signal } : {}) });
     entry = await store.resolve(ref);
     if (!entry) throw new TsbuildError('TSBUILD_IMAGE_NOT_FOUND', `image ${ref} not found after pull`);
   }
@@ -700,7 +700,8 @@ class Solver {
   /** What the files a step reads from the context are (type, mode, content digest). */
   async #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<Record<string, string>> {
     const ctx = this.#i.context!;
-    return this.#i.hasher!.hashSources({ root: ctx.root, isHidden: (rel, isDir) => ctx.isHidden(rel, isDir) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+    // Without ignore patterns nothing is hidden: skip the per-file check.
+    return this.#i.hasher!.hashSources({ root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
   }
 }
 

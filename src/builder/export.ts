@@ -103,6 +103,6 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
 async function pushAll(names: readonly string[], ctx: ExportContext): Promise<void> {
   const { push } = await import('../oci/registry/push.js');
   for (const n of names) {
-    await (push as unknown as (ref: string, o: unknown) => Promise<unknown>)(n, { root: ctx.root, env: ctx.env, ...(ctx.signal ? { signal: ctx.signal } : {}) });
+    await push(n, { root: ctx.root, env: ctx.env, ...(ctx.signal ? { signal: ctx.signal } : {}) });
   }
 }
