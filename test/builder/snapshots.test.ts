@@ -1,0 +1,63 @@
+/** Unpacking layers into overlay-format snapshots: crafted tars never write outside the snapshot. */
+import { existsSync } from 'node:fs';
+import { lstat, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import tar from 'tar-stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpackOverlayLayer } from '../../src/builder/snapshots.js';
+
+type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string };
+
+async function tarOf(entries: Entry[]): Promise<Readable> {
+  const pack = tar.pack();
+  for (const e of entries) {
+    await new Promise<void>((resolve, reject) => {
+      const h = { name: e.name, type: e.type ?? 'file', mode: e.type === 'directory' ? 0o755 : 0o644, ...(e.linkname ? { linkname: e.linkname } : {}) };
+      if ((e.type ?? 'file') === 'file') pack.entry(h, e.body ?? '', (err) => (err ? reject(err) : resolve()));
+      else pack.entry(h, (err) => (err ? reject(err) : resolve()));
+    });
+  }
+  pack.finalize();
+  return pack as unknown as Readable;
+}
+
+let tmp: string;
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'tsbuild-snap-'));
+});
+afterAll(async () => {
+  await rm(tmp, { recursive: true, force: true });
+});
+
+describe('unpackOverlayLayer', () => {
+  it('turns whiteouts into 0/0 devices and keeps the later of duplicate entries', async () => {
+    const dir = await mkdtemp(path.join(tmp, 'ok-'));
+    await unpackOverlayLayer(await tarOf([{ name: 'etc/', type: 'directory' }, { name: 'etc/a', body: 'one' }, { name: 'etc/a', body: 'two' }, { name: 'etc/.wh.gone' }, { name: 'etc/b', type: 'link', linkname: 'etc/a' }]), dir);
+    expect(await readFile(path.join(dir, 'etc/a'), 'utf8')).toBe('two');
+    const wh = await lstat(path.join(dir, 'etc/gone'));
+    expect(wh.isCharacterDevice() && wh.rdev === 0).toBe(true);
+    expect((await lstat(path.join(dir, 'etc/b'))).ino).toBe((await lstat(path.join(dir, 'etc/a'))).ino);
+  });
+
+  it('refuses a file under a directory that an earlier entry replaced by a symlink to outside', async () => {
+    const outside = await mkdtemp(path.join(tmp, 'outside-'));
+    const dir = await mkdtemp(path.join(tmp, 'evil-'));
+    const layer = await tarOf([{ name: 'a/', type: 'directory' }, { name: 'a', type: 'symlink', linkname: outside }, { name: 'a/x', body: 'pwned' }]);
+    await expect(unpackOverlayLayer(layer, dir)).rejects.toThrow(/non-directory|escape/);
+    expect(await readdir(outside)).toEqual([]);
+  });
+
+  it('refuses ../ paths and a ".wh..." whiteout, touching nothing outside', async () => {
+    const dir = await mkdtemp(path.join(tmp, 'evil2-'));
+    const { mkdir } = await import('node:fs/promises');
+    await mkdir(path.join(dir, 'in'));
+    await mkdir(path.join(dir, 'in2'));
+    await expect(unpackOverlayLayer(await tarOf([{ name: '../escaped', body: 'x' }]), path.join(dir, 'in'))).rejects.toThrow(/escapes/);
+    expect(existsSync(path.join(dir, 'escaped'))).toBe(false);
+    const inner = path.join(dir, 'in2');
+    await expect(unpackOverlayLayer(await tarOf([{ name: 'sub/', type: 'directory' }, { name: 'sub/.wh...' }]), inner)).rejects.toThrow(/not a valid whiteout/);
+    expect((await lstat(dir)).isDirectory()).toBe(true);
+  });
+});
