@@ -7,3 +7,15 @@ export class TsbuildError extends Error {
     this.code = code;
   }
 }
+
+/** An error's message followed by each cause's message that it does not already contain. */
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  let s = err.message;
+  let cause = err.cause;
+  while (cause instanceof Error) {
+    if (!s.includes(cause.message)) s += `: ${cause.message}`;
+    cause = cause.cause;
+  }
+  return s;
+}

@@ -1,5 +1,6 @@
 import type { CliContext, Command } from './context.js';
 import { UsageError } from './context.js';
+import { describeError as describe } from '../errors.js';
 
 /** Subcommand name → module under ./commands exporting `run: Command`. Loaded lazily so `tsbuild parse` stays fast. */
 const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
@@ -63,16 +64,6 @@ export async function main(argv: string[], ctx: CliContext): Promise<number> {
   }
 }
 
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  let s = err.message;
-  let cause = err.cause;
-  while (cause instanceof Error) {
-    if (!s.includes(cause.message)) s += `: ${cause.message}`;
-    cause = cause.cause;
-  }
-  return s;
-}
 
 async function version(): Promise<string> {
   const { readFile } = await import('node:fs/promises');

@@ -8,6 +8,7 @@ import { loadManifest, selectImage } from '../../oci/image.js';
 import { parsePlatform } from '../../oci/platform.js';
 import { Store } from '../../oci/store.js';
 import { createRuntime, resolveUser, SandboxAbortedError, type BindMount, type NetworkMode } from '../../runtime/index.js';
+import { describeError as describe } from '../../errors.js';
 
 const USAGE = `Usage: tsbuild run [OPTIONS] IMAGE [COMMAND] [ARG...]
 
@@ -152,16 +153,6 @@ function parseNetwork(value: string | undefined): NetworkMode {
   throw new UsageError(`unsupported --network ${JSON.stringify(value)}: want host or none (tsbuild has no bridge networking)`);
 }
 
-function describe(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  let s = err.message;
-  let cause = err.cause;
-  while (cause instanceof Error) {
-    if (!s.includes(cause.message)) s += `: ${cause.message}`;
-    cause = cause.cause;
-  }
-  return s;
-}
 
 export const run: Command = async (argv, ctx) => {
   const split = splitAtImage(argv);
