@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
-import { readFile, rm } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import pLimit from 'p-limit';
@@ -11,13 +11,13 @@ import type { Digest } from '../oci/digest.js';
 import { compressLayer } from '../oci/compress.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
 import { Store, resolveRootDir } from '../oci/store.js';
-import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest, type Platform } from '../oci/types.js';
+import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/types.js';
 import { applyCopy, type CopySource } from './copy.js';
-import { openContext, type BuildContext } from './context.js';
+import { openContext, resolveInRoot, type BuildContext } from './context.js';
 import { writeLayer } from './layer.js';
 import type { BuildOptions, BuildResult, ProgressEvent, StepResult } from './options.js';
 import { planBuild } from './plan/index.js';
-import { semanticOp, type BaseImageConfig, type BuildGraph, type CopyOp, type ExecOp, type FileSource, type MkdirOp, type Op, type StageOp, type StagePlan } from './plan/types.js';
+import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import { SnapshotStore, mountOverlay } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
 import { cacheKey, describeChanges, explain, type KeyManifest } from '../cache/keys.js';
@@ -135,7 +135,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'started' });
     const t0 = Date.now();
     try {
-      images.set(key, await resolveImage(store, src.ref, src.platform, options));
+      images.set(key, await resolveImage(store, root, src.ref, src.platform, options));
     } catch (err) {
       emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'error', error: (err as Error).message });
       const stage = planned.graph.stages.find((s) => s.base.kind === 'image' && s.base.op === src.id);
@@ -268,7 +268,7 @@ function parseLayoutRef(ref: string, contextDir: string): { dir: string; ref?: s
   return cut >= 0 ? { dir, ref: rest.slice(cut + 1) } : { dir };
 }
 
-async function resolveImage(store: Store, ref: string, platform: string, options: BuildOptions): Promise<ResolvedImage> {
+async function resolveImage(store: Store, root: string, ref: string, platform: string, options: BuildOptions): Promise<ResolvedImage> {
   const layoutRef = parseLayoutRef(ref, options.context);
   let entry = options.pull || layoutRef ? undefined : await store.resolve(ref);
   if (layoutRef) {
@@ -284,7 +284,7 @@ async function resolveImage(store: Store, ref: string, platform: string, options
     entry = { descriptor: await writeImage(store, item) } as NonNullable<typeof entry>;
   } else if (!entry) {
     const { pull } = await import('../oci/registry/pull.js');
-    await pull(ref, { root: resolveRootDir({ root: options.root, env: options.env! }), platform, env: options.env!, ...(options.signal ? { signal: options.signal } : {}) });
+    await pull(ref, { root, platform, env: options.env!, ...(options.signal ? { signal: options.signal } : {}) });
     entry = await store.resolve(ref);
     if (!entry) throw new TsbuildError('TSBUILD_IMAGE_NOT_FOUND', `image ${ref} not found after pull`);
   }
@@ -585,7 +585,7 @@ class Solver {
     return { diffId: result.diffId, digest: result.digest, size: result.size, mediaType: result.mediaType };
   }
 
-  async #exec(op: ExecOp, parent: FsState, _key: string, name: string): Promise<CachedLayer | undefined> {
+  async #exec(op: ExecOp, parent: FsState, id: string, name: string): Promise<CachedLayer | undefined> {
     const { snapshots, store, options, root } = this.#i;
     if (!this.#runtime) this.#runtime = import('../runtime/sandbox.js').then((m) => m.createRuntime({ stateDir: path.join(root, 'runtime') }));
     const runtime = await this.#runtime;
@@ -596,7 +596,6 @@ class Solver {
       for (const c of cleanups.reverse()) await c();
     };
     const emit = this.#i.emit;
-    const id = _key;
     let result: Awaited<ReturnType<typeof runtime.run>>;
     try {
       const mounts = await this.#execMounts(op, cleanups);
@@ -723,7 +722,6 @@ async function remoteVersion(url: string, signal?: AbortSignal): Promise<string>
 }
 
 async function removeIfPlaceholder(p: string): Promise<void> {
-  const { lstat, rmdir, unlink, readdir } = await import('node:fs/promises');
   try {
     const st = await lstat(p);
     if (st.isDirectory() && (await readdir(p)).length === 0) await rmdir(p);
@@ -735,8 +733,6 @@ async function removeIfPlaceholder(p: string): Promise<void> {
 
 /** `mkdir -p` inside a root, never following a symlink out of it. Returns created/ensured paths relative to root. */
 async function mkdirInRoot(root: string, dir: string, mode: number): Promise<string[]> {
-  const { resolveInRoot } = await import('./context.js');
-  const { mkdir } = await import('node:fs/promises');
   const r = await resolveInRoot(root, dir);
   await mkdir(r.abs, { recursive: true, mode });
   const rel = path.relative(root, r.abs);

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command, CliContext } from '../context.js';
 import { UsageError, resolveRoot } from '../context.js';
-import type { BuildOptions, OutputSpec, ProgressEvent, SecretSpec, SshSpec } from '../../builder/options.js';
+import type { BuildOptions, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
 
 const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH
 
