@@ -267,7 +267,7 @@ describe('build(): parallel stages', () => {
   // Two stages that can only finish if they run at the same time: each marks a shared cache
   // mount and waits for the other's mark. Run one after the other, the first would time out.
   const RENDEZVOUS = (me: string, other: string) =>
-    `RUN --mount=type=cache,id=rendezvous,target=/sync,sharing=shared touch /sync/${me} && i=0; while [ ! -e /sync/${other} ]; do i=$((i+1)); [ $i -gt 100 ] && echo "${other} never came" && exit 1; sleep 0.05; done; echo ${me} > /${me}`;
+    `RUN --mount=type=cache,id=rendezvous,target=/sync,sharing=shared touch /sync/${me} && i=0; while [ ! -e /sync/${other} ]; do i=$((i+1)); [ $i -gt 300 ] && echo "${other} never came" && exit 1; sleep 0.05; done; echo ${me} > /${me}`;
   const DF = `FROM busybox:latest AS left\n${RENDEZVOUS('left', 'right')}\nFROM busybox:latest AS right\n${RENDEZVOUS('right', 'left')}\nFROM scratch\nCOPY --from=left /left /\nCOPY --from=right /right /\n`;
 
   it('independent stages run at the same time', { timeout: 60_000 }, async () => {
