@@ -14,9 +14,9 @@ import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
+import { createGzipStream } from '../oci/compress.js';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
 import { tarMode } from '../util/tar.js';
 
@@ -318,7 +318,7 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
       const source = pack as unknown as Readable;
       const done =
         compression === 'gzip'
-          ? pipeline(source, new Coalescer(), tarHash, createGzip({ level: options.gzipLevel ?? 6 }), blobHash, file)
+          ? pipeline(source, new Coalescer(), tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, file)
           : pipeline(source, new Coalescer(), tarHash, file);
       await Promise.all([done, producing]);
     },
@@ -343,7 +343,7 @@ export async function compressBlob(blobDir: string, diffId: Digest, options: { g
   await storeAtomically(
     blobDir,
     async (file) => {
-      await pipeline(input, check, createGzip({ level: options.gzipLevel ?? 6 }), out, file);
+      await pipeline(input, check, createGzipStream(options.gzipLevel ?? 6), out, file);
       if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
     },
     () => out.digest,

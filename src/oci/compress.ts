@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { Duplex, PassThrough, Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as zlib from 'node:zlib';
@@ -93,12 +94,119 @@ export interface CompressOptions {
   readonly level?: number;
 }
 
+const deflateRaw = (buf: Buffer, opts: zlib.ZlibOptions): Promise<Buffer> =>
+  new Promise((resolve, reject) => zlib.deflateRaw(buf, opts, (err, out) => (err ? reject(err) : resolve(out))));
+
+/** CRC-32 (gzip's) of `buf` continuing from `crc`: node:zlib's when this Node has it (≥ 20.15). */
+const crc32: (buf: Buffer, crc: number) => number =
+  typeof (zlib as { crc32?: unknown }).crc32 === 'function'
+    ? (buf, crc) => (zlib as unknown as { crc32(b: Buffer, c: number): number }).crc32(buf, crc)
+    : (() => {
+        const table = new Int32Array(256);
+        for (let n = 0; n < 256; n++) {
+          let c = n;
+          for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+          table[n] = c;
+        }
+        return (buf: Buffer, crc: number): number => {
+          let c = ~crc;
+          for (let i = 0; i < buf.length; i++) c = table[(c ^ buf[i]!) & 0xff]! ^ (c >>> 8);
+          return ~c >>> 0;
+        };
+      })();
+
+/** Input bytes per independently compressed gzip block. */
+export const GZIP_BLOCK = 1 << 20;
+
 /**
- * A compressing Transform. Gzip output is deterministic (header mtime 0, no file name, OS
- * byte from zlib), so the same tar gives the same digest.
+ * Gzip on every core, pigz-style: the input is cut into fixed 1 MiB blocks, each deflated on
+ * the thread pool with the previous block's last 32 KiB as its dictionary and ended by a sync
+ * flush (so the raw streams concatenate into one deflate stream), the last one by a final
+ * block. The output is one ordinary gzip member that any gunzip reads, and it depends only on
+ * the input and the level: not on the core count, the thread pool or how the input was chunked,
+ * so the same tar gives the same digest on any machine.
+ */
+export class ParallelGzip extends Transform {
+  readonly #level: number;
+  readonly #inflight: Promise<Buffer>[] = [];
+  readonly #max: number;
+  #pending: Buffer[] = [];
+  #pendingSize = 0;
+  #dictionary: Buffer | undefined;
+  #crc = 0;
+  #size = 0;
+  #headerSent = false;
+
+  constructor(options: { level?: number; concurrency?: number } = {}) {
+    super();
+    this.#level = options.level ?? 6;
+    this.#max = Math.max(1, options.concurrency ?? availableParallelism() + 1);
+  }
+
+  #header(): void {
+    if (this.#headerSent) return;
+    this.#headerSent = true;
+    // As zlib writes it: no name, mtime 0, XFL from the level, OS 3 (Unix).
+    const xfl = this.#level === 9 ? 2 : this.#level === 1 ? 4 : 0;
+    this.push(Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3]));
+  }
+
+  /** Queues one block for compression; `last` ends the deflate stream. */
+  #queue(block: Buffer, last: boolean): void {
+    this.#crc = crc32(block, this.#crc);
+    this.#size = (this.#size + block.length) >>> 0;
+    const opts: zlib.ZlibOptions = { level: this.#level, ...(last ? {} : { finishFlush: zlib.constants.Z_SYNC_FLUSH }), ...(this.#dictionary ? { dictionary: this.#dictionary } : {}) };
+    const done = deflateRaw(block, opts);
+    done.catch(() => {}); // awaited in order by #drain; this only keeps a later one's failure from going unhandled first
+    this.#inflight.push(done);
+    this.#dictionary = block.length >= 32768 ? block.subarray(block.length - 32768) : Buffer.concat([this.#dictionary ?? Buffer.alloc(0), block]).subarray(-32768);
+  }
+
+  /** Pushes finished blocks in order until at most `keep` are in flight. */
+  async #drain(keep: number): Promise<void> {
+    while (this.#inflight.length > keep) this.push(await this.#inflight.shift()!);
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.#header();
+    this.#pending.push(chunk);
+    this.#pendingSize += chunk.length;
+    if (this.#pendingSize < GZIP_BLOCK) return cb();
+    const all = this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingSize);
+    let off = 0;
+    while (all.length - off >= GZIP_BLOCK) {
+      this.#queue(all.subarray(off, off + GZIP_BLOCK), false);
+      off += GZIP_BLOCK;
+    }
+    this.#pending = off < all.length ? [all.subarray(off)] : [];
+    this.#pendingSize = all.length - off;
+    this.#drain(this.#max - 1).then(() => cb(), cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    this.#header();
+    this.#queue(this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingSize), true);
+    this.#pending = [];
+    this.#drain(0).then(() => {
+      const trailer = Buffer.alloc(8);
+      trailer.writeUInt32LE(this.#crc >>> 0, 0);
+      trailer.writeUInt32LE(this.#size, 4);
+      cb(null, trailer);
+    }, cb);
+  }
+}
+
+/** A gzip Transform: {@link ParallelGzip}. */
+export function createGzipStream(level = 6): Transform {
+  return new ParallelGzip({ level });
+}
+
+/**
+ * A compressing Transform. Output is deterministic (gzip: header mtime 0, no file name, fixed
+ * blocks), so the same tar gives the same digest.
  */
 export function compressStream(compression: Compression, options: CompressOptions = {}): Duplex {
-  if (compression === 'gzip') return zlib.createGzip({ level: options.level ?? 6 });
+  if (compression === 'gzip') return createGzipStream(options.level ?? 6);
   if (compression === 'zstd') {
     const level = options.level ?? 3;
     if (nativeZstd) return zz.createZstdCompress!({ params: { [zz.constants.ZSTD_c_compressionLevel!]: level } });
