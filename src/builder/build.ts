@@ -451,6 +451,7 @@ class Solver {
     const stepId = this.#stepId(op);
     this.#i.options.signal?.throwIfAborted();
     let reason: string | undefined;
+    let prev: Awaited<ReturnType<typeof cache.previous>>;
     if (!noCache) {
       const hit = await cache.get(key as never);
       const layer = (hit?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
@@ -460,7 +461,7 @@ class Solver {
         emit({ type: 'step', id: key, name, status: 'cached' });
         return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
       }
-      const prev = await cache.previous(stepId).catch(() => undefined);
+      prev = await cache.previous(stepId).catch(() => undefined);
       if (hit) reason = 'cached layer is missing from the store';
       else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest));
       else reason = 'first build of this step';
@@ -468,7 +469,8 @@ class Solver {
     emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });
     const t0 = Date.now();
     try {
-      const layer = await this.#execute(op, parent, key, name);
+      const prevLayer = (prev?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
+      const layer = await this.#execute(op, parent, key, name, prevLayer);
       await cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest });
       this.executedSteps++;
       const durationMs = Date.now() - t0;
@@ -518,21 +520,24 @@ class Solver {
     }
   }
 
-  async #execute(op: StageOp, parent: FsState, key: string, name: string): Promise<CachedLayer | undefined> {
+  /** Runs one step. `previous`: the layer this step made in the build before (its snapshot may be reused). */
+  async #execute(op: StageOp, parent: FsState, key: string, name: string, previous?: CachedLayer): Promise<CachedLayer | undefined> {
     switch (op.type) {
       case 'tsbuild.file.copy.v1':
       case 'tsbuild.file.mkdir.v1':
-        return this.#fileOp(op, parent);
+        return this.#fileOp(op, parent, previous);
       case 'tsbuild.exec.v1':
         return this.#exec(op, parent, key, name);
     }
     return undefined;
   }
 
-  async #fileOp(op: CopyOp | MkdirOp, parent: FsState): Promise<CachedLayer> {
+  async #fileOp(op: CopyOp | MkdirOp, parent: FsState, previous?: CachedLayer): Promise<CachedLayer> {
     const { snapshots, store, options } = this.#i;
     const lower = await this.#lowerDirs(parent);
     const upper = await snapshots.tempDir('up');
+    // The previous build's snapshot of this step: unchanged files are hard-linked from it.
+    const reuseFrom = previous && (await snapshots.has(previous.diffId)) ? snapshots.pathFor(previous.diffId) : undefined;
     const work = await snapshots.tempDir('wk');
     const mnt = await snapshots.tempDir('mn');
     const unmount = await mountOverlay(lower, upper, work, mnt);
@@ -559,6 +564,7 @@ class Solver {
             {
               source: { root: srcRoot, ...(hidden ? { isHidden: hidden } : {}), ...(preserve ? { preserveOwnership: true } : {}) },
               destRoot: mnt,
+              ...(reuseFrom ? { reuse: { from: reuseFrom, upper } } : {}),
               ...(options.sourceDateEpoch !== undefined ? { createdTime: new Date(options.sourceDateEpoch * 1000) } : {}),
               ...(options.signal ? { signal: options.signal } : {}),
             },

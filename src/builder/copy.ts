@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
   createReadStream,
   createWriteStream,
@@ -18,8 +19,11 @@ import {
   lstatSync,
   lutimesSync,
   mkdirSync,
+  openSync,
   readdirSync,
+  readFileSync,
   readlinkSync,
+  readSync,
   rmSync,
   statSync,
   symlinkSync,
@@ -92,11 +96,22 @@ export interface CopyEnv {
   readonly signal?: AbortSignal;
   /** For ADD URL; default global fetch. */
   readonly fetch?: typeof fetch;
+  /**
+   * Reuse of a previous result: `from` is an immutable directory (an earlier snapshot of this
+   * step) and `upper` the directory that receives what is written under `destRoot` (its overlay
+   * upper dir), both on one filesystem. A regular file that this copy would write into a
+   * directory it created itself, and that `from` holds at the same path with the same bytes,
+   * mode, owner and mtime, is hard-linked from `from` into `upper` instead of copied: no new
+   * inode, no data written. Both stay read-only afterwards (snapshots are never modified).
+   */
+  readonly reuse?: { readonly from: string; readonly upper: string };
 }
 
 export interface CopyResult {
   /** Paths written or created, relative to destRoot (slash-separated, sorted, unique). */
   readonly changed: readonly string[];
+  /** How many of the files were hard-linked from `CopyEnv.reuse.from` instead of copied. */
+  readonly reused: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -350,6 +365,8 @@ class Copier {
   readonly created: Date;
   readonly exclude: PatternMatcher | undefined;
   readonly hardlinks = new Map<string, string>();
+  /** Files linked from `env.reuse.from` instead of copied. */
+  reused = 0;
   /**
    * Directories `mkdirAll` has resolved (key: the cleaned absolute path asked for). Valid while
    * nothing that can be a path component is removed: directories are never removed by a copy,
@@ -493,6 +510,7 @@ class Copier {
     // A big regular file: stream it through the threadpool.
     if (!fresh) this.clearTarget(targetAbs, targetRel);
     if (st.nlink > 1) this.hardlinks.set(`${st.dev}:${st.ino}`, targetAbs);
+    if (fresh && this.#reuse(srcAbs, st, targetRel)) return;
     await copyFile(srcAbs, targetAbs);
     this.setMeta(targetAbs, targetRel, st, false, false);
   }
@@ -528,8 +546,29 @@ class Copier {
       this.hardlinks.set(key, targetAbs);
     } else if (st.size > SMALL_FILE) return false;
     if (!fresh) this.clearTarget(targetAbs, targetRel);
+    else if (this.#reuse(srcAbs, st, targetRel)) return true;
     copyFileSync(srcAbs, targetAbs);
     this.setMeta(targetAbs, targetRel, st, false, false);
+    return true;
+  }
+
+  /**
+   * Link the file at `targetRel` from the previous snapshot when it is exactly what this copy
+   * would write (see `CopyEnv.reuse`). Only for targets in directories this copy created, which
+   * the overlay has not looked up, so writing their upper dir directly is seen through the mount.
+   */
+  #reuse(srcAbs: string, st: Stats, targetRel: string): boolean {
+    const reuse = this.env.reuse;
+    if (!reuse) return false;
+    const from = path.join(reuse.from, targetRel);
+    const c = lstatSync(from, { throwIfNoEntry: false });
+    if (!c || !c.isFile() || c.size !== st.size || c.mtime.getTime() !== st.mtime.getTime()) return false;
+    const o = this.owner ?? (this.env.source.preserveOwnership ? { uid: st.uid, gid: st.gid } : { uid: 0, gid: 0 });
+    if (c.uid !== o.uid || c.gid !== o.gid || (c.mode & 0o7777) !== applyMode(this.mode, st.mode, false)) return false;
+    if (!sameBytes(srcAbs, from, st.size)) return false;
+    linkSync(from, path.join(reuse.upper, targetRel));
+    this.mark(targetRel);
+    this.reused++;
     return true;
   }
 
@@ -547,6 +586,29 @@ class Copier {
     const name = path.posix.basename('/' + d.rel);
     if (d.rel === '') return { rel: '', abs: this.env.destRoot, exists: true };
     return { rel: parentDir.rel === '' ? name : `${parentDir.rel}/${name}`, abs: path.join(parentDir.abs, name), exists: d.exists };
+  }
+}
+
+/** True when two files of `size` bytes hold the same bytes (read in 1 MiB pieces). */
+function sameBytes(a: string, b: string, size: number): boolean {
+  if (size <= SMALL_FILE) return readFileSync(a).equals(readFileSync(b));
+  const fa = openSync(a, 'r');
+  try {
+    const fb = openSync(b, 'r');
+    try {
+      const ba = Buffer.allocUnsafe(1 << 20);
+      const bb = Buffer.allocUnsafe(1 << 20);
+      for (let pos = 0; pos < size; ) {
+        const n = readSync(fa, ba, 0, ba.length, pos);
+        if (n === 0 || readSync(fb, bb, 0, n, pos) !== n || !ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
+        pos += n;
+      }
+      return true;
+    } finally {
+      closeSync(fb);
+    }
+  } finally {
+    closeSync(fa);
   }
 }
 
@@ -613,7 +675,7 @@ export async function applyCopy(spec: CopySpec, env: CopyEnv): Promise<CopyResul
     }
     await copyPathSource(c, spec, source.path, dest);
   }
-  return { changed: [...c.changed].sort() };
+  return { changed: [...c.changed].sort(), reused: c.reused };
 }
 
 async function copyInline(c: Copier, name: string, content: string | Uint8Array, dest: string): Promise<void> {

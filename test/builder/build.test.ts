@@ -192,6 +192,32 @@ RUN cat /b.txt > /b.copy
     expect(nocache.executedSteps).toBe(4);
   });
 
+  it('a changed COPY of a tree hard-links the unchanged files from the previous snapshot and copies the changed one', { timeout: 120_000 }, async () => {
+    const DF2 = 'FROM busybox:latest\nCOPY tree /tree\nRUN cat /tree/a /tree/b /tree/sub/c > /all\n';
+    const { root, context } = await setup({ Dockerfile: DF2, 'tree/a': 'a1\n', 'tree/b': 'b1\n', 'tree/sub/c': 'c1\n' });
+    const first = await buildIn(root, context);
+    await writeFile(path.join(context, 'tree/b'), 'b2\n');
+    const second = await buildIn(root, context);
+    expect(second.steps.filter((s) => s.status === 'executed').map((s) => s.name)).toEqual(['[stage-0 2/3] COPY tree /tree', '[stage-0 3/3] RUN cat /tree/a /tree/b /tree/sub/c > /all']);
+    const snap = (r: BuildResult) => path.join(root, 'snapshots', r.config.rootfs.diff_ids[1]!.slice('sha256:'.length, 'sha256:'.length + 24));
+    const [oldSnap, newSnap] = [snap(first), snap(second)];
+    expect(newSnap).not.toBe(oldSnap);
+    const ino = async (p: string) => (await import('node:fs/promises')).lstat(p);
+    for (const f of ['tree/a', 'tree/sub/c']) {
+      const [o, s] = [await ino(path.join(oldSnap, f)), await ino(path.join(newSnap, f))];
+      expect(s.ino).toBe(o.ino); // one inode, linked
+      expect(s.nlink).toBe(2);
+    }
+    expect((await ino(path.join(newSnap, 'tree/b'))).ino).not.toBe((await ino(path.join(oldSnap, 'tree/b'))).ino);
+    expect(await readFile(path.join(newSnap, 'tree/b'), 'utf8')).toBe('b2\n');
+    expect(await readFile(path.join(oldSnap, 'tree/b'), 'utf8')).toBe('b1\n'); // the old snapshot is untouched
+    // The new layer holds every file (not only the changed one), and the RUN saw all of them.
+    const { stdout } = await run('tar', ['-tf', path.join(root, 'store', 'blobs', 'sha256', second.layers[1]!.digest.slice(7))]);
+    expect(stdout.split('\n').filter(Boolean).sort()).toEqual(['tree/', 'tree/a', 'tree/b', 'tree/sub/', 'tree/sub/c']);
+    const snapAll = path.join(root, 'snapshots', second.config.rootfs.diff_ids[2]!.slice(7, 7 + 24), 'all');
+    expect(await readFile(snapAll, 'utf8')).toBe('a1\nb2\nc1\n');
+  });
+
   it('two builds into two empty roots give the same image (SOURCE_DATE_EPOCH)', { timeout: 120_000 }, async () => {
     const files = { Dockerfile: DF, 'a.txt': 'a\n', 'b.txt': 'b\n' };
     const one = await setup(files);
