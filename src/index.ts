@@ -5,7 +5,7 @@
  * `tsbuild/parser`, `tsbuild/builder`, `tsbuild/oci`, `tsbuild/runtime`.
  */
 export { build, BuildError, listTargets, planBuild } from './builder/index.js';
-export type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult, BuildTarget } from './builder/index.js';
+export type { BuildOptions, BuildResult, LayerCompression, OutputSpec, ProgressEvent, StepResult, BuildTarget } from './builder/index.js';
 export { parseDockerfile, formatDiagnostic } from './parser/index.js';
 export type { Diagnostic, ParseResult, Dockerfile } from './parser/index.js';
 export { lint } from './parser/lint.js';

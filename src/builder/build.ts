@@ -8,14 +8,14 @@ import { TsbuildError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
 import { parseDockerfile } from '../parser/index.js';
 import type { Digest } from '../oci/digest.js';
-import { compressLayer } from '../oci/compress.js';
+import { compressLayer, compressionOfMediaType } from '../oci/compress.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
 import { Store, resolveRootDir } from '../oci/store.js';
 import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/types.js';
 import { applyCopy, type CopySource } from './copy.js';
 import { openContext, resolveInRoot, type BuildContext } from './context.js';
-import { writeLayer } from './layer.js';
-import type { BuildOptions, BuildResult, ProgressEvent, StepResult } from './options.js';
+import { compressBlob, writeLayer } from './layer.js';
+import type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult } from './options.js';
 import { planBuild } from './plan/index.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import { SnapshotStore, mountOverlay } from './snapshots.js';
@@ -215,33 +215,79 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
   const configBytes = Buffer.from(JSON.stringify(imageConfig));
   const config = await store.putBlob(configBytes);
-  const manifest: ImageManifest = {
-    schemaVersion: 2,
-    mediaType: MediaType.OciManifest,
-    config: { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size },
-    layers: state.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-  };
-  const manifestBytes = Buffer.from(JSON.stringify(manifest));
-  const m = await store.putBlob(manifestBytes);
-  const manifestDesc: Descriptor = { mediaType: MediaType.OciManifest, digest: m.digest, size: m.size, platform: p };
-
   const tags = [...(options.tags ?? [])];
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : tags.length > 0 ? [{ type: 'image' as const }] : [];
+  // One manifest per layer compression the outputs ask for; the local one keeps the layers as built.
+  const manifests = new Map<string, Promise<{ desc: Descriptor; layers: Descriptor[] }>>();
+  const manifestFor = (c: OutputCompression | undefined) => {
+    const k = c ? `${c.compression}:${c.level}` : 'local';
+    let m = manifests.get(k);
+    if (!m) {
+      m = (async () => {
+        const layers: Descriptor[] = [];
+        for (const l of state.layers) layers.push(c ? await compressedLayer(store, cache, l, c) : { mediaType: l.mediaType, digest: l.digest, size: l.size });
+        const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size }, layers };
+        const put = await store.putBlob(Buffer.from(JSON.stringify(manifest)));
+        return { desc: { mediaType: MediaType.OciManifest, digest: put.digest, size: put.size, platform: p }, layers };
+      })();
+      manifests.set(k, m);
+    }
+    return m;
+  };
+  let exported = await manifestFor(undefined);
+  let compressedOne = false;
   for (const out of outputs) {
-    await exportImage(out, { store, manifest: manifestDesc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
+    const c = outputCompression(out);
+    const m = await manifestFor(c);
+    if (c && !compressedOne) [exported, compressedOne] = [m, true];
+    await exportImage(out, { store, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
   }
   return {
-    manifestDigest: m.digest,
+    manifestDigest: exported.desc.digest,
     configDigest: config.digest,
     platform: p,
     tags,
     config: imageConfig,
-    layers: manifest.layers,
+    layers: exported.layers,
     steps: solver.steps,
     cachedSteps: solver.cachedSteps,
     executedSteps: solver.executedSteps,
     diagnostics: [...parsed.diagnostics, ...planned.diagnostics],
   };
+}
+
+interface OutputCompression {
+  readonly compression: 'gzip' | 'zstd';
+  readonly level: number;
+}
+
+/**
+ * The compression an output wants for the layers this build made, or undefined to keep them
+ * uncompressed: a local image (no push) and filesystem outputs keep them; anything that leaves
+ * the machine gets gzip unless `compression=` says otherwise.
+ */
+function outputCompression(out: OutputSpec): OutputCompression | undefined {
+  if (out.type === 'local' || out.type === 'tar') return undefined;
+  const asked = out.compression;
+  if (asked === 'uncompressed') return undefined;
+  if (asked === undefined && out.type === 'image' && !out.push) return undefined;
+  const compression = asked ?? 'gzip';
+  return { compression, level: out.compressionLevel ?? (compression === 'gzip' ? 6 : 3) };
+}
+
+/**
+ * A build layer in the asked compression. The compressed blob is made once per layer and
+ * compression, remembered in the cache (a record keyed by diffID + compression + level).
+ * Layers that are already compressed (the base image's) are kept as they are.
+ */
+async function compressedLayer(store: Store, cache: CacheStore, l: CachedLayer, c: OutputCompression): Promise<Descriptor> {
+  if (compressionOfMediaType(l.mediaType) !== 'none') return { mediaType: l.mediaType, digest: l.digest, size: l.size };
+  const key = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.compressed-layer.v1', l.diffId, c.compression, c.level])).digest('hex')}` as Digest;
+  const hit = (await cache.get(key))?.result as { digest: Digest; size: number; mediaType: string } | undefined;
+  if (hit && (await store.hasBlob(hit.digest))) return { mediaType: hit.mediaType, digest: hit.digest, size: hit.size };
+  const made = await compressBlob(store.blobsDir, l.diffId, { compression: c.compression, level: c.level });
+  await cache.put({ key, result: { ...made }, size: made.size, description: `${c.compression} of layer ${l.diffId}` });
+  return { mediaType: made.mediaType, digest: made.digest, size: made.size };
 }
 
 function baseImageOf(graph: BuildGraph, stage: StagePlan, images: Map<string, ResolvedImage>): ResolvedImage | undefined {
@@ -579,6 +625,7 @@ class Solver {
         root: mnt,
         paths: changed,
         blobDir: store.blobsDir,
+        compression: 'none', // compressed once, when an output needs it (finishImage)
         ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
       });
@@ -634,12 +681,12 @@ class Solver {
       }
       const pass = new PassThrough();
       const put = store.putBlob(pass);
-      const digests = await compressLayer(result.diff(), 'gzip', pass);
+      const digests = await compressLayer(result.diff(), 'none', pass); // compressed when an output needs it
       await put;
       // The upper directory becomes the layer's snapshot, without the sandbox's mount points.
       for (const mp of result.mountPoints) await removeIfPlaceholder(path.join(upper, mp));
       await snapshots.commit(upper, digests.diffId);
-      return { diffId: digests.diffId, digest: digests.digest, size: digests.size, mediaType: MediaType.OciLayerGzip };
+      return { diffId: digests.diffId, digest: digests.digest, size: digests.size, mediaType: MediaType.OciLayer };
     } finally {
       await result.dispose();
       await cleanup();

@@ -1,7 +1,7 @@
 /** tsbuild/builder: the build, its plan and the pieces it is made of, for tools that want them. */
 export { build, BuildError } from './build.js';
 export type { CachedLayer } from './build.js';
-export type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, SecretSpec, SshSpec, StepResult } from './options.js';
+export type { BuildOptions, BuildResult, LayerCompression, OutputSpec, ProgressEvent, SecretSpec, SshSpec, StepResult } from './options.js';
 export { listTargets, formatTargets } from './targets.js';
 export type { BuildTarget } from './targets.js';
 export { planBuild } from './plan/index.js';

@@ -16,7 +16,7 @@ import { Transform, type Readable, type TransformCallback, type Writable } from 
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
-import { createGzipStream } from '../oci/compress.js';
+import { compressStream, createGzipStream, layerMediaType } from '../oci/compress.js';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
 import { tarMode } from '../util/tar.js';
 
@@ -334,8 +334,16 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
   };
 }
 
-/** Gzip a stored uncompressed layer blob (named by its diffID) into a new blob: lazy compression. */
-export async function compressBlob(blobDir: string, diffId: Digest, options: { gzipLevel?: number } = {}): Promise<{ digest: Digest; size: number; mediaType: string }> {
+/**
+ * Compress a stored uncompressed layer blob (named by its diffID) into a new blob: lazy
+ * compression. Gzip by default (level 6), or zstd (level 3).
+ */
+export async function compressBlob(
+  blobDir: string,
+  diffId: Digest,
+  options: { compression?: 'gzip' | 'zstd'; level?: number; /** @deprecated use `level` */ gzipLevel?: number } = {},
+): Promise<{ digest: Digest; size: number; mediaType: string }> {
+  const compression = options.compression ?? 'gzip';
   const src = path.join(blobDir, 'sha256', digestHex(diffId));
   const check = new DigestingStream();
   const out = new DigestingStream();
@@ -343,10 +351,10 @@ export async function compressBlob(blobDir: string, diffId: Digest, options: { g
   await storeAtomically(
     blobDir,
     async (file) => {
-      await pipeline(input, check, createGzipStream(options.gzipLevel ?? 6), out, file);
+      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, file);
       if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
     },
     () => out.digest,
   );
-  return { digest: out.digest, size: out.size, mediaType: MEDIA_TYPE_LAYER_GZIP };
+  return { digest: out.digest, size: out.size, mediaType: layerMediaType(compression) };
 }

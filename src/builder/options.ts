@@ -1,16 +1,29 @@
 import type { Digest } from '../oci/digest.js';
 import type { Platform } from '../oci/types.js';
 
+/**
+ * How the layers a build makes are compressed in an image output (`compression=` of buildx).
+ * Layers are stored uncompressed while building and compressed once, when an output needs it:
+ * a local image (`type=image` without push) keeps them uncompressed, as dockerd's image store
+ * does; oci, docker, registry and pushed outputs gzip them unless told otherwise. Layers of the
+ * base image are kept as they came.
+ */
+export interface LayerCompression {
+  readonly compression?: 'gzip' | 'zstd' | 'uncompressed';
+  /** gzip 1–9 (default 6), zstd 1–19 (default 3). */
+  readonly compressionLevel?: number;
+}
+
 /** Where a build's image goes. Several outputs may be given. */
 export type OutputSpec =
   /** Tag the image in the local store (the default when `tags` are given). */
-  | { readonly type: 'image'; readonly name?: readonly string[]; readonly push?: boolean }
+  | ({ readonly type: 'image'; readonly name?: readonly string[]; readonly push?: boolean } & LayerCompression)
   /** Push to a registry under every name. */
-  | { readonly type: 'registry'; readonly name?: readonly string[] }
+  | ({ readonly type: 'registry'; readonly name?: readonly string[] } & LayerCompression)
   /** OCI image layout: a directory, or a tar of one when `tar` is true (the default for `--output type=oci,dest=x.tar`). */
-  | { readonly type: 'oci'; readonly dest: string; readonly tar?: boolean; readonly name?: readonly string[] }
+  | ({ readonly type: 'oci'; readonly dest: string; readonly tar?: boolean; readonly name?: readonly string[] } & LayerCompression)
   /** `docker save` format archive (docker load can read it). */
-  | { readonly type: 'docker'; readonly dest: string; readonly name?: readonly string[] }
+  | ({ readonly type: 'docker'; readonly dest: string; readonly name?: readonly string[] } & LayerCompression)
   /** The target stage's root filesystem as a directory. */
   | { readonly type: 'local'; readonly dest: string }
   /** The target stage's root filesystem as a tar. */
@@ -78,7 +91,10 @@ export interface BuildOptions {
 }
 
 export interface BuildResult {
-  /** Digest of the image manifest. */
+  /**
+   * Digest of the image manifest as the outputs wrote it: with compressed layers when an output
+   * compressed them (oci, docker, registry, push), else the local image's (uncompressed layers).
+   */
   readonly manifestDigest: Digest;
   /** Digest of the image config (the image ID, as `docker images` shows). */
   readonly configDigest: Digest;
@@ -86,7 +102,7 @@ export interface BuildResult {
   readonly tags: readonly string[];
   /** The image config as written (its digest is `configDigest`). */
   readonly config: import('../oci/types.js').ImageConfig;
-  /** The image's layers, bottom first. */
+  /** The image's layers, bottom first, as in `manifestDigest`'s manifest. */
   readonly layers: readonly import('../oci/types.js').Descriptor[];
   /** Every step the build solved, in the order they finished, with cache status and timing. */
   readonly steps: readonly StepResult[];

@@ -232,6 +232,55 @@ RUN cat /b.txt > /b.copy
   });
 });
 
+describe('build(): layer compression', () => {
+  const DF = 'FROM busybox:latest\nCOPY data.txt /data.txt\nRUN cp /data.txt /copy.txt\n';
+  const blob = (root: string, d: string) => path.join(root, 'store', 'blobs', 'sha256', d.slice('sha256:'.length));
+
+  it('a local image keeps its layers uncompressed; an OCI export gzips them once, and skopeo and umoci read it', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: DF, 'data.txt': 'some data\n'.repeat(1000) });
+    const local = await buildIn(root, context, { tags: ['lazy:1'] });
+    const built = local.layers.slice(-2);
+    expect(built.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar', 'application/vnd.oci.image.layer.v1.tar']);
+    expect(built.map((l) => l.digest)).toEqual(local.config.rootfs.diff_ids.slice(-2)); // an uncompressed blob is its diffID
+    expect(local.layers[0]!.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip'); // the base layer as it came
+
+    const layout = path.join(tmp, `lazy-${n}`);
+    const exported = await buildIn(root, context, { tags: ['lazy:1'], outputs: [{ type: 'oci', dest: layout, tar: false, name: ['lazy:1'] }] });
+    expect(exported.executedSteps).toBe(0);
+    expect(exported.configDigest).toBe(local.configDigest); // same image ID either way
+    expect(exported.manifestDigest).not.toBe(local.manifestDigest);
+    const gz = exported.layers.slice(-2);
+    expect(gz.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+gzip']);
+    for (const [i, l] of gz.entries()) {
+      const { stdout } = await run('sh', ['-c', `gzip -dc < ${blob(root, l.digest)} | sha256sum`]);
+      expect(`sha256:${stdout.split(' ')[0]}`).toBe(exported.config.rootfs.diff_ids[i + 1]);
+    }
+    const inspect = JSON.parse((await run('skopeo', ['inspect', `oci:${layout}:1`])).stdout) as { Digest: string; Layers: string[] };
+    expect(inspect.Digest).toBe(exported.manifestDigest);
+    const bundle = path.join(tmp, `lazy-bundle-${n}`);
+    await run('umoci', ['unpack', '--image', `${layout}:1`, bundle]);
+    expect(await readFile(path.join(bundle, 'rootfs/copy.txt'), 'utf8')).toBe('some data\n'.repeat(1000));
+
+    // A second export reuses the compressed blobs (same file, not written again).
+    const { stat } = await import('node:fs/promises');
+    const before = await stat(blob(root, gz[0]!.digest));
+    const again = await buildIn(root, context, { outputs: [{ type: 'oci', dest: path.join(tmp, `lazy2-${n}`), tar: false }] });
+    expect(again.manifestDigest).toBe(exported.manifestDigest);
+    expect((await stat(blob(root, gz[0]!.digest))).mtimeMs).toBe(before.mtimeMs);
+  });
+
+  it('compression=zstd and compression=uncompressed are honoured per output', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: DF, 'data.txt': 'zstd data\n'.repeat(1000) });
+    const z = await buildIn(root, context, { outputs: [{ type: 'oci', dest: path.join(tmp, `zstd-${n}`), tar: false, compression: 'zstd', compressionLevel: 5 }] });
+    const built = z.layers.slice(-2);
+    expect(built.map((l) => l.mediaType)).toEqual(['application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+zstd']);
+    const { stdout } = await run('sh', ['-c', `zstd -dc < ${blob(root, built[1]!.digest)} | sha256sum`]);
+    expect(`sha256:${stdout.split(' ')[0]}`).toBe(z.config.rootfs.diff_ids[2]);
+    const u = await buildIn(root, context, { outputs: [{ type: 'oci', dest: path.join(tmp, `unc-${n}`), tar: false, compression: 'uncompressed' }] });
+    expect(u.layers.slice(-2).map((l) => l.digest)).toEqual(u.config.rootfs.diff_ids.slice(-2));
+  });
+});
+
 describe('build(): sources', () => {
   it('FROM oci-layout://DIR:TAG reads a base image from an OCI layout', { timeout: 60_000 }, async () => {
     const busybox = await makeBusyboxImage();

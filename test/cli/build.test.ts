@@ -127,3 +127,16 @@ describe('tsbuild build', () => {
     expect(text.stdout).toBe('TARGET             DESCRIPTION\nbuild              defines stage for compiling the binary\nsecond\nbinary (default)   returns the compiled binary\n');
   });
 });
+
+describe('--output compression', () => {
+  it('parses compression= and compression-level= as buildx does, and rejects bad values', async () => {
+    const { parseOutput } = await import('../../src/cli/commands/build.js');
+    expect(parseOutput('type=oci,dest=x.tar,compression=zstd,compression-level=12', '/w')).toEqual({ type: 'oci', dest: '/w/x.tar', tar: true, compression: 'zstd', compressionLevel: 12 });
+    expect(parseOutput('type=image,push=true,compression=uncompressed', '/w')).toEqual({ type: 'image', push: true, compression: 'uncompressed' });
+    expect(() => parseOutput('type=oci,dest=x,compression=lz4', '/w')).toThrow(/gzip, zstd or uncompressed/);
+    expect(() => parseOutput('type=oci,dest=x,compression=gzip,compression-level=12', '/w')).toThrow(/1 to 9/);
+    const r = await runCli(['build', '--root', root, '--output', `type=docker,dest=${path.join(tmp, 'c.tar')},compression=bogus`, context]);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/compression wants gzip, zstd or uncompressed/);
+  });
+});

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command, CliContext } from '../context.js';
 import { UsageError, resolveRoot } from '../context.js';
-import type { BuildOptions, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
+import type { BuildOptions, LayerCompression, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
 
 const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH
 
@@ -73,19 +73,31 @@ export function parseOutput(spec: string, cwd: string): OutputSpec {
     if (!dest) throw new UsageError(`--output type=${t} needs dest=PATH`);
     return dest;
   };
+  // compression=gzip|zstd|uncompressed and compression-level=N, as buildx spells them
+  let comp: LayerCompression = {};
+  if (a.compression !== undefined) {
+    if (!['gzip', 'zstd', 'uncompressed'].includes(a.compression)) throw new UsageError(`--output compression wants gzip, zstd or uncompressed, got ${JSON.stringify(a.compression)}`);
+    comp = { compression: a.compression as NonNullable<LayerCompression['compression']> };
+  }
+  if (a['compression-level'] !== undefined) {
+    const level = Number(a['compression-level']);
+    const max = comp.compression === 'zstd' ? 19 : 9;
+    if (!Number.isInteger(level) || level < 1 || level > max) throw new UsageError(`--output compression-level wants a whole number from 1 to ${max}, got ${JSON.stringify(a['compression-level'])}`);
+    comp = { ...comp, compressionLevel: level };
+  }
   switch (a.type) {
     case 'image':
     case 'docker-image':
-      return { type: 'image', ...(names ? { name: names } : {}), ...(a.push === 'true' ? { push: true } : {}) };
+      return { type: 'image', ...(names ? { name: names } : {}), ...(a.push === 'true' ? { push: true } : {}), ...comp };
     case 'registry':
-      return { type: 'registry', ...(names ? { name: names } : {}) };
+      return { type: 'registry', ...(names ? { name: names } : {}), ...comp };
     case 'oci': {
       const d = need('oci');
       const tar = a.tar !== undefined ? a.tar !== 'false' : /\.tar$/i.test(d) ? true : undefined;
-      return { type: 'oci', dest: d, ...(tar !== undefined ? { tar } : {}), ...(names ? { name: names } : {}) };
+      return { type: 'oci', dest: d, ...(tar !== undefined ? { tar } : {}), ...(names ? { name: names } : {}), ...comp };
     }
     case 'docker':
-      return { type: 'docker', dest: need('docker'), ...(names ? { name: names } : {}) };
+      return { type: 'docker', dest: need('docker'), ...(names ? { name: names } : {}), ...comp };
     case 'local':
       return { type: 'local', dest: need('local') };
     case 'tar':
