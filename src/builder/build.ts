@@ -587,9 +587,8 @@ class Solver {
     const work = await snapshots.tempDir('wk');
     const mnt = await snapshots.tempDir('mn');
     const unmount = await mountOverlay(lower, upper, work, mnt);
-    let result;
+    let changed: readonly string[];
     try {
-      let changed: readonly string[];
       if (op.type === 'tsbuild.file.mkdir.v1') {
         changed = await mkdirInRoot(mnt, op.path, op.mode);
       } else {
@@ -621,18 +620,30 @@ class Solver {
           changed = (await copy(ctx.root, (rel, intermediate) => ctx.isHidden(rel, intermediate))).changed;
         }
       }
-      result = await writeLayer({
-        root: mnt,
-        paths: changed,
-        blobDir: store.blobsDir,
-        compression: 'none', // compressed once, when an output needs it (finishImage)
-        ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+    } catch (err) {
+      await rm(upper, { recursive: true, force: true }).catch(() => {});
+      throw err;
     } finally {
       await unmount();
       await rm(work, { recursive: true, force: true });
       await rm(mnt, { recursive: true, force: true });
+    }
+    // The layer is read from the upper dir, not through the mount: it holds every path the copy
+    // wrote and (copied up by overlayfs) every parent of one, with the same metadata, and reads
+    // there skip overlayfs' per-call cost.
+    let result;
+    try {
+      result = await writeLayer({
+        root: upper,
+        paths: changed,
+        blobDir: store.blobsDir,
+        compression: 'none', // compressed once, when an output needs it (outputCompression)
+        ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
+      });
+    } catch (err) {
+      await rm(upper, { recursive: true, force: true }).catch(() => {});
+      throw err;
     }
     await snapshots.commit(upper, result.diffId);
     return { diffId: result.diffId, digest: result.digest, size: result.size, mediaType: result.mediaType };
