@@ -256,6 +256,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
 }
 
+/**
+ * What a file op writes, whatever it is written onto: the op, its non-parent inputs (a COPY
+ * --from source), the files it reads and the values it sees; not its parent.
+ */
+function fileContentKey(manifest: KeyManifest): Digest {
+  const { parent: _parent, ...inputs } = manifest.inputs;
+  return `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.file-content.v1', manifest.op, inputs, manifest.filesDigest, manifest.values])).digest('hex')}` as Digest;
+}
+
 interface OutputCompression {
   readonly compression: 'gzip' | 'zstd';
   readonly level: number;
@@ -515,9 +524,14 @@ class Solver {
     emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });
     const t0 = Date.now();
     try {
+      // A snapshot to hard-link unchanged files from: one written by the same file op on the same
+      // files (another stage, or another parent), else this step's previous build.
+      const sameContent = op.type === 'tsbuild.file.copy.v1' ? fileContentKey(manifest) : undefined;
+      const twin = sameContent && !noCache ? ((await cache.get(sameContent))?.result as { diffId?: Digest } | undefined)?.diffId : undefined;
       const prevLayer = (prev?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
-      const layer = await this.#execute(op, parent, key, name, prevLayer);
+      const layer = await this.#execute(op, parent, key, name, twin ?? prevLayer?.diffId);
       await cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest });
+      if (sameContent && layer) await cache.put({ key: sameContent, result: { diffId: layer.diffId }, size: 0, description: `files of ${name}` });
       this.executedSteps++;
       const durationMs = Date.now() - t0;
       this.steps.push({ name, key, line: op.meta.range.start.line, status: 'executed', ...(reason ? { reason } : {}), durationMs });
@@ -566,24 +580,24 @@ class Solver {
     }
   }
 
-  /** Runs one step. `previous`: the layer this step made in the build before (its snapshot may be reused). */
-  async #execute(op: StageOp, parent: FsState, key: string, name: string, previous?: CachedLayer): Promise<CachedLayer | undefined> {
+  /** Runs one step. `reuse`: the diffID of a snapshot whose identical files a COPY may hard-link. */
+  async #execute(op: StageOp, parent: FsState, key: string, name: string, reuse?: Digest): Promise<CachedLayer | undefined> {
     switch (op.type) {
       case 'tsbuild.file.copy.v1':
       case 'tsbuild.file.mkdir.v1':
-        return this.#fileOp(op, parent, previous);
+        return this.#fileOp(op, parent, reuse);
       case 'tsbuild.exec.v1':
         return this.#exec(op, parent, key, name);
     }
     return undefined;
   }
 
-  async #fileOp(op: CopyOp | MkdirOp, parent: FsState, previous?: CachedLayer): Promise<CachedLayer> {
+  async #fileOp(op: CopyOp | MkdirOp, parent: FsState, reuse?: Digest): Promise<CachedLayer> {
     const { snapshots, store, options } = this.#i;
     const lower = await this.#lowerDirs(parent);
     const upper = await snapshots.tempDir('up');
-    // The previous build's snapshot of this step: unchanged files are hard-linked from it.
-    const reuseFrom = previous && (await snapshots.has(previous.diffId)) ? snapshots.pathFor(previous.diffId) : undefined;
+    // Files identical to those of this snapshot (checked one by one) are hard-linked from it.
+    const reuseFrom = reuse && (await snapshots.has(reuse)) ? snapshots.pathFor(reuse) : undefined;
     const work = await snapshots.tempDir('wk');
     const mnt = await snapshots.tempDir('mn');
     const unmount = await mountOverlay(lower, upper, work, mnt);

@@ -218,6 +218,25 @@ RUN cat /b.txt > /b.copy
     expect(await readFile(snapAll, 'utf8')).toBe('a1\nb2\nc1\n');
   });
 
+  it('the same COPY of the same files onto another parent links them from the first one\'s snapshot', { timeout: 120_000 }, async () => {
+    const DF3 = 'FROM busybox:latest AS a\nCOPY tree /tree\nRUN cat /tree/a > /a.out\n\nFROM busybox:latest\nRUN mkdir -m 700 /tree\nCOPY tree /tree\nCOPY --from=a /a.out /\n';
+    const { root, context } = await setup({ Dockerfile: DF3, 'tree/a': 'a1\n', 'tree/sub/b': 'b1\n' });
+    const r = await buildIn(root, context, { parallelism: 1 });
+    const snapOf = (diffId: string) => path.join(root, 'snapshots', diffId.slice(7, 7 + 24));
+    const { lstat } = await import('node:fs/promises');
+    // Final image: busybox, RUN mkdir, COPY tree, COPY --from. The two COPY tree layers differ
+    // (/tree made by the COPY or there already, 700), the files in them do not: one is found by
+    // the other's content key and linked.
+    const finalCopy = snapOf(r.config.rootfs.diff_ids[2]!);
+    const dirs = (await readdir(path.join(root, 'snapshots'))).filter((d) => d !== 'tmp' && d !== 'empty').map((d) => path.join(root, 'snapshots', d));
+    let twin: string | undefined;
+    for (const d of dirs) if (d !== finalCopy && (await lstat(path.join(d, 'tree/sub/b')).catch(() => undefined))) twin = d;
+    expect(twin).toBeDefined();
+    const [x, y] = [await lstat(path.join(finalCopy, 'tree/sub/b')), await lstat(path.join(twin!, 'tree/sub/b'))];
+    expect(x.ino).toBe(y.ino);
+    expect(await readFile(path.join(finalCopy, 'tree/a'), 'utf8')).toBe('a1\n');
+  });
+
   it('two builds into two empty roots give the same image (SOURCE_DATE_EPOCH)', { timeout: 120_000 }, async () => {
     const files = { Dockerfile: DF, 'a.txt': 'a\n', 'b.txt': 'b\n' };
     const one = await setup(files);
