@@ -4,6 +4,7 @@ import { goLower, goQuote } from './dump.js';
 import { parseLines } from './grammar.js';
 import { parseJsonArgs } from './json-args.js';
 import { tokenize, type EscapeChar } from './lexer.js';
+import { LinePositions, rememberPositions } from './positions.js';
 import type { Directive, RawDockerfile, RawFlag, RawHeredoc, RawInstruction, RawParseResult } from './raw-types.js';
 import { isGoSpace, type HeredocRequest, type LineAnalysis, type LogicalLine } from './tokens.js';
 
@@ -730,60 +731,6 @@ function analyze(text: string, esc: number): Analysis {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Positions
-
-/**
- * 1-based line/column positions, exactly as `LineIndex` gives them, from the line starts the
- * lexer collected. Lookups are mostly in increasing order, so they start from the last line found.
- */
-class LinePositions {
-  #last = 0;
-  constructor(readonly starts: readonly number[]) {}
-
-  #lineIndex(offset: number): number {
-    const st = this.starts;
-    let i = this.#last;
-    if (st[i]! <= offset) {
-      for (let steps = 0; i + 1 < st.length && st[i + 1]! <= offset; steps++) {
-        if (steps === 8) return (this.#last = this.#search(offset));
-        i++;
-      }
-      return (this.#last = i);
-    }
-    for (let steps = 0; steps < 8 && i > 0; steps++) {
-      i--;
-      if (st[i]! <= offset) return (this.#last = i);
-    }
-    return (this.#last = this.#search(offset));
-  }
-
-  #search(offset: number): number {
-    const st = this.starts;
-    let lo = 0;
-    let hi = st.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (st[mid]! <= offset) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
-  }
-
-  line(offset: number): number {
-    return this.#lineIndex(offset) + 1;
-  }
-
-  position(offset: number): Position {
-    const i = this.#lineIndex(offset);
-    return { line: i + 1, column: offset - this.starts[i]! + 1, offset };
-  }
-
-  range(start: number, end: number): Range {
-    return { start: this.position(start), end: this.position(end) };
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Directives
 
 const DIRECTIVE = /^([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$/s;
@@ -836,26 +783,10 @@ function scanDirectives(text: string): { lines: DirectiveLine[]; escape: EscapeC
 // ---------------------------------------------------------------------------------------------
 // Building the result from the CST
 
-function tokensOf(node: CstNode, out: IToken[] = []): IToken[] {
-  for (const key in node.children) {
-    for (const el of node.children[key]!) {
-      if ('image' in el) out.push(el);
-      else tokensOf(el, out);
-    }
-  }
-  return out;
-}
-
-function firstLineToken(node: CstNode): IToken {
+/** The token of an `instruction` node that carries its `LogicalLine`. */
+function instructionToken(node: CstNode): IToken {
   const c = node.children;
-  const cont = c.ContinuationLine?.[0];
-  if (cont !== undefined && 'image' in cont) return cont;
-  const last = c.lastLine?.[0];
-  if (last !== undefined && !('image' in last)) {
-    const t = (last.children.TextLine ?? last.children.HeredocTextLine)?.[0];
-    if (t !== undefined && 'image' in t) return t;
-  }
-  return tokensOf(node)[0]!;
+  return (c.InstructionLines ?? c.HeredocInstructionLines)![0] as IToken;
 }
 
 export interface ParseRawOptions {
@@ -901,7 +832,7 @@ function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult 
   const esc = escape.charCodeAt(0);
   const detect = (line: string): Analysis => analyze(line, esc);
   const lexed = tokenize(text, escape, detect);
-  const index = new LinePositions(lexed.lineStarts);
+  const index = new LinePositions(text, lexed.lineStarts);
 
   const directives: Directive[] = [];
   for (const d of scan.lines) {
@@ -932,7 +863,7 @@ function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult 
   const instructions: RawInstruction[] = [];
   const nodes = (cst.children.instruction ?? []) as CstNode[];
   for (const node of nodes) {
-    const line = firstLineToken(node).payload as LogicalLine;
+    const line = instructionToken(node).payload as LogicalLine;
     const built = buildInstruction(line, text, index, esc, diag);
     if (built !== undefined) instructions.push(built);
   }
@@ -950,6 +881,7 @@ function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult 
     startLine: instructions[0]?.startLine ?? 0,
     endLine: instructions[instructions.length - 1]?.endLine ?? 0,
   };
+  rememberPositions(raw, index);
   return { raw, diagnostics };
 }
 

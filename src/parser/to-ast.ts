@@ -13,6 +13,7 @@ import type {
 } from './ast.js';
 import type { Diagnostic, Range, Severity } from './diagnostics.js';
 import { LineIndex } from './diagnostics.js';
+import { positionsFor, type LinePositions } from './positions.js';
 import { formatGoDuration, parseGoDuration } from './duration.js';
 import type { FlagSpec, ParsedFlags } from './flags.js';
 import { INSTRUCTION_FLAGS, parseFlags, suggestWord } from './flags.js';
@@ -72,7 +73,7 @@ export function heredocWordName(word: string): string | undefined {
 /** Where each instruction's problems are collected and placed. */
 class Context {
   readonly diagnostics: Diagnostic[] = [];
-  readonly index: LineIndex | undefined;
+  readonly index: LineIndex | LinePositions | undefined;
   /** Severity for this conversion (ONBUILD triggers report warnings). */
   severity: Severity = 'error';
   prefix = '';
@@ -80,8 +81,9 @@ class Context {
   constructor(
     readonly options: ToAstOptions,
     readonly source: string | undefined,
+    positions: LinePositions | undefined,
   ) {
-    this.index = source === undefined ? undefined : new LineIndex(source);
+    this.index = source === undefined ? undefined : (positions ?? new LineIndex(source));
   }
 
   report(code: string, message: string, range: Range, suggestion?: string): void {
@@ -529,7 +531,7 @@ function docCommentFor(comments: readonly string[], name: string): string | unde
  * BuildKit's PrevComment: comment lines between the previous instruction and this one (`#` and
  * leading space removed, trimmed); an empty `#` line resets the list; directives are not comments.
  */
-function commentsBefore(index: LineIndex, fromLine: number, toLine: number, skip: ReadonlySet<number>): string[] {
+function commentsBefore(index: LineIndex | LinePositions, fromLine: number, toLine: number, skip: ReadonlySet<number>): string[] {
   let out: string[] = [];
   for (let line = fromLine; line < toLine; line++) {
     if (skip.has(line)) continue;
@@ -544,7 +546,8 @@ function commentsBefore(index: LineIndex, fromLine: number, toLine: number, skip
 
 /** Converts a raw Dockerfile to the typed AST: meta ARGs, stages, and every diagnostic. */
 export function toAst(raw: RawDockerfile, options: ToAstOptions = {}): ToAstResult {
-  const ctx = new Context(options, options.source);
+  const source = options.source;
+  const ctx = new Context(options, source, source === undefined ? undefined : positionsFor(raw, source));
   const directiveLines = new Set<number>();
   for (const d of raw.directives) for (let l = d.range.start.line; l <= d.range.end.line; l++) directiveLines.add(l);
 

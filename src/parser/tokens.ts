@@ -36,42 +36,44 @@ export const chevrotain: Chevrotain = await loadChevrotain();
 const { createToken, Lexer } = chevrotain;
 
 /**
- * Token vocabulary of the Dockerfile line lexer. A token is one *physical line* (or, for heredoc
- * bodies, a run of lines), classified the way BuildKit's `parser.Parse` loop classifies it:
+ * Token vocabulary of the Dockerfile lexer. A token is a *group of physical lines* that BuildKit's
+ * `parser.Parse` loop treats as one unit; each line is classified the way that loop classifies it:
+ * blank (only Go `unicode.IsSpace`), comment (first non-space character `#`), continued (ends with
+ * the escape character plus blanks, BuildKit's `([^E])E[ \t]*$|^E[ \t]*$`), too long (65,536
+ * bytes or more, which BuildKit's line scanner refuses), or text (any other line).
  *
- * - `BlankLine`: only white space (Go `unicode.IsSpace`). Skipped; inside a continuation it is an
- *   "empty continuation line" (a warning).
- * - `CommentLine`: first non-space character is `#`. Dropped everywhere, even mid-continuation.
- * - `ContinuationLine`: ends with the escape character (plus blanks), BuildKit's
- *   `([^E])E[ \t]*$|^E[ \t]*$`.
- * - `TextLine`: any other line; it ends the instruction.
- * - `HeredocTextLine`: a `TextLine` whose instruction opens heredocs; pushes the `heredoc` mode.
- * - `LongLine`: 65,536 bytes or more, which BuildKit's line scanner refuses.
+ * - `TriviaLines`: a run of blank and comment lines between instructions.
+ * - `InstructionLines`: one instruction: its first line, then while it is continued every
+ *   continuation, comment (dropped) and blank line ("empty continuation line", a warning), through
+ *   the text line that ends it. An instruction still continued at EOF or before a too-long line
+ *   ends there, as in BuildKit.
+ * - `HeredocInstructionLines`: an instruction whose last line opens heredocs; pushes the
+ *   `heredoc` mode.
+ * - `LongLine`: one too-long line.
  * - `HeredocBody` / `HeredocBodyLast`: one heredoc body with its terminator line (the last one
  *   pops the `heredoc` mode).
+ *
+ * A token per line group rather than per line keeps the token count (and so the lexer's and the
+ * parser's per-token work and memory) near the instruction count.
  *
  * The abstract token types below are categories: the parser consumes them. The concrete token
  * types carry the custom matchers and exist once per escape character (`\` and `` ` ``), since
  * the continuation rule depends on it. Matchers share one {@link LineScanner} per escape
- * character, which classifies each line once (cached by offset) and joins continued lines into
- * {@link LogicalLine} records that every token of an instruction carries as its `payload`.
+ * character, which classifies each line group once (cached by offset) and joins an instruction's
+ * lines into the {@link LogicalLine} record its token carries as `payload`.
  */
 
-export const BlankLine = createToken({ name: 'BlankLine', pattern: Lexer.NA });
-export const CommentLine = createToken({ name: 'CommentLine', pattern: Lexer.NA });
-export const ContinuationLine = createToken({ name: 'ContinuationLine', pattern: Lexer.NA });
-export const TextLine = createToken({ name: 'TextLine', pattern: Lexer.NA });
-export const HeredocTextLine = createToken({ name: 'HeredocTextLine', pattern: Lexer.NA });
+export const TriviaLines = createToken({ name: 'TriviaLines', pattern: Lexer.NA });
+export const InstructionLines = createToken({ name: 'InstructionLines', pattern: Lexer.NA });
+export const HeredocInstructionLines = createToken({ name: 'HeredocInstructionLines', pattern: Lexer.NA });
 export const LongLine = createToken({ name: 'LongLine', pattern: Lexer.NA });
 export const HeredocBody = createToken({ name: 'HeredocBody', pattern: Lexer.NA });
 export const HeredocBodyLast = createToken({ name: 'HeredocBodyLast', pattern: Lexer.NA });
 
 export const categoryTokens: readonly TokenType[] = [
-  BlankLine,
-  CommentLine,
-  ContinuationLine,
-  TextLine,
-  HeredocTextLine,
+  TriviaLines,
+  InstructionLines,
+  HeredocInstructionLines,
   LongLine,
   HeredocBody,
   HeredocBodyLast,
@@ -127,11 +129,9 @@ export interface LogicalLine {
 }
 
 const enum Kind {
-  Blank,
-  Comment,
-  Continuation,
-  Text,
-  HeredocText,
+  Trivia,
+  Instruction,
+  HeredocInstruction,
   Long,
 }
 
@@ -172,11 +172,10 @@ export class LineScanner {
   #detect: HeredocDetector = () => ({ heredocs: [] });
   // classification cache for the main mode
   #at = -1;
-  #kind: Kind = Kind.Text;
+  #kind: Kind = Kind.Trivia;
   #next = 0;
   #payload: LogicalLine | undefined;
-  // the open instruction and the pending heredocs
-  #current: LogicalLine | undefined;
+  // the pending heredocs
   #pending: HeredocRequest[] = [];
   #pendingLine: LogicalLine | undefined;
   // body scan cache for the heredoc mode
@@ -184,7 +183,7 @@ export class LineScanner {
   #body: HeredocBodySpan | undefined;
   #bodyNext = 0;
   readonly #match: Match = [''] as unknown as Match;
-  /** Start offsets of the lines seen so far (as `LineIndex` keeps them). */
+  /** Start offsets of the lines read so far (as `LineIndex` keeps them). */
   #starts: number[] = [0];
 
   constructor(readonly escape: number) {}
@@ -195,7 +194,6 @@ export class LineScanner {
     this.#detect = detect;
     this.#at = -1;
     this.#bodyAt = -1;
-    this.#current = undefined;
     this.#pending = [];
     this.#pendingLine = undefined;
     this.#starts = [0];
@@ -213,107 +211,122 @@ export class LineScanner {
     return this.#starts;
   }
 
-  /** Ends the run: an instruction still continued at EOF ends there. Drops the text reference. */
+  /** Ends the run. Drops the text reference. */
   finish(): void {
-    this.#current = undefined;
     this.#text = '';
+    this.#payload = undefined;
     this.#pending = [];
     this.#pendingLine = undefined;
   }
 
-  /** Classifies the physical line starting at `offset` and updates the join state (once per offset). */
+  /**
+   * Reads the line group starting at `offset` (once per offset): a run of trivia lines, a too-long
+   * line, or a whole instruction, joined into a new {@link LogicalLine}.
+   */
   #classify(offset: number): void {
     if (offset === this.#at) return;
     this.#at = offset;
-    if (offset > 0) this.#starts.push(offset);
     const text = this.#text;
-    const nl = text.indexOf('\n', offset);
-    const lineEnd = nl < 0 ? text.length : nl;
-    this.#next = nl < 0 ? text.length : nl + 1;
-    let ce = lineEnd;
-    while (ce > offset && text.charCodeAt(ce - 1) === 13) ce--;
-    const start = offset === 0 ? this.#bom : offset;
-    const cur = this.#current;
-    this.#payload = cur;
-    if (isLongLine(text, offset, lineEnd)) {
+    const starts = this.#starts;
+    const len = text.length;
+    if (offset > 0) starts.push(offset);
+    let pos = offset; // start of the line being read
+    let nl = text.indexOf('\n', pos);
+    let lineEnd = nl < 0 ? len : nl;
+    let next = nl < 0 ? len : nl + 1;
+    this.#payload = undefined;
+    if (isLongLine(text, pos, lineEnd)) {
       this.#kind = Kind.Long;
-      this.#payload = undefined;
-      this.#current = undefined; // an open instruction ends before this line
+      this.#next = next;
       return;
     }
-    let s = start;
-    while (s < ce && isGoSpace(text.charCodeAt(s))) s++;
-    if (s === ce) {
-      this.#kind = Kind.Blank;
-      if (cur !== undefined) {
-        cur.emptyLines.push(offset);
-        cur.lastLineStart = offset;
-        cur.lastLineEnd = ce;
-      }
-      return;
-    }
-    if (text.charCodeAt(s) === 35 /* # */) {
-      this.#kind = Kind.Comment;
-      if (cur !== undefined) {
-        cur.lastLineStart = offset;
-        cur.lastLineEnd = ce;
-      }
-      return;
-    }
-    // The first line of an instruction is left-trimmed; continuation lines are not.
-    const from = cur === undefined ? s : start;
-    let j = ce - 1;
-    let c = text.charCodeAt(j);
-    while (c === 32 || c === 9) c = text.charCodeAt(--j);
+    const bom = this.#bom;
     const esc = this.escape;
-    const continued = c === esc && (j === start || text.charCodeAt(j - 1) !== esc);
-    const pieceEnd = continued ? j : ce;
-    let line = cur;
-    if (line === undefined) {
-      line = {
-        text: text.slice(from, pieceEnd),
-        segs: [0, from],
-        start: offset,
-        lastLineStart: offset,
-        lastLineEnd: ce,
-        emptyLines: [],
-        closed: false,
-        analysis: undefined,
-        bodies: [],
-      };
-      this.#current = line;
-      this.#payload = line;
-    } else {
-      line.segs.push(line.text.length, from);
-      line.text += text.slice(from, pieceEnd);
-      line.lastLineStart = offset;
-      line.lastLineEnd = ce;
+    let line: LogicalLine | undefined;
+    for (;;) {
+      let ce = lineEnd;
+      while (ce > pos && text.charCodeAt(ce - 1) === 13) ce--;
+      const start = pos === 0 ? bom : pos;
+      let s = start;
+      while (s < ce && isGoSpace(text.charCodeAt(s))) s++;
+      if (s === ce || text.charCodeAt(s) === 35 /* # */) {
+        // blank or comment: trivia, or part of the open instruction
+        if (line !== undefined) {
+          if (s === ce) line.emptyLines.push(pos);
+          line.lastLineStart = pos;
+          line.lastLineEnd = ce;
+        }
+      } else {
+        // The first line of an instruction is left-trimmed; continuation lines are not.
+        const first = line === undefined;
+        if (first && pos !== offset) {
+          starts.pop(); // trivia ends before an instruction; its first line is pushed again when read
+          break;
+        }
+        const from = first ? s : start;
+        let j = ce - 1;
+        let c = text.charCodeAt(j);
+        while (c === 32 || c === 9) c = text.charCodeAt(--j);
+        const continued = c === esc && (j === start || text.charCodeAt(j - 1) !== esc);
+        const pieceEnd = continued ? j : ce;
+        if (line === undefined) {
+          line = {
+            text: text.slice(from, pieceEnd),
+            segs: [0, from],
+            start: offset,
+            lastLineStart: pos,
+            lastLineEnd: ce,
+            emptyLines: [],
+            closed: false,
+            analysis: undefined,
+            bodies: [],
+          };
+        } else {
+          line.segs.push(line.text.length, from);
+          line.text += text.slice(from, pieceEnd);
+          line.lastLineStart = pos;
+          line.lastLineEnd = ce;
+        }
+        if (!continued) {
+          line.closed = true;
+          pos = next;
+          break;
+        }
+      }
+      pos = next;
+      if (pos >= len) break;
+      starts.push(pos);
+      nl = text.indexOf('\n', pos);
+      lineEnd = nl < 0 ? len : nl;
+      next = nl < 0 ? len : nl + 1;
+      if (isLongLine(text, pos, lineEnd)) {
+        starts.pop(); // pushed again when the long line is read
+        break; // an open instruction ends before a too-long line
+      }
     }
-    if (continued) {
-      this.#kind = Kind.Continuation;
+    this.#next = pos;
+    if (line === undefined) {
+      this.#kind = Kind.Trivia;
       return;
     }
-    line.closed = true;
-    this.#current = undefined;
-    this.#kind = Kind.Text;
-    if (line.text.includes('<<')) {
+    this.#payload = line;
+    this.#kind = Kind.Instruction;
+    if (line.closed && line.text.includes('<<')) {
       const analysis = this.#detect(line.text);
       line.analysis = analysis;
       if (analysis.heredocs.length > 0) {
-        this.#kind = Kind.HeredocText;
+        this.#kind = Kind.HeredocInstruction;
         this.#pending = analysis.heredocs.slice();
         this.#pendingLine = line;
       }
     }
   }
 
-  readonly matchers: Record<'long' | 'blank' | 'comment' | 'continuation' | 'text' | 'heredocText', CustomPatternMatcherFunc> = {
+  readonly matchers: Record<'long' | 'trivia' | 'instruction' | 'heredocInstruction', CustomPatternMatcherFunc> = {
     long: (_text, offset) => this.#lineMatch(offset, Kind.Long),
-    blank: (_text, offset) => this.#lineMatch(offset, Kind.Blank),
-    comment: (_text, offset) => this.#lineMatch(offset, Kind.Comment),
-    continuation: (_text, offset) => this.#lineMatch(offset, Kind.Continuation),
-    text: (_text, offset) => this.#lineMatch(offset, Kind.Text),
-    heredocText: (_text, offset) => this.#lineMatch(offset, Kind.HeredocText),
+    trivia: (_text, offset) => this.#lineMatch(offset, Kind.Trivia),
+    instruction: (_text, offset) => this.#lineMatch(offset, Kind.Instruction),
+    heredocInstruction: (_text, offset) => this.#lineMatch(offset, Kind.HeredocInstruction),
   };
 
   #lineMatch(offset: number, kind: Kind): Match | null {
@@ -438,11 +451,9 @@ function tokenSet(escape: '\\' | '`', suffix: string): EscapeTokenSet {
     });
   const main = [
     make('LongLine', m.long, LongLine, any),
-    make('BlankLine', m.blank, BlankLine, SPACE_CODES),
-    make('CommentLine', m.comment, CommentLine, [35, ...SPACE_CODES]),
-    make('ContinuationLine', m.continuation, ContinuationLine, notHash),
-    make('HeredocTextLine', m.heredocText, HeredocTextLine, notHash, { push_mode: 'heredoc' }),
-    make('TextLine', m.text, TextLine, notHash),
+    make('TriviaLines', m.trivia, TriviaLines, [35, ...SPACE_CODES]),
+    make('InstructionLines', m.instruction, InstructionLines, notHash),
+    make('HeredocInstructionLines', m.heredocInstruction, HeredocInstructionLines, notHash, { push_mode: 'heredoc' }),
   ];
   const heredoc = [
     make('HeredocBody', b.body, HeredocBody, any),
