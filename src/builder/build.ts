@@ -14,7 +14,7 @@ import { Store, resolveRootDir } from '../oci/store.js';
 import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/types.js';
 import { applyCopy, type CopySource } from './copy.js';
 import { openContext, resolveInRoot, type BuildContext } from './context.js';
-import { compressBlob, writeLayer } from './layer.js';
+import { compressBlob, writeLayer, type LayerResult } from './layer.js';
 import type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult } from './options.js';
 import { planBuild } from './plan/index.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
@@ -593,7 +593,7 @@ class Solver {
   }
 
   async #fileOp(op: CopyOp | MkdirOp, parent: FsState, reuse?: Digest): Promise<CachedLayer> {
-    const { snapshots, store, options } = this.#i;
+    const { snapshots, options } = this.#i;
     const lower = await this.#lowerDirs(parent);
     const upper = await snapshots.tempDir('up');
     // Files identical to those of this snapshot (checked one by one) are hard-linked from it.
@@ -602,6 +602,7 @@ class Solver {
     const mnt = await snapshots.tempDir('mn');
     const unmount = await mountOverlay(lower, upper, work, mnt);
     let changed: readonly string[];
+    let mkdirLayer: LayerResult | undefined;
     try {
       if (op.type === 'tsbuild.file.mkdir.v1') {
         changed = await mkdirInRoot(mnt, op.path, op.mode);
@@ -634,6 +635,11 @@ class Solver {
           changed = (await copy(ctx.root, (rel, intermediate) => ctx.isHidden(rel, intermediate))).changed;
         }
       }
+      // A COPY's layer is read from the upper dir after unmounting: it holds every path the copy
+      // wrote and (copied up by overlayfs) every parent of one, with the same metadata, and reads
+      // there skip overlayfs' per-call cost. A WORKDIR's may list a directory that was already
+      // there (only in a lower layer): read through the mount.
+      if (op.type === 'tsbuild.file.mkdir.v1') mkdirLayer = await this.#writeLayer(mnt, changed);
     } catch (err) {
       await rm(upper, { recursive: true, force: true }).catch(() => {});
       throw err;
@@ -642,25 +648,28 @@ class Solver {
       await rm(work, { recursive: true, force: true });
       await rm(mnt, { recursive: true, force: true });
     }
-    // The layer is read from the upper dir, not through the mount: it holds every path the copy
-    // wrote and (copied up by overlayfs) every parent of one, with the same metadata, and reads
-    // there skip overlayfs' per-call cost.
     let result;
     try {
-      result = await writeLayer({
-        root: upper,
-        paths: changed,
-        blobDir: store.blobsDir,
-        compression: 'none', // compressed once, when an output needs it (outputCompression)
-        ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
-        ...(options.signal ? { signal: options.signal } : {}),
-      });
+      result = mkdirLayer ?? (await this.#writeLayer(upper, changed));
     } catch (err) {
       await rm(upper, { recursive: true, force: true }).catch(() => {});
       throw err;
     }
     await snapshots.commit(upper, result.diffId);
     return { diffId: result.diffId, digest: result.digest, size: result.size, mediaType: result.mediaType };
+  }
+
+  /** The uncompressed layer of `paths` under `root` (compressed once, when an output needs it: outputCompression). */
+  #writeLayer(root: string, paths: readonly string[]): Promise<LayerResult> {
+    const { store, options } = this.#i;
+    return writeLayer({
+      root,
+      paths,
+      blobDir: store.blobsDir,
+      compression: 'none',
+      ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}),
+      ...(options.signal ? { signal: options.signal } : {}),
+    });
   }
 
   async #exec(op: ExecOp, parent: FsState, id: string, name: string): Promise<CachedLayer | undefined> {

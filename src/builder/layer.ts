@@ -298,6 +298,9 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
   const compression = options.compression ?? 'gzip';
   const items = await layerEntries(options);
   const pack = tar.pack();
+  // A failure while producing entries destroys `pack`, possibly before the pipeline below has
+  // attached its listeners; `producing` carries the error, so an 'error' event must not crash.
+  pack.on('error', () => {});
   const tarHash = new DigestingStream();
   const blobHash = compression === 'gzip' ? new DigestingStream() : tarHash;
   let entries = 0;

@@ -1,11 +1,11 @@
 import { spawn } from 'node:child_process';
 import { access, constants } from 'node:fs/promises';
 import { platform } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { packageFile } from '../util/package-root.js';
 import { RuntimeUnavailableError } from './errors.js';
 
 /** Where `npm install` builds the helper (scripts/build-native.mjs). */
-export const DEFAULT_HELPER_PATH = fileURLToPath(new URL('../../native/build/tsbuild-sandbox', import.meta.url));
+export const DEFAULT_HELPER_PATH = packageFile('native/build/tsbuild-sandbox');
 
 const checked = new Map<string, Promise<void>>();
 

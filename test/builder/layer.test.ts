@@ -126,6 +126,13 @@ describe('writeLayer', () => {
     expect(stored).toEqual([]);
   });
 
+  it('rejects (and does not crash on an unhandled stream error) when a listed path is missing', async () => {
+    const root = await tree();
+    const blobs = path.join(tmpRoot, 'blobs8');
+    await expect(writeLayer({ root, paths: ['usr/bin/tool', 'no/such/file'], blobDir: blobs, compression: 'none' })).rejects.toThrow(/ENOENT/);
+    expect(await readdir(path.join(blobs, 'tmp')).catch(() => [])).toEqual([]);
+  });
+
   it('orders paths component-wise', () => {
     expect(['a-c', 'a/b', 'a', 'a.b'].sort(comparePaths)).toEqual(['a', 'a/b', 'a-c', 'a.b']);
   });
