@@ -5,6 +5,11 @@
  *   tsbuild-sandbox run        read the spec from fd 3 (a socket), report status on fd 3
  *   tsbuild-sandbox xattrs DIR list the extended attributes of every entry under DIR
  *   tsbuild-sandbox version    print the protocol version
+ *   tsbuild-sandbox mountd     mount and unmount overlays in the caller's mount namespace, on
+ *                              request, one line each on stdin: "m <target>\t<options>" (overlayfs
+ *                              options: lowerdir=…,upperdir=…,workdir=…) or "u <target>"; one
+ *                              reply line each on stdout: "ok" or "err <errno> <message>"; exits
+ *                              at end of input. Saves a mount(8)/umount(8) spawn per request.
  *
  * Spec wire format (written by src/runtime/protocol.ts): a decimal byte count, NUL, then that
  * many bytes of NUL-terminated tokens. A blob is a decimal length token followed by exactly that
@@ -823,6 +828,34 @@ static int xattr_visit(const char *path, const struct stat *st, int type, struct
   return 0;
 }
 
+/* See the usage above: a mount server for the builder's COPY steps. */
+static int mountd_main(void) {
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t n;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  while ((n = getline(&line, &cap, stdin)) > 0) {
+    if (line[n - 1] == '\n') line[--n] = 0;
+    int rc = -1;
+    errno = EINVAL;
+    if (n > 2 && line[0] == 'm' && line[1] == ' ') {
+      char *target = line + 2;
+      char *opts = strchr(target, '\t');
+      if (opts) {
+        *opts++ = 0;
+        rc = mount("overlay", target, "overlay", 0, opts);
+      }
+    } else if (n > 2 && line[0] == 'u' && line[1] == ' ') {
+      rc = umount2(line + 2, 0);
+      if (rc < 0 && errno == EBUSY) rc = umount2(line + 2, MNT_DETACH);
+    }
+    if (rc == 0) fputs("ok\n", stdout);
+    else printf("err %d %s\n", errno, strerror(errno));
+  }
+  free(line);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc >= 2 && !strcmp(argv[1], "version")) {
     puts(PROTOCOL_VERSION);
@@ -838,6 +871,7 @@ int main(int argc, char **argv) {
     return 0;
   }
   if (argc >= 2 && !strcmp(argv[1], "run")) return run_main();
-  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | version\n");
+  if (argc >= 2 && !strcmp(argv[1], "mountd")) return mountd_main();
+  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | mountd | version\n");
   return 2;
 }
