@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { unpackOverlayLayer } from '../../src/builder/snapshots.js';
+import { mountOverlay, unpackOverlayLayer } from '../../src/builder/snapshots.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string };
 
@@ -59,5 +59,30 @@ describe('unpackOverlayLayer', () => {
     const inner = path.join(dir, 'in2');
     await expect(unpackOverlayLayer(await tarOf([{ name: 'sub/', type: 'directory' }, { name: 'sub/.wh...' }]), inner)).rejects.toThrow(/not a valid whiteout/);
     expect((await lstat(dir)).isDirectory()).toBe(true);
+  });
+});
+
+describe('mountOverlay', () => {
+  it('mounts lowers + upper at the target (through the helper\'s mountd), writes land in upper, unmount removes it; bad options fail clearly', async () => {
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    const d = path.join(tmp, 'mnt-case');
+    for (const x of ['l1', 'l2', 'u', 'w', 'm']) await mkdir(path.join(d, x), { recursive: true });
+    await writeFile(path.join(d, 'l1/a'), 'a1');
+    await writeFile(path.join(d, 'l2/a'), 'a2'); // l2 is above l1
+    await writeFile(path.join(d, 'l1/b'), 'b1');
+    const target = path.join(d, 'm');
+    const mounts = async () => (await readFile('/proc/self/mounts', 'utf8')).split('\n').filter((l) => l.split(' ')[1] === target);
+    for (let i = 0; i < 3; i++) {
+      const unmount = await mountOverlay([path.join(d, 'l1'), path.join(d, 'l2')], path.join(d, 'u'), path.join(d, 'w'), target);
+      expect(await mounts()).toHaveLength(1);
+      expect(await readFile(path.join(target, 'a'), 'utf8')).toBe('a2');
+      expect(await readFile(path.join(target, 'b'), 'utf8')).toBe('b1');
+      await writeFile(path.join(target, `new${i}`), 'n');
+      await unmount();
+      expect(await mounts()).toHaveLength(0);
+      expect(await readFile(path.join(d, 'u', `new${i}`), 'utf8')).toBe('n');
+    }
+    await expect(mountOverlay([path.join(d, 'no-such-lower')], path.join(d, 'u'), path.join(d, 'w'), target)).rejects.toThrow(/No such file|mount/);
+    expect(await mounts()).toHaveLength(0);
   });
 });
