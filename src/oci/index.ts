@@ -107,3 +107,5 @@ export type {
   PushResult,
 } from './registry/index.js';
 // ---- end registry client ------------------------------------------------------------------
+export { compressStoredImage } from './recompress.js';
+export type { RecompressOptions } from './recompress.js';
