@@ -1,26 +1,27 @@
 import type { ILexingError, IToken, Lexer } from 'chevrotain';
-import { chevrotain, escapeTokenSets, type HeredocDetector } from './tokens.js';
+import { chevrotain, heredocModeTokens, mainModeTokens, scanner, type HeredocDetector } from './tokens.js';
 
 export type EscapeChar = '\\' | '`';
 
-const lexers = new Map<EscapeChar, Lexer>();
+let lexer: Lexer | undefined;
 
-/** The Chevrotain lexer for one escape character, built on first use and cached. */
-export function getLexer(escape: EscapeChar, options: { validate?: boolean } = {}): Lexer {
-  let lexer = options.validate ? undefined : lexers.get(escape);
-  if (lexer === undefined) {
-    const set = escapeTokenSets[escape];
-    lexer = new chevrotain.Lexer(
-      { modes: { main: [...set.main], heredoc: [...set.heredoc] }, defaultMode: 'main' },
-      {
-        positionTracking: 'onlyOffset',
-        skipValidations: !options.validate,
-        ensureOptimizations: options.validate === true,
-      },
-    );
-    if (!options.validate) lexers.set(escape, lexer);
-  }
-  return lexer;
+/**
+ * The Chevrotain lexer, built on first use and cached (the escape character is a parameter of
+ * each run, see tokens.ts). `validate` builds a fresh one with Chevrotain's definition checks and
+ * first-character optimizations enforced, for tests.
+ */
+export function getLexer(options: { validate?: boolean } = {}): Lexer {
+  if (!options.validate && lexer !== undefined) return lexer;
+  const built = new chevrotain.Lexer(
+    { modes: { main: [...mainModeTokens], heredoc: [...heredocModeTokens] }, defaultMode: 'main' },
+    {
+      positionTracking: 'onlyOffset',
+      skipValidations: !options.validate,
+      ensureOptimizations: options.validate === true,
+    },
+  );
+  if (!options.validate) lexer = built;
+  return built;
 }
 
 export interface LexResult {
@@ -31,16 +32,15 @@ export interface LexResult {
 }
 
 /**
- * Splits `text` into line tokens. Every token of an instruction carries the instruction's
- * `LogicalLine` as `payload`; heredoc body tokens carry their `HeredocBodySpan`. `detect` is
- * called for each finished instruction line containing `<<` and says which heredoc bodies follow.
+ * Splits `text` into line-group tokens. An instruction's token carries its `LogicalLine` as
+ * `payload`; heredoc body tokens carry their `HeredocBodySpan`. `detect` is called for each
+ * finished instruction containing `<<` and says which heredoc bodies follow.
  */
 export function tokenize(text: string, escape: EscapeChar, detect: HeredocDetector): LexResult {
-  const scanner = escapeTokenSets[escape].scanner;
-  const lexer = getLexer(escape);
-  scanner.begin(text, detect);
+  const lex = getLexer();
+  scanner.begin(text, escape.charCodeAt(0), detect);
   try {
-    const result = lexer.tokenize(text);
+    const result = lex.tokenize(text);
     return { tokens: result.tokens, errors: result.errors, lineStarts: scanner.lineStarts() };
   } finally {
     scanner.finish();

@@ -7,6 +7,9 @@ import type { Position, Range } from './diagnostics.js';
  */
 export class LinePositions {
   #last = 0;
+  // The last two positions made: ranges next to each other share them (positions are immutable).
+  #p1: Position | undefined;
+  #p2: Position | undefined;
   constructor(
     readonly text: string,
     readonly starts: readonly number[],
@@ -46,8 +49,15 @@ export class LinePositions {
   }
 
   position(offset: number): Position {
+    const p1 = this.#p1;
+    if (p1 !== undefined && p1.offset === offset) return p1;
+    const p2 = this.#p2;
+    if (p2 !== undefined && p2.offset === offset) return p2;
     const i = this.#lineIndex(offset);
-    return { line: i + 1, column: offset - this.starts[i]! + 1, offset };
+    const p = { line: i + 1, column: offset - this.starts[i]! + 1, offset };
+    this.#p2 = p1;
+    this.#p1 = p;
+    return p;
   }
 
   range(start: number, end: number): Range {

@@ -70,6 +70,9 @@ export function heredocWordName(word: string): string | undefined {
   return name === '' ? undefined : name;
 }
 
+/** The flags of an instruction that has none (most): read only here, so shared. */
+const NO_FLAGS: ParsedFlags = { values: new Map(), lists: new Map(), used: [], diagnostics: [] };
+
 /** Where each instruction's problems are collected and placed. */
 class Context {
   readonly diagnostics: Diagnostic[] = [];
@@ -115,6 +118,7 @@ class Context {
   }
 
   flags(ri: RawInstruction, spec: FlagSpec): ParsedFlags {
+    if (ri.flags.length === 0) return NO_FLAGS;
     const parsed = parseFlags(ri.flags, spec);
     for (const d of parsed.diagnostics) this.report(d.code, d.message, d.range, d.suggestion);
     return parsed;

@@ -1,5 +1,4 @@
 import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CustomPatternMatcherFunc, TokenType } from 'chevrotain';
 import { isGoSpace } from './dump.js';
@@ -14,15 +13,22 @@ type Chevrotain = typeof import('chevrotain');
  * compiles a few ms faster still: use the first of these that is there, else the entry.
  */
 async function loadChevrotain(): Promise<Chevrotain> {
-  let dir: string | undefined;
+  let entry: string | undefined;
   try {
-    dir = join(dirname(createRequire(import.meta.url).resolve('chevrotain')), '..');
+    // `import.meta.resolve` is synchronous and cheap; the CommonJS resolver (about 3 ms to start)
+    // only where it is missing (some test runners).
+    entry = typeof import.meta.resolve === 'function' ? import.meta.resolve('chevrotain') : undefined;
   } catch {
-    dir = undefined;
+    entry = undefined;
   }
-  for (const name of dir === undefined ? [] : ['chevrotain.min.mjs', 'chevrotain.mjs']) {
+  try {
+    entry ??= pathToFileURL(createRequire(import.meta.url).resolve('chevrotain')).href;
+  } catch {
+    entry = undefined;
+  }
+  for (const name of entry === undefined ? [] : ['../chevrotain.min.mjs', '../chevrotain.mjs']) {
     try {
-      const mod = (await import(pathToFileURL(join(dir!, name)).href)) as Chevrotain;
+      const mod = (await import(new URL(name, entry).href)) as Chevrotain;
       if (typeof mod.CstParser === 'function' && typeof mod.Lexer === 'function') return mod;
     } catch {
       // try the next one
@@ -62,22 +68,6 @@ const { createToken, Lexer } = chevrotain;
  * character, which classifies each line group once (cached by offset) and joins an instruction's
  * lines into the {@link LogicalLine} record its token carries as `payload`.
  */
-
-export const TriviaLines = createToken({ name: 'TriviaLines', pattern: Lexer.NA });
-export const InstructionLines = createToken({ name: 'InstructionLines', pattern: Lexer.NA });
-export const HeredocInstructionLines = createToken({ name: 'HeredocInstructionLines', pattern: Lexer.NA });
-export const LongLine = createToken({ name: 'LongLine', pattern: Lexer.NA });
-export const HeredocBody = createToken({ name: 'HeredocBody', pattern: Lexer.NA });
-export const HeredocBodyLast = createToken({ name: 'HeredocBodyLast', pattern: Lexer.NA });
-
-export const categoryTokens: readonly TokenType[] = [
-  TriviaLines,
-  InstructionLines,
-  HeredocInstructionLines,
-  LongLine,
-  HeredocBody,
-  HeredocBodyLast,
-];
 
 /** BuildKit's scanner limit: a line (without its `\n`) of more bytes than this is an error. */
 export const MAX_LINE_BYTES = 65535;
@@ -186,10 +176,11 @@ export class LineScanner {
   /** Start offsets of the lines read so far (as `LineIndex` keeps them). */
   #starts: number[] = [0];
 
-  constructor(readonly escape: number) {}
+  #escape = 92;
 
-  begin(text: string, detect: HeredocDetector): void {
+  begin(text: string, escape: number, detect: HeredocDetector): void {
     this.#text = text;
+    this.#escape = escape;
     this.#bom = text.charCodeAt(0) === 0xfeff ? 1 : 0;
     this.#detect = detect;
     this.#at = -1;
@@ -241,7 +232,7 @@ export class LineScanner {
       return;
     }
     const bom = this.#bom;
-    const esc = this.escape;
+    const esc = this.#escape;
     let line: LogicalLine | undefined;
     for (;;) {
       let ce = lineEnd;
@@ -403,7 +394,10 @@ export class LineScanner {
   }
 }
 
-// ---- concrete token types, one set per escape character ----
+// ---- token types ----
+
+/** The one scanner behind the token matchers (runs are not reentrant: `tokenize` begins and finishes it). */
+export const scanner = new LineScanner();
 
 // White space (Go unicode.IsSpace) and the BOM, which may open the first line.
 const SPACE_CODES = [9, 10, 11, 12, 13, 32, 0x85, 0xa0, 0x1680, 0x2000, 0x2028, 0x202f, 0x205f, 0x3000, 0xfeff];
@@ -412,67 +406,31 @@ const SPACE_CODES = [9, 10, 11, 12, 13, 32, 0x85, 0xa0, 0x1680, 0x2000, 0x2028, 
  * `start_chars_hint` for "any character": every Latin-1 code, plus one code per bucket of the
  * lexer's first-character table (Chevrotain groups codes above 255 in buckets of 255).
  */
-function anyCharHint(except: readonly number[] = []): number[] {
+function anyCharHint(except: number): number[] {
   const codes: number[] = [];
-  for (let c = 0; c < 256; c++) if (!except.includes(c)) codes.push(c);
+  for (let c = 0; c < 256; c++) if (c !== except) codes.push(c);
   for (let bucket = 1; bucket * 255 <= 0xffff; bucket++) codes.push(Math.max(256, bucket * 255));
   codes.push(0xffff);
   return codes;
 }
 
-export interface EscapeTokenSet {
-  readonly scanner: LineScanner;
-  /** Main-mode tokens, in matching order. */
-  readonly main: readonly TokenType[];
-  /** Heredoc-mode tokens, in matching order. */
-  readonly heredoc: readonly TokenType[];
-}
+const any = anyCharHint(-1);
+const notHash = anyCharHint(35);
+const lineGroup = (name: string, exec: CustomPatternMatcherFunc, hint: number[], extra: { push_mode?: string; pop_mode?: boolean } = {}): TokenType =>
+  createToken({ name, pattern: { exec }, line_breaks: true, start_chars_hint: hint, ...extra });
 
-function tokenSet(escape: '\\' | '`', suffix: string): EscapeTokenSet {
-  const scanner = new LineScanner(escape.charCodeAt(0));
-  const m = scanner.matchers;
-  const b = scanner.bodyMatchers;
-  const any = anyCharHint();
-  const notHash = anyCharHint([35]);
-  const make = (
-    name: string,
-    exec: CustomPatternMatcherFunc,
-    category: TokenType,
-    hint: number[],
-    extra: { push_mode?: string; pop_mode?: boolean } = {},
-  ): TokenType =>
-    createToken({
-      name: `${name}_${suffix}`,
-      pattern: { exec },
-      line_breaks: true,
-      start_chars_hint: hint,
-      categories: [category],
-      ...extra,
-    });
-  const main = [
-    make('LongLine', m.long, LongLine, any),
-    make('TriviaLines', m.trivia, TriviaLines, [35, ...SPACE_CODES]),
-    make('InstructionLines', m.instruction, InstructionLines, notHash),
-    make('HeredocInstructionLines', m.heredocInstruction, HeredocInstructionLines, notHash, { push_mode: 'heredoc' }),
-  ];
-  const heredoc = [
-    make('HeredocBody', b.body, HeredocBody, any),
-    make('HeredocBodyLast', b.bodyLast, HeredocBodyLast, any, { pop_mode: true }),
-  ];
-  return { scanner, main, heredoc };
-}
+const m = scanner.matchers;
+const b = scanner.bodyMatchers;
+export const LongLine = lineGroup('LongLine', m.long, any);
+export const TriviaLines = lineGroup('TriviaLines', m.trivia, [35, ...SPACE_CODES]);
+export const InstructionLines = lineGroup('InstructionLines', m.instruction, notHash);
+export const HeredocInstructionLines = lineGroup('HeredocInstructionLines', m.heredocInstruction, notHash, { push_mode: 'heredoc' });
+export const HeredocBody = lineGroup('HeredocBody', b.body, any);
+export const HeredocBodyLast = lineGroup('HeredocBodyLast', b.bodyLast, any, { pop_mode: true });
 
-/** The token sets for the two escape characters BuildKit allows. */
-export const escapeTokenSets: Readonly<Record<'\\' | '`', EscapeTokenSet>> = {
-  '\\': tokenSet('\\', 'bs'),
-  '`': tokenSet('`', 'bt'),
-};
-
+/** Main-mode tokens, in matching order. */
+export const mainModeTokens: readonly TokenType[] = [LongLine, TriviaLines, InstructionLines, HeredocInstructionLines];
+/** Heredoc-mode tokens, in matching order. */
+export const heredocModeTokens: readonly TokenType[] = [HeredocBody, HeredocBodyLast];
 /** Every token type, for the parser's vocabulary. */
-export const allTokenTypes: readonly TokenType[] = [
-  ...categoryTokens,
-  ...escapeTokenSets['\\'].main,
-  ...escapeTokenSets['\\'].heredoc,
-  ...escapeTokenSets['`'].main,
-  ...escapeTokenSets['`'].heredoc,
-];
+export const allTokenTypes: readonly TokenType[] = [...mainModeTokens, ...heredocModeTokens];
