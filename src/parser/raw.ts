@@ -3,7 +3,7 @@ import type { Diagnostic, Position, Range, Severity } from './diagnostics.js';
 import { goLower, goQuote } from './dump.js';
 import { parseLines } from './grammar.js';
 import { parseJsonArgs } from './json-args.js';
-import { tokenize, type EscapeChar } from './lexer.js';
+import { CHUNK_CHARS, tokenizeChunks, type EscapeChar } from './lexer.js';
 import { LinePositions, rememberPositions } from './positions.js';
 import type { Directive, RawDockerfile, RawFlag, RawHeredoc, RawInstruction, RawParseResult } from './raw-types.js';
 import { isGoSpace, type HeredocRequest, type LineAnalysis, type LogicalLine } from './tokens.js';
@@ -800,8 +800,13 @@ export interface ParseRawOptions {
  * valid BuildKit dump).
  */
 export function parseRaw(text: string, options: ParseRawOptions = {}): RawParseResult {
+  return parseRawInChunks(text, options, CHUNK_CHARS);
+}
+
+/** `parseRaw` with another chunk size (see `CHUNK_CHARS`): the result must not depend on it. For tests. */
+export function parseRawInChunks(text: string, options: ParseRawOptions, chunkChars: number): RawParseResult {
   try {
-    return parseRawUnsafe(text, options);
+    return parseRawUnsafe(text, options, chunkChars);
   } catch (e) {
     const pos = { line: 1, column: 1, offset: 0 };
     const diagnostic: Diagnostic = {
@@ -820,7 +825,7 @@ export function parseRaw(text: string, options: ParseRawOptions = {}): RawParseR
 
 type Report = (d: Omit<Diagnostic, 'severity'> & { severity?: Severity }) => void;
 
-function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult {
+function parseRawUnsafe(text: string, options: ParseRawOptions, chunkChars: number): RawParseResult {
   const diagnostics: Diagnostic[] = [];
   const file = options.file;
   const diag: Report = (d) => {
@@ -831,46 +836,55 @@ function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult 
   const escape = scan.escape;
   const esc = escape.charCodeAt(0);
   const detect = (line: string): Analysis => analyze(line, esc);
-  const lexed = tokenize(text, escape, detect);
-  const index = new LinePositions(text, lexed.lineStarts);
+  const instructions: RawInstruction[] = [];
+  let index: LinePositions | undefined;
+  let nodeCount = 0;
+  tokenizeChunks(text, escape, detect, (chunk, lineStarts) => {
+    const at = (index ??= new LinePositions(text, lineStarts));
+    const base = chunk.base;
+    for (const e of chunk.errors) {
+      const off = base + e.offset;
+      diag({ code: 'internal-error', message: `lexer: ${e.message}`, range: at.range(off, off + e.length) });
+    }
+    const { cst, errors } = parseLines(chunk.tokens);
+    for (const e of errors) {
+      const off = Number.isNaN(e.token.startOffset) ? chunk.end : base + e.token.startOffset;
+      diag({ code: 'internal-error', message: `grammar: ${e.message}`, range: at.range(off, off) });
+    }
+    for (const t of (cst.children.LongLine ?? []) as IToken[]) {
+      const start = base + t.startOffset;
+      let end = text.indexOf('\n', start);
+      if (end < 0) end = text.length;
+      if (text.charCodeAt(end - 1) === 13) end--;
+      diag({
+        code: 'line-too-long',
+        message: 'dockerfile line greater than max allowed size of 65535',
+        range: at.range(start, end),
+      });
+    }
+    const nodes = (cst.children.instruction ?? []) as CstNode[];
+    nodeCount += nodes.length;
+    for (const node of nodes) {
+      const line = instructionToken(node).payload as LogicalLine;
+      const built = buildInstruction(line, text, at, esc, diag);
+      if (built !== undefined) instructions.push(built);
+    }
+  }, chunkChars);
+  const positions = index!;
 
+  // Directives (at the top) come first among diagnostics at the same offset, as they were found first.
+  const chunkDiagnostics = diagnostics.splice(0);
   const directives: Directive[] = [];
   for (const d of scan.lines) {
-    const range = index.range(d.start, d.end);
+    const range = positions.range(d.start, d.end);
     if (d.error !== undefined) diag({ ...d.error, range });
     else directives.push({ name: d.name, value: d.value, range });
   }
-  for (const e of lexed.errors) {
-    diag({ code: 'internal-error', message: `lexer: ${e.message}`, range: index.range(e.offset, e.offset + e.length) });
-  }
-  const { cst, errors } = parseLines(lexed.tokens);
-  for (const e of errors) {
-    const off = Number.isNaN(e.token.startOffset) ? text.length : e.token.startOffset;
-    diag({ code: 'internal-error', message: `grammar: ${e.message}`, range: index.range(off, off) });
-  }
+  diagnostics.push(...chunkDiagnostics);
 
-  for (const t of (cst.children.LongLine ?? []) as IToken[]) {
-    let end = text.indexOf('\n', t.startOffset);
-    if (end < 0) end = text.length;
-    if (text.charCodeAt(end - 1) === 13) end--;
-    diag({
-      code: 'line-too-long',
-      message: 'dockerfile line greater than max allowed size of 65535',
-      range: index.range(t.startOffset, end),
-    });
-  }
-
-  const instructions: RawInstruction[] = [];
-  const nodes = (cst.children.instruction ?? []) as CstNode[];
-  for (const node of nodes) {
-    const line = instructionToken(node).payload as LogicalLine;
-    const built = buildInstruction(line, text, index, esc, diag);
-    if (built !== undefined) instructions.push(built);
-  }
-
-  if (nodes.length === 0) {
+  if (nodeCount === 0) {
     const end = text.length;
-    diag({ code: 'no-instructions', message: 'file with no instructions', range: index.range(end, end) });
+    diag({ code: 'no-instructions', message: 'file with no instructions', range: positions.range(end, end) });
   }
 
   diagnostics.sort((a, b) => a.range.start.offset - b.range.start.offset);
@@ -881,7 +895,7 @@ function parseRawUnsafe(text: string, options: ParseRawOptions): RawParseResult 
     startLine: instructions[0]?.startLine ?? 0,
     endLine: instructions[instructions.length - 1]?.endLine ?? 0,
   };
-  rememberPositions(raw, index);
+  rememberPositions(raw, positions);
   return { raw, diagnostics };
 }
 

@@ -173,12 +173,15 @@ export class LineScanner {
   #body: HeredocBodySpan | undefined;
   #bodyNext = 0;
   readonly #match: Match = [''] as unknown as Match;
+  #base = 0;
+  #limit = Infinity;
   /** Start offsets of the lines read so far (as `LineIndex` keeps them). */
   #starts: number[] = [0];
 
   #escape = 92;
 
-  begin(text: string, escape: number, detect: HeredocDetector): void {
+  /** Starts a run over `text`; returns the line-start array it fills (see `lineStarts`). */
+  begin(text: string, escape: number, detect: HeredocDetector): number[] {
     this.#text = text;
     this.#escape = escape;
     this.#bom = text.charCodeAt(0) === 0xfeff ? 1 : 0;
@@ -188,6 +191,19 @@ export class LineScanner {
     this.#pending = [];
     this.#pendingLine = undefined;
     this.#starts = [0];
+    this.#base = 0;
+    this.#limit = Infinity;
+    return this.#starts;
+  }
+
+  /**
+   * The next `tokenize` call reads `text.slice(base)`: matchers add `base` to the offsets they are
+   * given, and `RestOfChunk` takes the rest of the input at the first main-mode token at or after
+   * `limit`, which ends the call there.
+   */
+  chunk(base: number, limit: number): void {
+    this.#base = base;
+    this.#limit = limit;
   }
 
   /**
@@ -313,11 +329,18 @@ export class LineScanner {
     }
   }
 
-  readonly matchers: Record<'long' | 'trivia' | 'instruction' | 'heredocInstruction', CustomPatternMatcherFunc> = {
-    long: (_text, offset) => this.#lineMatch(offset, Kind.Long),
-    trivia: (_text, offset) => this.#lineMatch(offset, Kind.Trivia),
-    instruction: (_text, offset) => this.#lineMatch(offset, Kind.Instruction),
-    heredocInstruction: (_text, offset) => this.#lineMatch(offset, Kind.HeredocInstruction),
+  readonly matchers: Record<'rest' | 'long' | 'trivia' | 'instruction' | 'heredocInstruction', CustomPatternMatcherFunc> = {
+    rest: (text, offset) => {
+      if (this.#base + offset < this.#limit) return null;
+      const m = this.#match;
+      m[0] = text.slice(offset);
+      m.payload = undefined;
+      return m;
+    },
+    long: (_text, offset) => this.#lineMatch(this.#base + offset, Kind.Long),
+    trivia: (_text, offset) => this.#lineMatch(this.#base + offset, Kind.Trivia),
+    instruction: (_text, offset) => this.#lineMatch(this.#base + offset, Kind.Instruction),
+    heredocInstruction: (_text, offset) => this.#lineMatch(this.#base + offset, Kind.HeredocInstruction),
   };
 
   #lineMatch(offset: number, kind: Kind): Match | null {
@@ -365,7 +388,8 @@ export class LineScanner {
   }
 
   readonly bodyMatchers: Record<'body' | 'bodyLast', CustomPatternMatcherFunc> = {
-    body: (_text, offset) => {
+    body: (_text, chunkOffset) => {
+      const offset = this.#base + chunkOffset;
       this.#scanBody(offset);
       const body = this.#body!;
       if (!body.terminated || this.#pending.length <= 1) return null;
@@ -374,7 +398,8 @@ export class LineScanner {
       this.#bodyAt = -1;
       return this.#bodyResult(offset, body);
     },
-    bodyLast: (_text, offset) => {
+    bodyLast: (_text, chunkOffset) => {
+      const offset = this.#base + chunkOffset;
       this.#scanBody(offset);
       const body = this.#body!;
       this.#pending = [];
@@ -421,6 +446,8 @@ const lineGroup = (name: string, exec: CustomPatternMatcherFunc, hint: number[],
 
 const m = scanner.matchers;
 const b = scanner.bodyMatchers;
+/** Not a line group: the rest of a chunk's input, which ends a chunked `tokenize` (see lexer.ts); never parsed. */
+export const RestOfChunk = lineGroup('RestOfChunk', m.rest, any);
 export const LongLine = lineGroup('LongLine', m.long, any);
 export const TriviaLines = lineGroup('TriviaLines', m.trivia, [35, ...SPACE_CODES]);
 export const InstructionLines = lineGroup('InstructionLines', m.instruction, notHash);
@@ -429,8 +456,8 @@ export const HeredocBody = lineGroup('HeredocBody', b.body, any);
 export const HeredocBodyLast = lineGroup('HeredocBodyLast', b.bodyLast, any, { pop_mode: true });
 
 /** Main-mode tokens, in matching order. */
-export const mainModeTokens: readonly TokenType[] = [LongLine, TriviaLines, InstructionLines, HeredocInstructionLines];
+export const mainModeTokens: readonly TokenType[] = [RestOfChunk, LongLine, TriviaLines, InstructionLines, HeredocInstructionLines];
 /** Heredoc-mode tokens, in matching order. */
 export const heredocModeTokens: readonly TokenType[] = [HeredocBody, HeredocBodyLast];
-/** Every token type, for the parser's vocabulary. */
-export const allTokenTypes: readonly TokenType[] = [...mainModeTokens, ...heredocModeTokens];
+/** The token types the parser reads. */
+export const allTokenTypes: readonly TokenType[] = [LongLine, TriviaLines, InstructionLines, HeredocInstructionLines, HeredocBody, HeredocBodyLast];

@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { LineIndex } from '../../src/parser/diagnostics.js';
 import { positionsFor } from '../../src/parser/positions.js';
-import { parseRaw } from '../../src/parser/raw.js';
+import { parseRaw, parseRawInChunks } from '../../src/parser/raw.js';
 import { toAst } from '../../src/parser/to-ast.js';
 
 // parseRaw keeps the line starts its lexer collected (no second scan of the text) and toAst reuses
@@ -76,5 +76,30 @@ describe('line index kept from the lexer', () => {
   it('is not used for another text', () => {
     const { raw } = parseRaw('FROM a\n');
     expect(positionsFor(raw, 'FROM b\n')).toBeUndefined();
+  });
+});
+
+describe('chunked lexing and parsing', () => {
+  // parseRaw lexes, parses and converts 64 KiB at a time; with tiny chunks every line group
+  // boundary of these files is a chunk boundary, and the result must be the same.
+  it.each([1, 7, 300])('gives the same result with chunks of %i characters, on every tricky input and corpus file', (size) => {
+    const texts = [...Object.values(tricky), ...corpusTexts()];
+    let differ = 0;
+    let chunked = 0;
+    for (const text of texts) {
+      const whole = parseRawInChunks(text, {}, Number.MAX_SAFE_INTEGER);
+      const parts = parseRawInChunks(text, {}, size);
+      if (JSON.stringify(parts) !== JSON.stringify(whole)) differ++;
+      if (text.length > size) chunked++;
+    }
+    expect(differ).toBe(0);
+    expect(chunked).toBeGreaterThan(1000);
+  });
+
+  it('splits corpus-big into many chunks and gives the same result as one chunk', () => {
+    const text = readFileSync(join(root, 'corpus-big/Dockerfile'), 'utf8');
+    const whole = parseRawInChunks(text, {}, Number.MAX_SAFE_INTEGER);
+    expect(JSON.stringify(parseRaw(text))).toBe(JSON.stringify(whole));
+    expect(whole.raw.instructions.length).toBe(11633);
   });
 });
