@@ -32,27 +32,40 @@ export class DockerfileLineParser extends CstParser {
     this.performSelfAnalysis();
   }
 
+  // Arrays of alternatives are made once, not on every OR (Chevrotain's performance guide).
+  readonly #topLevel = [
+    { ALT: () => this.SUBRULE(this.instruction) },
+    { ALT: () => this.CONSUME(TriviaLines) },
+    { ALT: () => this.CONSUME(LongLine) },
+  ];
+
+  readonly #instructionForms = [
+    { ALT: () => this.CONSUME(InstructionLines) },
+    {
+      ALT: () => {
+        this.CONSUME(HeredocInstructionLines);
+        this.MANY(this.#body);
+        this.OPTION(this.#lastBody);
+      },
+    },
+  ];
+
+  readonly #body = (): void => {
+    this.CONSUME(HeredocBody);
+  };
+
+  readonly #lastBody = (): void => {
+    this.CONSUME(HeredocBodyLast);
+  };
+
   readonly dockerfile = this.RULE('dockerfile', () => {
     this.MANY(() => {
-      this.OR([
-        { ALT: () => this.SUBRULE(this.instruction) },
-        { ALT: () => this.CONSUME(TriviaLines) },
-        { ALT: () => this.CONSUME(LongLine) },
-      ]);
+      this.OR(this.#topLevel);
     });
   });
 
   readonly instruction = this.RULE('instruction', () => {
-    this.OR([
-      { ALT: () => this.CONSUME(InstructionLines) },
-      {
-        ALT: () => {
-          this.CONSUME(HeredocInstructionLines);
-          this.MANY(() => this.CONSUME(HeredocBody));
-          this.OPTION(() => this.CONSUME(HeredocBodyLast));
-        },
-      },
-    ]);
+    this.OR(this.#instructionForms);
   });
 }
 

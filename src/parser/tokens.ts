@@ -250,6 +250,10 @@ export class LineScanner {
     const bom = this.#bom;
     const esc = this.#escape;
     let line: LogicalLine | undefined;
+    // The joined text is built once at the end (one flat string), not by `+=` per line.
+    let firstPiece = '';
+    let pieces: string[] | undefined;
+    let joinedLength = 0;
     for (;;) {
       let ce = lineEnd;
       while (ce > pos && text.charCodeAt(ce - 1) === 13) ce--;
@@ -278,7 +282,7 @@ export class LineScanner {
         const pieceEnd = continued ? j : ce;
         if (line === undefined) {
           line = {
-            text: text.slice(from, pieceEnd),
+            text: '',
             segs: [0, from],
             start: offset,
             lastLineStart: pos,
@@ -288,12 +292,14 @@ export class LineScanner {
             analysis: undefined,
             bodies: [],
           };
+          firstPiece = text.slice(from, pieceEnd);
         } else {
-          line.segs.push(line.text.length, from);
-          line.text += text.slice(from, pieceEnd);
+          line.segs.push(joinedLength, from);
           line.lastLineStart = pos;
           line.lastLineEnd = ce;
+          (pieces ??= [firstPiece]).push(text.slice(from, pieceEnd));
         }
+        joinedLength += pieceEnd - from;
         if (!continued) {
           line.closed = true;
           pos = next;
@@ -316,6 +322,7 @@ export class LineScanner {
       this.#kind = Kind.Trivia;
       return;
     }
+    line.text = pieces === undefined ? firstPiece : pieces.join('');
     this.#payload = line;
     this.#kind = Kind.Instruction;
     if (line.closed && line.text.includes('<<')) {
