@@ -6,13 +6,15 @@ import type { RawDockerfile, RawInstruction } from './raw-types.js';
  */
 
 const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
-const PRINT = /^[\p{L}\p{M}\p{N}\p{P}\p{S}]$/u;
+// Unicode property classes are made on first use: a `/\p{…}/u` literal costs ICU work when the module is compiled.
+let print: RegExp | undefined;
 const HEX = '0123456789abcdef';
 
 /** Go's `unicode.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space. */
 export function isGoPrint(cp: number): boolean {
   if (cp <= 0xff) return (cp >= 0x20 && cp <= 0x7e) || (cp >= 0xa1 && cp !== 0xad);
-  return PRINT.test(String.fromCodePoint(cp));
+  print ??= new RegExp('^[\\p{L}\\p{M}\\p{N}\\p{P}\\p{S}]$', 'u');
+  return print.test(String.fromCodePoint(cp));
 }
 
 function hex(n: number, width: number): string {

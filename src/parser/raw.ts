@@ -643,17 +643,20 @@ class HeredocWordLexer {
   }
 }
 
-const LETTER = /^\p{L}$/u;
-const DIGIT = /^\p{Nd}$/u;
+// Unicode property classes are made on first use: a `/\p{…}/u` literal costs ICU work when the module is compiled.
+let letter: RegExp | undefined;
+let digit: RegExp | undefined;
 
 function isGoLetter(cp: number): boolean {
   if (cp < 0x80) return (cp >= 65 && cp <= 90) || (cp >= 97 && cp <= 122);
-  return LETTER.test(String.fromCodePoint(cp));
+  letter ??= new RegExp('^\\p{L}$', 'u');
+  return letter.test(String.fromCodePoint(cp));
 }
 
 function isGoDigit(cp: number): boolean {
   if (cp < 0x80) return cp >= 48 && cp <= 57;
-  return DIGIT.test(String.fromCodePoint(cp));
+  digit ??= new RegExp('^\\p{Nd}$', 'u');
+  return digit.test(String.fromCodePoint(cp));
 }
 
 function isSpecialParam(cp: number): boolean {
@@ -782,6 +785,9 @@ function scanDirectives(text: string): { lines: DirectiveLine[]; escape: EscapeC
 
 // ---------------------------------------------------------------------------------------------
 // Building the result from the CST
+
+/** The empty flag and heredoc lists most instructions have: one shared, frozen array (they are readonly). */
+const NONE: readonly never[] = Object.freeze([]);
 
 /** The token of an `instruction` node that carries its `LogicalLine`. */
 function instructionToken(node: CstNode): IToken {
@@ -939,8 +945,10 @@ function buildInstruction(
     return undefined;
   }
 
-  const heredocs: RawHeredoc[] = [];
+  let heredocs: readonly RawHeredoc[] = NONE;
   if (analysis.heredocs.length > 0) {
+    const found: RawHeredoc[] = [];
+    heredocs = found;
     let unterminated = false;
     analysis.heredocs.forEach((h, i) => {
       const body = line.bodies[i];
@@ -957,7 +965,7 @@ function buildInstruction(
         while (end > body.start && text.charCodeAt(end - 1) === 13) end--;
       }
       endOffset = Math.max(endOffset, end);
-      heredocs.push({
+      found.push({
         name: h.name,
         content: text.slice(body.start, body.end),
         expand: h.expand,
@@ -993,7 +1001,7 @@ function toInstruction(
   heredocs: readonly RawHeredoc[],
   original: string,
 ): RawInstruction {
-  const flags: RawFlag[] = node.flags.map((f) => ({ text: f.text, range: span(f) }));
+  const flags: readonly RawFlag[] = node.flags.length === 0 ? NONE : node.flags.map((f) => ({ text: f.text, range: span(f) }));
   const restStart = sourceOffset(line, node.restSpan.start, false);
   const child =
     node.child === undefined

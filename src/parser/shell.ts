@@ -119,10 +119,15 @@ class LexFailure extends Error {}
 function isSpace(ch: string): boolean {
   const c = ch.codePointAt(0)!;
   if (c <= 0xff) return c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0x85 || c === 0xa0;
-  return /\p{White_Space}/u.test(ch);
+  whiteSpace ??= new RegExp('\\p{White_Space}', 'u');
+  return whiteSpace.test(ch);
 }
-const isDigit = (ch: string) => /^\p{Nd}$/u.test(ch);
-const isLetter = (ch: string) => /^\p{L}$/u.test(ch);
+// Unicode property classes are made on first use: a `/\p{…}/u` literal costs ICU work when the module is compiled.
+let whiteSpace: RegExp | undefined;
+let digit: RegExp | undefined;
+let letter: RegExp | undefined;
+const isDigit = (ch: string) => (digit ??= new RegExp('^\\p{Nd}$', 'u')).test(ch);
+const isLetter = (ch: string) => (letter ??= new RegExp('^\\p{L}$', 'u')).test(ch);
 const isSpecialParam = (ch: string) => '@*#?-$!0'.includes(ch);
 
 /** Word splitting as BuildKit's `wordsStruct`. */
