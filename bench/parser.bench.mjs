@@ -92,7 +92,7 @@ function prefix(text, fraction) {
 //   its own parse and is copied and promoted (V8 --trace-gc-nvp: 0.27 MB promoted per scavenge
 //   at 1/4, 3.1 MB at full size), so this figure favours small inputs.
 // The in-process median of single runs (the figure this bench printed first; same bias as
-// "dropped", plus the heap left by the sizes before) is shown beside them. Three rounds, median.
+// "dropped", plus the heap left by the sizes before) is shown beside them. Five rounds, median.
 const linScript = (frac, keep) => `import { readFileSync } from 'node:fs';
 const { parseDockerfile } = await import(${JSON.stringify(join(repo, 'dist/parser/index.js'))});
 const big = readFileSync(${JSON.stringify(join(conformance, 'corpus-big/Dockerfile'))}, 'utf8');
@@ -112,7 +112,7 @@ for (let i = 0; i < n; i++) {
 process.stdout.write(JSON.stringify((performance.now() - t0) / n / mb));`;
 const sizes = [['1/4', 0.25], ['1/2', 0.5], ['all', 1]];
 const fresh = { kept: new Map(sizes.map(([l]) => [l, []])), dropped: new Map(sizes.map(([l]) => [l, []])) };
-for (let round = 0; round < 3; round++) {
+for (let round = 0; round < 5; round++) {
   for (const [label, frac] of sizes) {
     for (const keep of [true, false]) {
       const ms = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', linScript(frac, keep)], { encoding: 'utf8' }));

@@ -62,11 +62,11 @@ const { createToken, Lexer } = chevrotain;
  * A token per line group rather than per line keeps the token count (and so the lexer's and the
  * parser's per-token work and memory) near the instruction count.
  *
- * The abstract token types below are categories: the parser consumes them. The concrete token
- * types carry the custom matchers and exist once per escape character (`\` and `` ` ``), since
- * the continuation rule depends on it. Matchers share one {@link LineScanner} per escape
- * character, which classifies each line group once (cached by offset) and joins an instruction's
- * lines into the {@link LogicalLine} record its token carries as `payload`.
+ * The token types (at the end of this file) have custom matchers that share one
+ * {@link LineScanner}, which classifies each line group once (cached by offset) and joins an
+ * instruction's lines into the {@link LogicalLine} record its token carries as `payload`. The
+ * escape character (`\` or `` ` ``), on which the continuation rule depends, is a parameter of
+ * each run, so one lexer serves both.
  */
 
 /** BuildKit's scanner limit: a line (without its `\n`) of more bytes than this is an error. */
@@ -98,7 +98,7 @@ export interface LineAnalysis {
 /** Called by the lexer at the end of an instruction whose text contains `<<`. */
 export type HeredocDetector = (text: string) => LineAnalysis;
 
-/** One instruction's joined text, built while lexing. Shared by all of its tokens. */
+/** One instruction's joined text, built while lexing; the payload of its token. */
 export interface LogicalLine {
   /** The joined line, as BuildKit's `Original`: first line left-trimmed, continuations removed. */
   text: string;
