@@ -1,10 +1,10 @@
 import type { CstNode, IToken } from 'chevrotain';
-import type { Diagnostic, Position, Range, Severity } from './diagnostics.js';
+import type { Diagnostic, Range, Severity } from './diagnostics.js';
+import { LinePositions, rememberPositions } from './diagnostics.js';
 import { goLower, goQuote } from './dump.js';
 import { parseLines } from './grammar.js';
 import { parseJsonArgs } from './json-args.js';
 import { CHUNK_CHARS, tokenizeChunks, type EscapeChar } from './lexer.js';
-import { LinePositions, rememberPositions } from './positions.js';
 import type { Directive, RawDockerfile, RawFlag, RawHeredoc, RawInstruction, RawParseResult } from './raw-types.js';
 import { isGoSpace, type HeredocRequest, type LineAnalysis, type LogicalLine } from './tokens.js';
 

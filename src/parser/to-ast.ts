@@ -12,8 +12,7 @@ import type {
   Stage,
 } from './ast.js';
 import type { Diagnostic, Range, Severity } from './diagnostics.js';
-import { LineIndex } from './diagnostics.js';
-import { positionsFor, type LinePositions } from './positions.js';
+import { LineIndex, positionsFor, type LinePositions } from './diagnostics.js';
 import { formatGoDuration, parseGoDuration } from './duration.js';
 import type { FlagSpec, ParsedFlags } from './flags.js';
 import { INSTRUCTION_FLAGS, parseFlags, suggestWord } from './flags.js';

@@ -1,8 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LineIndex } from '../../src/parser/diagnostics.js';
-import { positionsFor } from '../../src/parser/positions.js';
+import { LineIndex, positionsFor } from '../../src/parser/diagnostics.js';
 import { parseRaw, parseRawInChunks } from '../../src/parser/raw.js';
 import { toAst } from '../../src/parser/to-ast.js';
 
