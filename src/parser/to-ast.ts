@@ -102,8 +102,13 @@ class Context {
   /** The range of `word` as written after `from` inside the instruction, else `fallback`. */
   find(ri: RawInstruction, word: string, fallback: Range, from = ri.restRange.start.offset): Range {
     if (this.source === undefined || this.index === undefined || word === '') return fallback;
-    const at = this.source.indexOf(word, from);
-    if (at < 0 || at + word.length > ri.range.end.offset) return fallback;
+    // Searched inside the instruction only: a word that is not there (quotes removed, say) must not
+    // cost a scan of the rest of the file, which made the conversion quadratic in the file size.
+    const end = ri.range.end.offset;
+    if (from >= end) return fallback;
+    const i = this.source.slice(from, end).indexOf(word);
+    if (i < 0) return fallback;
+    const at = from + i;
     return this.index.range(at, at + word.length);
   }
 
