@@ -5,6 +5,7 @@ import { didYouMean } from '../../util/suggest.js';
 import type { Digest } from '../digest.js';
 import { formatReference, parseReference, repositoryName } from '../reference.js';
 import { childDescriptors, mediaTypeOf, TagNotFoundError, type Store } from '../store.js';
+import { compressStoredImage } from '../recompress.js';
 import { MediaType, type Descriptor } from '../types.js';
 import type { BlobSource } from './client.js';
 import { RegistryError } from './errors.js';
@@ -20,6 +21,12 @@ export interface PushOptions extends TransferOptions {
   readonly mountFrom?: readonly string[];
   /** Upload in PATCH chunks of this many bytes (default: one monolithic PUT per blob). */
   readonly chunkSize?: number;
+  /**
+   * What to do with uncompressed layers (a locally built image keeps its layers uncompressed):
+   * compress them first, gzip by default, as `docker push` does; 'uncompressed' pushes them as
+   * they are. Compressed layers are always pushed as stored.
+   */
+  readonly compression?: 'gzip' | 'zstd' | 'uncompressed';
 }
 
 export interface PushResult {
@@ -103,7 +110,9 @@ async function pushWith(reference: string, opts: PushOptions, abort: AbortContro
     }
     manifests.push({ desc: { mediaType, digest: desc.digest, size: bytes.length }, bytes });
   };
-  await walk(entry.descriptor);
+  const compression = opts.compression ?? 'gzip';
+  const pushed = compression === 'uncompressed' ? entry.descriptor : await compressStoredImage(store, entry.descriptor, { compression });
+  await walk(pushed);
 
   // Which other repositories of this registry hold which blobs (for cross-repository mounts).
   const mountMap = new Map<Digest, string[]>();
