@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, readlink, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CacheMount } from './spec.js';
@@ -41,19 +41,19 @@ async function tryLock(path: string, owner: string): Promise<boolean> {
   return false;
 }
 
-/** Creates the directory once, atomically (temp + rename), with the mount's mode and owner. */
+/** Creates the directory once, atomically (mkdir), with the mount's mode and owner. */
 async function ensureDir(dir: string, m: CacheMount): Promise<void> {
-  if (await stat(dir).then((s) => s.isDirectory(), () => false)) return;
-  const tmp = `${dir}.tmp-${await ownPid()}-${Math.random().toString(36).slice(2)}`;
-  await mkdir(tmp, { recursive: true });
-  await chmod(tmp, m.mode ?? 0o755);
-  await chown(tmp, m.uid ?? 0, m.gid ?? 0);
+  // mkdir is the atomic step: the first run creates the directory, the others find it. (A temp
+  // dir renamed into place is not: rename replaces an empty directory, so a second run starting
+  // at the same moment replaced the first one's directory after the first had mounted it.)
   try {
-    await rename(tmp, dir);
+    await mkdir(dir, { mode: m.mode ?? 0o755 });
   } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    if (!(await stat(dir).then((s) => s.isDirectory(), () => false))) throw err;
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST' && (await stat(dir)).isDirectory()) return;
+    throw err;
   }
+  await chown(dir, m.uid ?? 0, m.gid ?? 0);
+  await chmod(dir, m.mode ?? 0o755);
 }
 
 let counter = 0;
