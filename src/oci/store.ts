@@ -1,13 +1,11 @@
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, constants as fsc } from 'node:fs';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createHash } from 'node:crypto';
 import { TsbuildError } from '../errors.js';
-import { DigestingStream, digestAlgorithm, digestHex, isDigest, parseDigest, type Digest } from './digest.js';
+import { digestAlgorithm, digestHex, isDigest, parseDigest, type Digest } from './digest.js';
 import { formatReference, parseReference, type Reference } from './reference.js';
 import type { Descriptor } from './types.js';
 
@@ -64,6 +62,9 @@ export interface BlobSink {
 /** Bytes, a string (UTF-8), a stream, or a function opening a stream only when needed. */
 export type BlobInput = Uint8Array | string | Readable | (() => Readable | Promise<Readable>);
 
+/** What `putBlobFile` and `Store.putBlob` also take: any async iterable of byte chunks (a download's chunks as they arrive). */
+export type BlobChunksInput = BlobInput | AsyncIterable<Uint8Array>;
+
 /** A verifying pass-through: errors at the end of the stream when the bytes do not hash to `digest`. */
 export function verifyingStream(digest: Digest, what: string, expectedSize?: number): Transform {
   const hash = createHash(digestAlgorithm(digest));
@@ -93,10 +94,61 @@ function chain(src: Readable, out: Transform, map?: (e: Error) => Error): Transf
   return out;
 }
 
-async function openInput(input: BlobInput): Promise<Readable> {
+async function openInput(input: BlobChunksInput): Promise<AsyncIterable<Uint8Array>> {
   if (typeof input === 'function') return await input();
-  if (typeof input === 'string' || input instanceof Uint8Array) return Readable.from([Buffer.from(input)]);
+  if (typeof input === 'string') return [Buffer.from(input)] as unknown as AsyncIterable<Uint8Array>;
+  if (input instanceof Uint8Array) return [input] as unknown as AsyncIterable<Uint8Array>;
   return input;
+}
+
+/** Releases an input that will not be read (a stream is destroyed, an iterator returned). */
+function dropInput(input: BlobChunksInput): void {
+  if (typeof input === 'function' || typeof input === 'string' || input instanceof Uint8Array) return;
+  if (input instanceof Readable) input.destroy();
+  else void input[Symbol.asyncIterator]().return?.().catch(() => undefined);
+}
+
+/**
+ * Bytes are written to a blob's temp file in batches of at least this size, one `pwritev` each
+ * (a socket or gzip stream hands on 16-64 KiB pieces: per-piece writes cost a syscall and a
+ * thread-pool round trip each), at most WRITES_IN_FLIGHT batches at once; the source waits
+ * beyond that, so memory per blob stays below (WRITES_IN_FLIGHT + 1) batches whatever its size.
+ */
+const WRITE_BATCH = 1024 * 1024;
+const WRITES_IN_FLIGHT = 2;
+
+/** Writes `chunks` to `fh` from offset 0, hashing each chunk in the same pass; resolves with the byte count. */
+async function writeHashed(fh: fs.FileHandle, chunks: AsyncIterable<Uint8Array>, hash: Hash): Promise<number> {
+  const inflight: Promise<unknown>[] = [];
+  let batch: Uint8Array[] = [];
+  let batched = 0;
+  let position = 0;
+  const flush = async () => {
+    const w = fh.writev(batch, position);
+    w.catch(() => undefined); // awaited below; a failure must not surface as an unhandled rejection first
+    inflight.push(w);
+    position += batched;
+    batch = [];
+    batched = 0;
+    if (inflight.length >= WRITES_IN_FLIGHT) await inflight.shift();
+  };
+  try {
+    for await (const piece of chunks) {
+      // A stream with an encoding set hands on strings.
+      const chunk = typeof piece === 'string' ? Buffer.from(piece) : piece;
+      if (chunk.length === 0) continue;
+      hash.update(chunk);
+      batch.push(chunk);
+      batched += chunk.length;
+      if (batched >= WRITE_BATCH) await flush();
+    }
+    if (batched > 0) await flush();
+    await Promise.all(inflight);
+  } finally {
+    // On failure, no write may still be running when the caller closes and removes the file.
+    await Promise.allSettled(inflight);
+  }
+  return position;
 }
 
 /** Writes `data` to `file` atomically: temp file in the same dir, fsync, rename, fsync dir. */
@@ -136,18 +188,23 @@ async function fsyncDir(dir: string): Promise<void> {
 export async function putBlobFile(
   blobsRoot: string,
   tmpDir: string,
-  input: BlobInput,
+  input: BlobChunksInput,
   expected: { digest?: Digest; size?: number } = {},
   what = 'blob',
 ): Promise<{ digest: Digest; size: number }> {
   const algorithm = expected.digest ? digestAlgorithm(expected.digest) : 'sha256';
-  const src = await openInput(input);
-  const hasher = new DigestingStream(algorithm);
   const tmp = path.join(tmpDir, `blob-${randomBytes(8).toString('hex')}`);
-  const fh = await fs.open(tmp, 'wx', 0o644);
+  let fh: fs.FileHandle;
   try {
-    const out = createWriteStream('', { fd: fh.fd, autoClose: false });
-    await pipeline(src, hasher, out);
+    fh = await fs.open(tmp, 'wx', 0o644);
+  } catch (err) {
+    dropInput(input);
+    throw err;
+  }
+  const hash = createHash(algorithm);
+  let size: number;
+  try {
+    size = await writeHashed(fh, await openInput(input), hash);
     await fh.sync();
   } catch (err) {
     await fh.close().catch(() => undefined);
@@ -155,8 +212,7 @@ export async function putBlobFile(
     throw err;
   }
   await fh.close();
-  const digest = hasher.digest;
-  const size = hasher.size;
+  const digest = `${algorithm}:${hash.digest('hex')}` as Digest;
   try {
     if (expected.digest && expected.digest !== digest) throw new DigestMismatchError(`${what} ${expected.digest}`, expected.digest, digest);
     if (expected.size !== undefined && expected.size !== size) throw new SizeMismatchError(`${what} ${digest}`, expected.size, size);
@@ -290,14 +346,14 @@ export class Store implements BlobSource, BlobSink {
     return (await this.statBlob(digest)) !== undefined;
   }
 
-  async putBlob(source: BlobInput, expected: { digest?: Digest; size?: number } = {}): Promise<{ digest: Digest; size: number }> {
+  async putBlob(source: BlobChunksInput, expected: { digest?: Digest; size?: number } = {}): Promise<{ digest: Digest; size: number }> {
     if (expected.digest) {
       const have = await this.statBlob(expected.digest);
       if (have !== undefined && (expected.size === undefined || expected.size === have)) {
         // Refresh mtime so a concurrent GC's grace period covers this new reference.
         const now = new Date();
         await fs.utimes(this.blobPath(expected.digest), now, now).catch(() => undefined);
-        if (typeof source !== 'function' && !(source instanceof Uint8Array) && typeof source !== 'string') source.destroy();
+        dropInput(source);
         return { digest: expected.digest, size: have };
       }
     }

@@ -1,4 +1,3 @@
-import { pipeline, Transform, type Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../../errors.js';
 import type { Digest } from '../digest.js';
@@ -118,10 +117,11 @@ async function pullWith(reference: string, opts: PullOptions, abort: AbortContro
         }
         opts.onProgress?.({ type: 'blob', digest: desc.digest, size: desc.size, status: 'started' });
         // The store hashes while it writes and refuses a mismatch; the client resumes dropped connections.
-        const blob = client.openBlob(repo, desc.digest, { size: desc.size, verify: false });
-        const stream = opts.onProgress ? counting(blob, (done) => opts.onProgress!({ type: 'bytes', digest: desc.digest, size: desc.size, done })) : blob;
+        // Chunks straight from the socket into the store's batched writes: no stream in between.
+        const chunks = client.blobChunks(repo, desc.digest, { size: desc.size, verify: false });
+        const input = opts.onProgress ? countingChunks(chunks, (done) => opts.onProgress!({ type: 'bytes', digest: desc.digest, size: desc.size, done })) : chunks;
         try {
-          await store.putBlob(stream, { digest: desc.digest, size: desc.size });
+          await store.putBlob(input, { digest: desc.digest, size: desc.size });
         } catch (err) {
           if (err instanceof RegistryError) throw err;
           const code = (err as TsbuildError).code;
@@ -258,15 +258,11 @@ function parseIndexOrThrow(raw: Buffer, t: { repository: string; object: string 
   }
 }
 
-/** A pass-through that reports the running byte count (errors of `src` reach the result). */
-export function counting(src: Readable, report: (done: number) => void): Readable {
+/** Chunks of `src`, reporting the running byte count. */
+async function* countingChunks(src: AsyncIterable<Buffer>, report: (done: number) => void): AsyncGenerator<Buffer> {
   let done = 0;
-  const t = new Transform({
-    transform(chunk: Buffer, _e, cb) {
-      report((done += chunk.length));
-      cb(null, chunk);
-    },
-  });
-  pipeline(src, t, () => {});
-  return t;
+  for await (const chunk of src) {
+    report((done += chunk.length));
+    yield chunk;
+  }
 }
