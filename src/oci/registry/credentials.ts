@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -94,8 +93,10 @@ export async function dockerCredentials(host: string, opts: DockerConfigOptions 
  * Runs `docker-credential-<name> get` with the server URL on stdin (the docker credential helper
  * protocol). Returns undefined when the helper has no credentials for the server.
  */
-export function runCredentialHelper(name: string, serverUrl: string, env?: Readonly<Record<string, string | undefined>>): Promise<Credentials | undefined> {
+export async function runCredentialHelper(name: string, serverUrl: string, env?: Readonly<Record<string, string | undefined>>): Promise<Credentials | undefined> {
   const program = `docker-credential-${name}`;
+  // Loaded on first use: most pulls and pushes never run a helper (saves start-up time).
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     const child = spawn(program, ['get'], { stdio: ['pipe', 'pipe', 'pipe'], env: (env ?? process.env) as NodeJS.ProcessEnv });
     let out = '';

@@ -1,12 +1,21 @@
 import http, { type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
-import https from 'node:https';
+import type * as Https from 'node:https';
 import type { Readable } from 'node:stream';
 
+type HttpsModule = typeof Https;
+
 /** Keep-alive agents shared by every client in the process (a registry is talked to many times). */
-const agents = {
-  http: new http.Agent({ keepAlive: true, maxSockets: 32 }),
-  https: new https.Agent({ keepAlive: true, maxSockets: 32 }),
-};
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 32 });
+
+/** node:https (and TLS) is loaded on the first https request: a loopback registry never needs it. */
+let https: Promise<{ mod: HttpsModule; agent: Https.Agent }> | undefined;
+function loadHttps(): Promise<{ mod: HttpsModule; agent: Https.Agent }> {
+  https ??= import('node:https').then((m) => {
+    const mod = (m as { default?: HttpsModule }).default ?? (m as HttpsModule);
+    return { mod, agent: new mod.Agent({ keepAlive: true, maxSockets: 32 }) };
+  });
+  return https;
+}
 
 export interface HttpRequest {
   readonly method: string;
@@ -30,26 +39,31 @@ export interface HttpResponse {
 
 /** One HTTP exchange, no redirects, no retries: resolves when the response head arrives. */
 export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
+  if (req.url.protocol === 'https:') return loadHttps().then((h) => exchange(req, h));
+  return exchange(req, undefined);
+}
+
+function exchange(req: HttpRequest, tls: { mod: HttpsModule; agent: Https.Agent } | undefined): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     if (req.signal?.aborted) {
       reject(req.signal.reason ?? new Error('aborted'));
       return;
     }
-    const isHttps = req.url.protocol === 'https:';
+    const isHttps = tls !== undefined;
     const headers: Record<string, string> = { 'user-agent': 'tsbuild', ...req.headers };
     if (Buffer.isBuffer(req.body)) headers['content-length'] = String(req.body.length);
     else if (req.body === undefined && (req.method === 'PUT' || req.method === 'POST' || req.method === 'PATCH')) headers['content-length'] = '0';
-    const options: https.RequestOptions = {
+    const options: Https.RequestOptions = {
       method: req.method,
       headers,
-      agent: isHttps ? agents.https : agents.http,
+      agent: tls ? tls.agent : httpAgent,
       timeout: req.timeoutMs ?? 60_000,
     };
-    if (isHttps && req.rejectUnauthorized === false) {
+    if (tls && req.rejectUnauthorized === false) {
       options.rejectUnauthorized = false;
-      options.agent = new https.Agent({ keepAlive: false, rejectUnauthorized: false });
+      options.agent = new tls.mod.Agent({ keepAlive: false, rejectUnauthorized: false });
     }
-    const cr = (isHttps ? https : http).request(req.url, options);
+    const cr = tls ? tls.mod.request(req.url, options) : http.request(req.url, options);
     let settled = false;
     const onAbort = () => cr.destroy(req.signal?.reason instanceof Error ? req.signal.reason : new Error('aborted'));
     req.signal?.addEventListener('abort', onAbort, { once: true });
