@@ -182,7 +182,7 @@ if (haveDebian && workloads.some((w) => w.needsDebian)) {
 // Base images unpacked as snapshots, as dockerd (docker load) and containers-storage hold them:
 // a cold build of every tool starts with its base images ready to mount.
 {
-  const { SnapshotStore } = await import('../dist/builder/snapshots.js');
+  const { SnapshotStore } = await import('../dist/builder/index.js');
   const store = await oci.Store.open({ root: template });
   const snapshots = new SnapshotStore(template);
   for (const name of ['busybox:latest', ...(bases.some((b) => b.startsWith('debian')) ? ['debian:bookworm'] : [])]) {
@@ -288,7 +288,7 @@ try {
       }
       if (tool === 'tsbuild' && w.name.startsWith('02')) {
         // The no-op through the library, in this process: what build() costs without node start-up.
-        const { build } = await import('../dist/builder/build.js');
+        const { build } = await import('../dist/builder/index.js');
         const opts = { context: ctx, dockerfile: join(w.dir, 'Dockerfile'), root, tags: [`bench/${w.name}:tsbuild`], network: 'host', env: {} };
         await build(opts);
         const times = [];

@@ -25,14 +25,13 @@ if (process.argv[2] === '--child') {
   const t0 = performance.now();
   let digest;
   if (op === 'push') {
-    const { push } = await import('../dist/oci/registry/push.js');
+    const { push } = await import('../dist/oci/index.js');
     digest = (await push(b, { root, source: a, env: {} })).digest;
   } else if (op === 'pull') {
-    const { pull } = await import('../dist/oci/registry/pull.js');
+    const { pull } = await import('../dist/oci/index.js');
     digest = (await pull(a, { root, env: {} })).descriptor.digest;
   } else if (op === 'idle') {
-    await import('../dist/oci/registry/push.js');
-    await import('../dist/oci/registry/pull.js');
+    await import('../dist/oci/index.js');
   }
   const ms = performance.now() - t0;
   process.stdout.write(JSON.stringify({ ms, maxRssMB: process.resourceUsage().maxRSS / 1024, digest }) + '\n');
@@ -40,9 +39,7 @@ if (process.argv[2] === '--child') {
 }
 
 // ---------------------------------------------------------------- image generation
-const { OciLayout, TarWriter } = await import('../dist/oci/layout.js');
-const { appendLayers, emptyImage, importTarLayer } = await import('../dist/oci/image.js');
-const { Store } = await import('../dist/oci/store.js');
+const { OciLayout, TarWriter, appendLayers, emptyImage, importTarLayer, Store } = await import('../dist/oci/index.js');
 
 const MB = 1024 * 1024;
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);

@@ -6,7 +6,6 @@ import { PassThrough } from 'node:stream';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
-import { parseDockerfile } from '../parser/index.js';
 import type { Digest } from '../oci/digest.js';
 import { compressLayer, compressionOfMediaType } from '../oci/compress.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
@@ -16,7 +15,8 @@ import { applyCopy, type CopySource } from './copy.js';
 import { openContext, resolveInRoot, type BuildContext } from './context.js';
 import { compressBlob, writeLayer, type LayerResult } from './layer.js';
 import type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult } from './options.js';
-import { planBuild } from './plan/index.js';
+import { planWith, type TriggerParser } from './plan/plan.js';
+import { loadParser, parseWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import { SnapshotStore, mountOverlay } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
@@ -106,7 +106,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const first = errors[0]!;
     return new BuildError(first.code, `dockerfile parse error on line ${first.range.start.line}: ${first.message}`, { diagnostics: errors, file, source });
   };
-  const parsed = parseDockerfile(source, { file });
+  // From the root's parse cache when this Dockerfile was parsed before: no parser to load.
+  const parsed = (await parseWithCache(root, source, file)).result;
   if (parsed.diagnostics.some((d) => d.severity === 'error')) throw fail(parsed.diagnostics);
   for (const d of parsed.diagnostics) emit({ type: 'log', level: 'warning', message: `${file}:${d.range.start.line}: ${d.message}` });
 
@@ -119,7 +120,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     namedContexts: Object.keys(options.buildContexts ?? {}),
     source,
   };
-  let planned = planBuild(parsed.ast, planOptions);
+  let planned = planWith(undefined, parsed.ast, planOptions);
   if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
 
   const store = await Store.open({ root });
@@ -149,7 +150,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'done', durationMs: Date.now() - t0 });
   }
   if (images.size > 0) {
-    planned = planBuild(parsed.ast, {
+    // ONBUILD triggers of a base image are parsed when planned: load the parser for them.
+    let parse: TriggerParser | undefined;
+    if ([...images.values()].some((i) => (i.config.config?.OnBuild ?? []).length > 0)) parse = (await loadParser()).parseDockerfile;
+    planned = planWith(parse, parsed.ast, {
       ...planOptions,
       baseImage: (ref: string, p: string): BaseImageConfig | undefined => {
         const img = images.get(`${ref}@${p}`);

@@ -12,6 +12,8 @@ export type { BuildContext, OpenContextOptions } from './context.js';
 export { applyCopy, CopyError } from './copy.js';
 export type { CopySpec, CopySource, CopyEnv, CopyResult } from './copy.js';
 export { writeLayer, LayerError } from './layer.js';
+/** Unpacked layers (overlayfs lower dirs) under a root, by diffID: for tools that prepare a root. */
+export { SnapshotStore } from './snapshots.js';
 export type { WriteLayerOptions, LayerResult } from './layer.js';
 export { CacheStore, CacheStoreError } from '../cache/store.js';
 export type { CacheRecord, PruneOptions, PruneResult, DuResult } from '../cache/store.js';

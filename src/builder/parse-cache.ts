@@ -1,0 +1,76 @@
+/**
+ * The parsed Dockerfile of a build, kept in the root between builds.
+ *
+ * Parsing itself is quick (a few ms for a usual Dockerfile), but a fresh process must first load
+ * Chevrotain and build the lexer and parser, about 30–40 ms of the ~0.3 s a no-op rebuild takes
+ * from the command line. The AST is plain JSON (tested: every corpus file round-trips exactly),
+ * so a rebuild of an unchanged Dockerfile reads it back and never loads the parser.
+ *
+ * An entry is named by the sha256 of the file name, the text and the identity of the code that
+ * parsed it: `AST_FORMAT` (bumped when the AST changes shape) and the size and mtime of this
+ * module's file (a new build or install of tsbuild is a new file). Entries are written
+ * atomically; one that does not read back as JSON is a miss. At most `KEEP` entries are kept
+ * (the oldest go first).
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ParseResult } from '../parser/ast.js';
+import { writeFileAtomic } from '../oci/store.js';
+
+/** Bump when the shape of `ParseResult` changes. */
+const AST_FORMAT = 1;
+/** Entries kept in the cache directory. */
+const KEEP = 200;
+
+let codeId: Promise<string> | undefined;
+function codeIdentity(): Promise<string> {
+  codeId ??= stat(fileURLToPath(import.meta.url)).then(
+    (s) => `${s.size}:${s.mtimeMs}`,
+    () => 'unknown',
+  );
+  return codeId;
+}
+
+/** The parser, loaded on first use (the module graph behind it loads Chevrotain). */
+export async function loadParser(): Promise<typeof import('../parser/index.js')> {
+  return import('../parser/index.js');
+}
+
+/**
+ * `parseDockerfile(source, { file })`, from `<root>/cache/parse` when this text was parsed
+ * before by the same code. `cached` says whether it was.
+ */
+export async function parseWithCache(root: string, source: string, file: string): Promise<{ result: ParseResult; cached: boolean }> {
+  const dir = path.join(root, 'cache', 'parse');
+  const key = createHash('sha256')
+    .update(`tsbuild-ast-${AST_FORMAT}\0${await codeIdentity()}\0${file}\0`)
+    .update(source)
+    .digest('hex');
+  const entry = path.join(dir, `${key}.json`);
+  try {
+    const result = JSON.parse(await readFile(entry, 'utf8')) as ParseResult;
+    if (result && typeof result === 'object' && result.ast && Array.isArray(result.diagnostics)) return { result, cached: true };
+  } catch {
+    // missing or unreadable: parse
+  }
+  const { parseDockerfile } = await loadParser();
+  const result = parseDockerfile(source, { file });
+  try {
+    await mkdir(dir, { recursive: true });
+    await writeFileAtomic(entry, JSON.stringify(result));
+    await trim(dir);
+  } catch {
+    // a cache that cannot be written only costs the next build a parse
+  }
+  return { result, cached: false };
+}
+
+async function trim(dir: string): Promise<void> {
+  const names = (await readdir(dir)).filter((n) => n.endsWith('.json'));
+  if (names.length <= KEEP) return;
+  const aged = await Promise.all(names.map(async (n) => ({ n, t: (await stat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
+  aged.sort((a, b) => a.t - b.t);
+  await Promise.all(aged.slice(0, names.length - KEEP).map((a) => rm(path.join(dir, a.n), { force: true })));
+}
