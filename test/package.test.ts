@@ -31,4 +31,13 @@ describe('package exports', () => {
       for (const n of names) expect(mod[n], `${entry} exports ${n}`).toBeDefined();
     });
   }
+
+  it('shares one copy of each class between entry points (instanceof holds across them)', async () => {
+    const load = async (entry: string) => (await import(pathToFileURL(path.join(repoRoot, (pkg.exports[entry] as { import: string }).import)).href)) as Record<string, unknown>;
+    const [main, oci, builder, parser] = await Promise.all([load('.'), load('./oci'), load('./builder'), load('./parser')]);
+    expect(main.Store).toBe(oci.Store);
+    expect(main.build).toBe(builder.build);
+    expect(main.BuildError).toBe(builder.BuildError);
+    expect(main.parseDockerfile).toBe(parser.parseDockerfile);
+  });
 });
