@@ -12,7 +12,10 @@
 // (Chevrotain is loaded from its single-module build, see src/parser/tokens.ts; fast-glob only
 // when a wildcard needs it). tsc writes the declarations (tsconfig.build.json).
 import { build } from 'esbuild';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,3 +37,22 @@ await build({
   sourcemap: 'linked',
   logLevel: 'warning',
 });
+
+// Chevrotain as one CommonJS script, loaded through vm.Script with V8's code cache (see
+// src/parser/chevrotain-loader.ts), and that cache for this node after a warm-up parse.
+const chevrotainEntry = createRequire(join(repo, 'package.json')).resolve('chevrotain'); // lib/src/api.js
+const chevrotainVersion = JSON.parse(readFileSync(join(dirname(chevrotainEntry), '../../package.json'), 'utf8')).version;
+await build({
+  entryPoints: [join(dirname(chevrotainEntry), '../chevrotain.mjs')],
+  outfile: join(repo, 'dist/vendor/chevrotain.cjs'),
+  bundle: true,
+  format: 'cjs',
+  platform: 'node',
+  target: 'node20',
+  minify: true,
+  legalComments: 'eof',
+  banner: { js: `/* Chevrotain ${chevrotainVersion} (https://github.com/chevrotain/chevrotain), Apache-2.0; its ES module build as one CommonJS script for tsbuild's parser. */` },
+  logLevel: 'warning',
+});
+const primed = spawnSync(process.execPath, [join(repo, 'scripts/prime-code-cache.mjs')], { stdio: 'inherit' });
+if (primed.status !== 0) console.warn('bundle: priming the code cache failed; the parser will start without it');

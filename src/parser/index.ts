@@ -17,6 +17,8 @@ export type { FlagSpec, FlagType, FlagValue, ParsedFlags } from './flags.js';
 export { parseMount, splitCsv, MOUNT_TYPES, MOUNT_KEYS } from './mounts.js';
 export type { MountError, MountResult, ParseMountOptions } from './mounts.js';
 export { parseGoDuration } from './duration.js';
+/** For tsbuild's own build (scripts/bundle.mjs) and benchmark: V8's code cache of the vendored Chevrotain. */
+export { chevrotainCodeCache, chevrotainCodeCacheRejected, writeChevrotainCodeCache } from './chevrotain-loader.js';
 export { processWord, processWords, envFromList, envFromMap, emptyEnv, ShellExpansionError } from './shell.js';
 export type { ShellEnv, ShellOptions, ProcessWordResult } from './shell.js';
 

@@ -1,6 +1,7 @@
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import type { CustomPatternMatcherFunc, TokenType } from 'chevrotain';
+import { loadVendoredChevrotain } from './chevrotain-loader.js';
 import { isGoSpace } from './dump.js';
 
 type Chevrotain = typeof import('chevrotain');
@@ -37,8 +38,11 @@ async function loadChevrotain(): Promise<Chevrotain> {
   return import('chevrotain');
 }
 
-/** The Chevrotain runtime the parser uses (see `loadChevrotain`). */
-export const chevrotain: Chevrotain = await loadChevrotain();
+/**
+ * The Chevrotain runtime the parser uses: the build's vendored script with V8's code cache
+ * (chevrotain-loader.ts), else the npm package (see `loadChevrotain`).
+ */
+export const chevrotain: Chevrotain = loadVendoredChevrotain() ?? (await loadChevrotain());
 const { createToken, Lexer } = chevrotain;
 
 /**
