@@ -5,6 +5,15 @@
  *   tsbuild-sandbox run        read the spec from fd 3 (a socket), report status on fd 3
  *   tsbuild-sandbox xattrs DIR list the extended attributes of every entry under DIR
  *   tsbuild-sandbox version    print the protocol version
+ *   tsbuild-sandbox walk DIR [SKIP...]
+ *                              every entry under DIR with its lstat (fstatat relative to its
+ *                              directory: one path component per call, 2-3x faster than a
+ *                              walk by full paths), not descending into the directories named
+ *                              SKIP (paths relative to DIR). Binary records on stdout, numbers
+ *                              little-endian: 'D' u32 len, path (a directory, relative to DIR,
+ *                              "" for DIR, before its entries); 'E' u32 len, name, u32 st_mode,
+ *                              f64 st_size, f64 st_ino, f64 mtime seconds, f64 mtime nanoseconds;
+ *                              'X' u32 len, path, i32 errno (a directory that could not be read).
  *   tsbuild-sandbox mountd     mount and unmount overlays in the caller's mount namespace, on
  *                              request, one line each on stdin: "m <target>\t<options>" (overlayfs
  *                              options: lowerdir=…,upperdir=…,workdir=…) or "u <target>"; one
@@ -828,6 +837,107 @@ static int xattr_visit(const char *path, const struct stat *st, int type, struct
   return 0;
 }
 
+/* ---------------------------------------------------------------- walk DIR [SKIP...] */
+
+static char **walk_skip;
+static int walk_nskip;
+static void out_bytes(const void *p, size_t n) { fwrite(p, 1, n, stdout); }
+static void out_u32(uint32_t v) { out_bytes(&v, 4); }
+static void out_f64(double v) { out_bytes(&v, 8); }
+static void out_str(char tag, const char *s, size_t n) {
+  putchar(tag);
+  out_u32((uint32_t)n);
+  out_bytes(s, n);
+}
+static int walk_skipped(const char *rel) {
+  for (int i = 0; i < walk_nskip; i++)
+    if (!strcmp(walk_skip[i], rel)) return 1;
+  return 0;
+}
+/* `rel` is the directory's path relative to the walk root (a PATH_MAX buffer, extended in place). */
+static void walk_dir(int dfd, char *rel, size_t rlen) {
+  out_str('D', rel, rlen);
+  static char buf[65536];
+  /* Subdirectories are walked after this directory's entries are all written. */
+  char **subs = NULL;
+  size_t nsubs = 0, capsubs = 0;
+  for (;;) {
+    long r = syscall(SYS_getdents64, dfd, buf, sizeof buf);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    for (long off = 0; off < r;) {
+      struct linux_dirent64 {
+        uint64_t d_ino;
+        int64_t d_off;
+        unsigned short d_reclen;
+        unsigned char d_type;
+        char d_name[];
+      } *d = (void *)(buf + off);
+      off += d->d_reclen;
+      if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, "..")) continue;
+      struct stat st;
+      if (fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; /* gone since listed */
+      size_t nlen = strlen(d->d_name);
+      out_str('E', d->d_name, nlen);
+      out_u32(st.st_mode);
+      out_f64((double)st.st_size);
+      out_f64((double)st.st_ino);
+      out_f64((double)st.st_mtim.tv_sec);
+      out_f64((double)st.st_mtim.tv_nsec);
+      if (S_ISDIR(st.st_mode)) {
+        if (nsubs == capsubs) {
+          capsubs = capsubs ? capsubs * 2 : 16;
+          subs = realloc(subs, capsubs * sizeof *subs);
+          if (!subs) die("realloc");
+        }
+        subs[nsubs] = strdup(d->d_name);
+        if (!subs[nsubs]) die("strdup");
+        nsubs++;
+      }
+    }
+  }
+  for (size_t i = 0; i < nsubs; i++) {
+    size_t nlen = strlen(subs[i]);
+    size_t clen = rlen ? rlen + 1 + nlen : nlen;
+    if (clen < PATH_MAX) {
+      if (rlen) rel[rlen] = '/';
+      memcpy(rel + (rlen ? rlen + 1 : 0), subs[i], nlen + 1);
+      if (!walk_skipped(rel)) {
+        int c = openat(dfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (c < 0) {
+          out_str('X', rel, clen);
+          int32_t e = errno;
+          out_bytes(&e, 4);
+        } else {
+          walk_dir(c, rel, clen);
+          close(c);
+        }
+      }
+      rel[rlen] = 0;
+    }
+    free(subs[i]);
+  }
+  free(subs);
+}
+static int walk_main(const char *root, char **skip, int nskip) {
+  walk_skip = skip;
+  walk_nskip = nskip;
+  static char outbuf[1 << 16];
+  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+  int d = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  static char rel[PATH_MAX];
+  rel[0] = 0;
+  if (d < 0) {
+    out_str('X', rel, 0);
+    int32_t e = errno;
+    out_bytes(&e, 4);
+  } else {
+    walk_dir(d, rel, 0);
+    close(d);
+  }
+  return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* See the usage above: a mount server for the builder's COPY steps. */
 static int mountd_main(void) {
   char *line = NULL;
@@ -872,6 +982,7 @@ int main(int argc, char **argv) {
   }
   if (argc >= 2 && !strcmp(argv[1], "run")) return run_main();
   if (argc >= 2 && !strcmp(argv[1], "mountd")) return mountd_main();
-  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | mountd | version\n");
+  if (argc >= 3 && !strcmp(argv[1], "walk")) return walk_main(argv[2], argv + 3, argc - 3);
+  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | mountd | walk DIR [SKIP...] | version\n");
   return 2;
 }

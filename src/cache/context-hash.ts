@@ -21,6 +21,7 @@ import type { Digest } from '../oci/digest.js';
 import { PatternMatcher, resolveInRoot } from '../builder/context.js';
 import { expandSourcePath } from '../builder/copy.js';
 import { filesDigest, sealFiles } from './keys.js';
+import { nativeWalk, type WalkListing } from './native-walk.js';
 
 export class ContextHashError extends TsbuildError {}
 
@@ -47,6 +48,14 @@ const INDEX_MAGIC = 'tsbuild-context-index 2 ';
 
 /** Files up to this size are read and hashed inline (one synchronous read); larger ones are streamed. */
 const INLINE_MAX = 1 << 20;
+/**
+ * Index size (files seen before under this root) from which directory sources are listed by the
+ * native helper: it costs a process spawn (a few ms) and saves about 5 us per entry.
+ */
+const NATIVE_WALK_MIN = 2000;
+
+/** What hashing reads of an entry's lstat: `fs.Stats`, or the native walk's `WalkStat`. */
+type FileStat = Pick<Stats, 'mode' | 'size' | 'ino' | 'mtimeMs' | 'isDirectory' | 'isFile' | 'isSymbolicLink'>;
 
 export interface HashStats {
   /** Files read and hashed. */
@@ -91,7 +100,7 @@ function parseIndex(text: string, root: string): Map<string, string> {
 }
 
 /** An entry's text up to the digest: what a lookup compares. */
-function statText(st: Stats): string {
+function statText(st: FileStat): string {
   return `${st.size} ${st.mtimeMs} ${st.ino} ${st.mode} `;
 }
 
@@ -131,7 +140,7 @@ export class ContextHasher {
   }
 
   /** The index entry's digest when it still describes the file and was not hashed racily. */
-  #lookup(rel: string, st: Stats): string | undefined {
+  #lookup(rel: string, st: FileStat): string | undefined {
     const e = this.#entries.get(rel);
     if (e === undefined) return undefined;
     const pre = statText(st);
@@ -140,7 +149,7 @@ export class ContextHasher {
     return e.slice(pre.length);
   }
 
-  #remember(rel: string, st: Stats, startedAt: number, hex: string, bytes: number): void {
+  #remember(rel: string, st: FileStat, startedAt: number, hex: string, bytes: number): void {
     this.stats.hashed++;
     this.stats.bytes += bytes;
     // Racy (changed within a second of hashing): never trusted, so not kept.
@@ -150,7 +159,7 @@ export class ContextHasher {
   }
 
   /** The digest of one regular file (relative to root), from the index when its stat still matches. */
-  async fileDigest(rel: string, st: Stats): Promise<string> {
+  async fileDigest(rel: string, st: FileStat): Promise<string> {
     const known = this.#lookup(rel, st);
     if (known !== undefined) return known;
     const startedAt = Date.now();
@@ -166,7 +175,7 @@ export class ContextHasher {
   }
 
   /** Like `fileDigest`, synchronously, for a file of at most `INLINE_MAX` bytes. */
-  #smallFileDigest(rel: string, abs: string, st: Stats): string {
+  #smallFileDigest(rel: string, abs: string, st: FileStat): string {
     const known = this.#lookup(rel, st);
     if (known !== undefined) return known;
     const startedAt = Date.now();
@@ -174,6 +183,21 @@ export class ContextHasher {
     const hex = createHash('sha256').update(data).digest('hex');
     this.#remember(rel, st, startedAt, hex, data.length);
     return hex;
+  }
+
+  /**
+   * The native listing of the tree at `dirAbs` (`rel` from the root), without descending into
+   * its top-level directories that the ignore rules hide (node_modules, .git): their contents
+   * are never read. Undefined when the helper cannot walk (then node's fs does).
+   */
+  async #nativeListing(dirAbs: string, rel: string, isHidden: HashRoot['isHidden']): Promise<WalkListing | undefined> {
+    const skip: string[] = [];
+    if (isHidden) {
+      for (const d of readdirSync(dirAbs, { withFileTypes: true })) {
+        if (d.isDirectory() && isHidden(rel === '' ? d.name : `${rel}/${d.name}`, true)) skip.push(d.name);
+      }
+    }
+    return nativeWalk(dirAbs, skip);
   }
 
   /**
@@ -191,13 +215,13 @@ export class ContextHasher {
     // come out sorted and the final sort is a check.
     const keys: string[] = [];
     const vals: string[] = [];
-    const large: { i: number; rel: string; st: Stats; mode: string }[] = [];
+    const large: { i: number; rel: string; st: FileStat; mode: string }[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
     const isHidden = from.isHidden;
     const signal = options.signal;
     const srcRoot = { root: this.root, ...(isHidden ? { isHidden } : {}) };
 
-    const visitFile = (realRel: string, shownRel: string, abs: string, s: Stats): void => {
+    const visitFile = (realRel: string, shownRel: string, abs: string, s: FileStat): void => {
       const mode = modeText(s.mode);
       if (s.size > INLINE_MAX) {
         large.push({ i: keys.length, rel: realRel, st: s, mode });
@@ -209,11 +233,24 @@ export class ContextHasher {
       vals.push(`f:${mode}:${this.#smallFileDigest(realRel, abs, s)}`);
     };
 
+    // A big tree is listed by the native helper in one go (see native-walk.ts); what it did not
+    // list (or a small tree) is read with readdir and lstat.
+    let listing: WalkListing | undefined;
     const walkDir = (realRel: string, shownRel: string, relInSource: string, dirAbs: string): void => {
       if (signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: signal.reason });
+      const listed = listing?.get(dirAbs);
+      if (listed !== undefined && 'errno' in listed) {
+        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}: errno ${listed.errno}`);
+      }
+      // Names in sorted order, each with its stat when the listing has it (else lstat below).
       let names: string[];
+      let stats: (FileStat | undefined)[] | undefined;
       try {
-        names = readdirSync(dirAbs).sort();
+        if (listed !== undefined) {
+          listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+          names = listed.map((e) => e.name);
+          stats = listed.map((e) => e.stat);
+        } else names = readdirSync(dirAbs).sort();
       } catch (cause) {
         throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}`, { cause });
       }
@@ -223,13 +260,14 @@ export class ContextHasher {
       const descend = (name: string): void => {
         walkDir(realRel === '' ? name : `${realRel}/${name}`, shownRel === '.' ? name : `${shownRel}/${name}`, relInSource === '' ? name : `${relInSource}/${name}`, `${dirAbs}/${name}`);
       };
-      for (const name of names) {
+      for (let n = 0; n < names.length; n++) {
+        const name = names[n]!;
         while (subdirs !== undefined && subdirs.length > 0 && subdirs[0]!.k < name) descend(subdirs.shift()!.name);
         const childReal = realRel === '' ? name : `${realRel}/${name}`;
         const childAbs = `${dirAbs}/${name}`;
-        let cs: Stats;
+        let cs: FileStat;
         try {
-          cs = lstatSync(childAbs);
+          cs = stats?.[n] ?? lstatSync(childAbs);
         } catch (cause) {
           throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${childReal} in ${this.root}`, { cause });
         }
@@ -282,7 +320,10 @@ export class ContextHasher {
         if (st.isDirectory()) {
           keys.push(key);
           vals.push(`d:${modeText(st.mode)}`);
-          walkDir(r.rel, key, '', r.rel === '' ? this.root : path.join(this.root, r.rel));
+          const dirAbs = r.rel === '' ? this.root : path.join(this.root, r.rel);
+          listing = this.#entries.size >= NATIVE_WALK_MIN ? await this.#nativeListing(dirAbs, r.rel, isHidden) : undefined;
+          walkDir(r.rel, key, '', dirAbs);
+          listing = undefined;
         } else if (st.isSymbolicLink()) {
           keys.push(key);
           vals.push(`l:${readlinkSync(r.abs)}`);
