@@ -151,6 +151,10 @@ async function writeHashed(fh: fs.FileHandle, chunks: AsyncIterable<Uint8Array>,
   return position;
 }
 
+function sameDescriptor(a: Descriptor, b: Descriptor): boolean {
+  return JSON.stringify([a.mediaType, a.digest, a.size, a.annotations ?? null, a.platform ?? null]) === JSON.stringify([b.mediaType, b.digest, b.size, b.annotations ?? null, b.platform ?? null]);
+}
+
 /** Writes `data` to `file` atomically: temp file in the same dir, fsync, rename, fsync dir. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
   const dir = path.dirname(file);
@@ -347,6 +351,9 @@ export class Store implements BlobSource, BlobSink {
   }
 
   async putBlob(source: BlobChunksInput, expected: { digest?: Digest; size?: number } = {}): Promise<{ digest: Digest; size: number }> {
+    // Bytes in memory (a manifest, a config) are named before they are written: when the store
+    // has them already (a rebuild writing the same image), nothing is written or synced.
+    if (!expected.digest && Buffer.isBuffer(source)) expected = { ...expected, digest: `sha256:${createHash('sha256').update(source).digest('hex')}` as Digest };
     if (expected.digest) {
       const have = await this.statBlob(expected.digest);
       if (have !== undefined && (expected.size === undefined || expected.size === have)) {
@@ -430,6 +437,9 @@ export class Store implements BlobSource, BlobSink {
     if (reference.digest !== undefined) throw new TsbuildError('TSBUILD_INVALID_REFERENCE', `cannot tag ${formatReference(reference)}: a tag name has no digest`);
     const name = formatReference(reference);
     const desc: Descriptor = { mediaType: descriptor.mediaType, digest: parseDigest(descriptor.digest), size: descriptor.size, ...(descriptor.annotations ? { annotations: descriptor.annotations } : {}), ...(descriptor.platform ? { platform: descriptor.platform } : {}) };
+    // Already pointing there (a rebuild that made the same image): nothing to write or sync.
+    const current = await this.readTagFile(this.tagFile(name), name).catch(() => undefined);
+    if (current && sameDescriptor(current.descriptor, desc)) return current;
     const entry: TagEntry = { name, reference, descriptor: desc, updated: new Date().toISOString() };
     await writeFileAtomic(this.tagFile(name), JSON.stringify({ name, descriptor: desc, updated: entry.updated }) + '\n');
     return entry;

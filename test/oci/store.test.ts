@@ -27,6 +27,31 @@ async function collect(stream: Readable): Promise<Buffer> {
 }
 
 describe('Store', () => {
+  test('writing what is already there writes nothing: a stored buffer, a tag pointing at the same manifest', async () => {
+    const store = await Store.open({ root: tmp });
+    const bytes = Buffer.from('{"schemaVersion":2}');
+    const { digest } = await store.putBlob(bytes);
+    const blobFile = store.blobPath(digest);
+    const before = await fs.stat(blobFile);
+    expect(await store.putBlob(Buffer.from(bytes))).toEqual({ digest, size: bytes.length });
+    expect((await fs.stat(blobFile)).ino).toBe(before.ino); // not replaced by a rename
+
+    const desc = { mediaType: 'application/vnd.oci.image.manifest.v1+json', digest, size: bytes.length };
+    const first = await store.tag('app:1', desc);
+    const tagFiles = async () => (await fs.readdir(path.join(store.dir, 'tags'))).filter((n) => n.endsWith('.json'));
+    const [tagName] = await tagFiles();
+    const tagIno = (await fs.stat(path.join(store.dir, 'tags', tagName!))).ino;
+    const again = await store.tag('app:1', { ...desc });
+    expect(again.updated).toBe(first.updated);
+    expect((await fs.stat(path.join(store.dir, 'tags', tagName!))).ino).toBe(tagIno);
+
+    const other = await store.putBlob(Buffer.from('{"schemaVersion":2,"x":1}'));
+    const moved = await store.tag('app:1', { ...desc, digest: other.digest, size: other.size });
+    expect(moved.descriptor.digest).toBe(other.digest);
+    expect((await store.resolve('app:1'))?.descriptor.digest).toBe(other.digest);
+    expect((await fs.stat(path.join(store.dir, 'tags', tagName!))).ino).not.toBe(tagIno);
+  });
+
   test('putBlob hashes while writing, is idempotent, and verifies expected digest and size', async () => {
     const store = await Store.openDir(tmp);
     const r = await store.putBlob('hello');
