@@ -1,5 +1,5 @@
 /**
- * The parsed Dockerfile of a build, kept in the root between builds.
+ * The parsed Dockerfile and the plan of a build, kept in the root between builds.
  *
  * Parsing itself is quick (a few ms for a usual Dockerfile), but a fresh process must first load
  * Chevrotain and build the lexer and parser, about 30–40 ms of the ~0.3 s a no-op rebuild takes
@@ -11,12 +11,18 @@
  * module's file (a new build or install of tsbuild is a new file). Entries are written
  * atomically; one that does not read back as JSON is a miss. At most `KEEP` entries are kept
  * (the oldest go first).
+ *
+ * The plan (planner output, also plain JSON, tested on every conformance case) is kept the same
+ * way, named by the parse entry's name and everything else the planner reads (target, build
+ * args, platforms, named contexts, the base images' configs): ~20 ms of a small no-op rebuild,
+ * most of it compiling the planner's code in a fresh process.
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParseResult } from '../parser/ast.js';
+import type { PlanResult } from './plan/plan.js';
 import { writeFileAtomic } from '../oci/store.js';
 
 /** Bump when the shape of `ParseResult` changes. */
@@ -42,7 +48,7 @@ export async function loadParser(): Promise<typeof import('../parser/index.js')>
  * `parseDockerfile(source, { file })`, from `<root>/cache/parse` when this text was parsed
  * before by the same code. `cached` says whether it was.
  */
-export async function parseWithCache(root: string, source: string, file: string): Promise<{ result: ParseResult; cached: boolean }> {
+export async function parseWithCache(root: string, source: string, file: string): Promise<{ result: ParseResult; cached: boolean; key: string }> {
   const dir = path.join(root, 'cache', 'parse');
   const key = createHash('sha256')
     .update(`tsbuild-ast-${AST_FORMAT}\0${await codeIdentity()}\0${file}\0`)
@@ -51,7 +57,7 @@ export async function parseWithCache(root: string, source: string, file: string)
   const entry = path.join(dir, `${key}.json`);
   try {
     const result = JSON.parse(await readFile(entry, 'utf8')) as ParseResult;
-    if (result && typeof result === 'object' && result.ast && Array.isArray(result.diagnostics)) return { result, cached: true };
+    if (result && typeof result === 'object' && result.ast && Array.isArray(result.diagnostics)) return { result, cached: true, key };
   } catch {
     // missing or unreadable: parse
   }
@@ -64,7 +70,7 @@ export async function parseWithCache(root: string, source: string, file: string)
   } catch {
     // a cache that cannot be written only costs the next build a parse
   }
-  return { result, cached: false };
+  return { result, cached: false, key };
 }
 
 async function trim(dir: string): Promise<void> {
@@ -73,4 +79,32 @@ async function trim(dir: string): Promise<void> {
   const aged = await Promise.all(names.map(async (n) => ({ n, t: (await stat(path.join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })));
   aged.sort((a, b) => a.t - b.t);
   await Promise.all(aged.slice(0, names.length - KEEP).map((a) => rm(path.join(dir, a.n), { force: true })));
+}
+
+/**
+ * `plan()`, from `<root>/cache/plan` when the same parse (`parseKey`, from `parseWithCache`) was
+ * planned with the same `inputs` (JSON-able: every option and base image config the planner
+ * reads) by the same code. A plan with errors is not kept.
+ */
+export async function planWithCache(root: string, parseKey: string, inputs: unknown, plan: () => PlanResult): Promise<{ result: PlanResult; cached: boolean }> {
+  const dir = path.join(root, 'cache', 'plan');
+  const key = createHash('sha256').update(`tsbuild-plan-${AST_FORMAT}\0${parseKey}\0${JSON.stringify(inputs)}`).digest('hex');
+  const entry = path.join(dir, `${key}.json`);
+  try {
+    const result = JSON.parse(await readFile(entry, 'utf8')) as PlanResult;
+    if (result && typeof result === 'object' && result.graph && Array.isArray(result.diagnostics)) return { result, cached: true };
+  } catch {
+    // missing or unreadable: plan
+  }
+  const result = plan();
+  if (!result.diagnostics.some((d) => d.severity === 'error')) {
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFileAtomic(entry, JSON.stringify(result));
+      await trim(dir);
+    } catch {
+      // the next build plans again
+    }
+  }
+  return { result, cached: false };
 }

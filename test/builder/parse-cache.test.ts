@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { parseWithCache } from '../../src/builder/parse-cache.js';
+import { parseWithCache, planWithCache } from '../../src/builder/parse-cache.js';
+import { planBuild } from '../../src/builder/plan/index.js';
 import { parseDockerfile } from '../../src/parser/index.js';
 
 const text = [
@@ -75,6 +76,37 @@ describe('parse cache', () => {
     expect(second.cached).toBe(true);
     expect(second.result.diagnostics.some((d) => d.severity === 'error')).toBe(true);
     expect(second.result).toStrictEqual(first.result);
+  });
+});
+
+describe('plan cache', () => {
+  it('plans once per parse and inputs, reads the same plan back, and keeps no plan with errors', async () => {
+    const planText = 'ARG BASE=busybox\nFROM $BASE AS build\nRUN echo hi > /x\nFROM scratch\nCOPY --from=build /x /y\n';
+    const { result: parsed, key } = await parseWithCache(root, planText, 'Dockerfile');
+    let runs = 0;
+    const plan = (opts: { buildArgs: Record<string, string> }) => () => {
+      runs++;
+      return planBuild(parsed.ast, { ...opts, platform: 'linux/amd64', buildPlatform: 'linux/amd64' });
+    };
+    const inputs = { buildArgs: { BASE: 'busybox' } };
+    const first = await planWithCache(root, key, inputs, plan(inputs));
+    expect(first.cached).toBe(false);
+    expect(first.result.diagnostics.filter((d) => d.severity === 'error')).toEqual([]);
+    const second = await planWithCache(root, key, { buildArgs: { BASE: 'busybox' } }, plan(inputs));
+    expect(second.cached).toBe(true);
+    expect(runs).toBe(1);
+    expect(second.result).toStrictEqual(JSON.parse(JSON.stringify(first.result)));
+    expect(second.result).toStrictEqual(first.result);
+
+    const other = { buildArgs: { BASE: 'alpine' } };
+    const third = await planWithCache(root, key, other, plan(other));
+    expect(third.cached).toBe(false);
+    expect(JSON.stringify(third.result.graph)).toContain('alpine');
+
+    const bad = { buildArgs: {}, target: 'nope' };
+    const failing = () => planBuild(parsed.ast, { target: 'nope' });
+    expect((await planWithCache(root, key, bad, failing)).result.diagnostics.some((d) => d.severity === 'error')).toBe(true);
+    expect((await planWithCache(root, key, bad, failing)).cached).toBe(false);
   });
 });
 
