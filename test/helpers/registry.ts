@@ -8,6 +8,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, sign, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -33,6 +34,8 @@ export interface TestRegistry {
   readonly tokenRequests: TokenRequestLog[];
   /** Token mode: refresh tokens the issuer accepts (grant_type=refresh_token) → user. */
   readonly refreshTokens: Map<string, string>;
+  /** With `tls`: the registry's self-signed certificate (PEM), which a client must trust. */
+  readonly certificate?: string;
   /** The registry's log so far (for failing tests). */
   logs(): string;
   stop(): Promise<void>;
@@ -52,7 +55,7 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startRegistry(opts: { mode?: RegistryMode; users?: Record<string, string> } = {}): Promise<TestRegistry> {
+export async function startRegistry(opts: { mode?: RegistryMode; users?: Record<string, string>; /** Serve https with a self-signed certificate for 127.0.0.1. */ tls?: boolean } = {}): Promise<TestRegistry> {
   const mode = opts.mode ?? 'anonymous';
   const users = opts.users ?? { ...DEFAULT_USERS };
   const dir = mkdtempSync(join(tmpdir(), 'tsbuild-registry-'));
@@ -74,6 +77,13 @@ export async function startRegistry(opts: { mode?: RegistryMode; users?: Record<
     authYaml = `auth:\n  token:\n    realm: http://127.0.0.1:${tokenPort}/token\n    service: tsbuild-test-registry\n    issuer: tsbuild-test-issuer\n    rootcertbundle: ${join(dir, 'token.crt')}\n`;
   }
   const port = await freePort();
+  let tlsYaml = '';
+  let certificate: string | undefined;
+  if (opts.tls) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
+    certificate = readFileSync(join(dir, 'tls.crt'), 'utf8');
+    tlsYaml = `  tls:\n    certificate: ${join(dir, 'tls.crt')}\n    key: ${join(dir, 'tls.key')}\n`;
+  }
   const config = `version: 0.1
 log:
   level: info
@@ -87,7 +97,7 @@ storage:
 http:
   addr: 127.0.0.1:${port}
   secret: ${randomBytes(16).toString('hex')}
-${authYaml}`;
+${tlsYaml}${authYaml}`;
   writeFileSync(join(dir, 'config.yml'), config);
   const child: ChildProcess = spawn('/usr/bin/docker-registry', ['serve', join(dir, 'config.yml')], { stdio: ['ignore', 'pipe', 'pipe'] });
   let log = '';
@@ -99,7 +109,7 @@ ${authYaml}`;
   for (;;) {
     if (exited) throw new Error(`docker-registry exited at start:\n${log}`);
     const status = await new Promise<number>((resolve) => {
-      const req = http.get({ host: '127.0.0.1', port, path: '/v2/', agent: false }, (res) => {
+      const req = (opts.tls ? https : http).get({ host: '127.0.0.1', port, path: '/v2/', agent: false, rejectUnauthorized: false }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);
       });
@@ -120,6 +130,7 @@ ${authYaml}`;
     storageDir,
     tokenRequests,
     refreshTokens,
+    ...(certificate ? { certificate } : {}),
     logs: () => log,
     async stop() {
       if (!exited) {

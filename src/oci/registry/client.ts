@@ -6,7 +6,8 @@ import { MediaType } from '../types.js';
 import { RegistryAuth, repositoryScope, type Credentials } from './auth.js';
 import { dockerCredentials, type DockerConfigOptions } from './credentials.js';
 import { RegistryError, errorFromResponse, type RegistryErrorTarget } from './errors.js';
-import { discard, header, httpRequest, isTransientNetworkError, readBody, readErrorText, type HttpResponse } from './http.js';
+import { defaultCertsDirs, registryTls } from './certs.js';
+import { discard, header, httpRequest, isTransientNetworkError, readBody, readErrorText, type HttpResponse, type TlsSettings } from './http.js';
 
 /**
  * Blob bytes are handed on in pieces of about this size: the socket's 16-64 KiB reads, joined,
@@ -74,6 +75,11 @@ export interface RegistryClientOptions {
   readonly chunkSize?: number;
   /** Socket idle timeout in ms (default 60 000). */
   readonly timeoutMs?: number;
+  /**
+   * Directories holding `<host[:port]>/` folders of TLS files (`*.crt` CAs, `*.cert`/`*.key`
+   * client pairs), as docker's `/etc/docker/certs.d`. Default: see `defaultCertsDirs`.
+   */
+  readonly certsDirs?: readonly string[];
   readonly signal?: AbortSignal | undefined;
 }
 
@@ -137,6 +143,8 @@ export class RegistryClient {
   readonly #retries: number;
   /** Repositories this client pushes to (their scopes ask for push). */
   readonly #pushRepos = new Set<string>();
+  /** This registry's certs.d files, read on the first https request. */
+  #tls: Promise<TlsSettings | undefined> | undefined;
 
   constructor(registry: string, opts: RegistryClientOptions = {}) {
     this.registry = registry;
@@ -608,6 +616,13 @@ export class RegistryClient {
     return Math.min(base, 10_000) * (0.75 + Math.random() * 0.5);
   }
 
+  #tlsSettings(spec: SendSpec): Promise<TlsSettings | undefined> {
+    this.#tls ??= registryTls(this.base.host, this.#opts.certsDirs ?? defaultCertsDirs(this.#opts.dockerConfig?.env)).catch((cause: unknown) => {
+      throw new RegistryError('TSBUILD_REGISTRY_TLS', { repository: spec.target.repository }, `reading the TLS files of ${this.base.host}: ${(cause as Error).message}`, { cause });
+    });
+    return this.#tls;
+  }
+
   async #send(spec: SendSpec): Promise<HttpResponse> {
     let url = spec.url;
     let attempt = 0;
@@ -623,14 +638,15 @@ export class RegistryClient {
       }
       let res: HttpResponse;
       try {
-        res = await httpRequest({ method: spec.method, url, headers, ...(spec.body ? { body: spec.body() } : {}), signal: this.#opts.signal, timeoutMs: this.#opts.timeoutMs ?? 60_000 });
+        const tls = url.protocol === 'https:' && url.host === this.base.host ? await this.#tlsSettings(spec) : undefined;
+        res = await httpRequest({ method: spec.method, url, headers, ...(spec.body ? { body: spec.body() } : {}), ...(tls ? { tls } : {}), signal: this.#opts.signal, timeoutMs: this.#opts.timeoutMs ?? 60_000 });
       } catch (err) {
-        if (this.#opts.signal?.aborted) throw err;
+        if (this.#opts.signal?.aborted || err instanceof RegistryError) throw err;
         if (spec.retry && isTransientNetworkError(err) && attempt < this.#retries) {
           await sleep(this.#backoff(attempt++));
           continue;
         }
-        throw new RegistryError('TSBUILD_REGISTRY_NETWORK', spec.target, `${spec.method} ${url.origin}${url.pathname} failed: ${(err as Error).message}`, { cause: err });
+        throw new RegistryError('TSBUILD_REGISTRY_NETWORK', spec.target, `${spec.method} ${url.origin}${url.pathname} failed: ${(err as Error).message}${tlsHint(err, url.host)}`, { cause: err });
       }
       const status = res.status;
       if (status === 401 && !dropAuth && !authAnswered) {
@@ -686,4 +702,11 @@ function progress(stream: Readable, start: number, onProgress?: (n: number) => v
   let n = start;
   stream.on('data', (c: Buffer) => onProgress((n += c.length)));
   return stream;
+}
+
+/** What to do about a certificate the system does not trust (appended to the error). */
+function tlsHint(err: unknown, host: string): string {
+  const code = (err as { code?: string }).code ?? '';
+  if (!/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return '';
+  return ` (to trust this registry's certificate authority, put its certificate in /etc/docker/certs.d/${host}/ca.crt, or in $TSBUILD_CERTS_D/${host}/)`;
 }

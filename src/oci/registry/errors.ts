@@ -27,7 +27,8 @@ export type RegistryErrorCode =
   | 'TSBUILD_REGISTRY_HTTP'
   | 'TSBUILD_REGISTRY_AUTH'
   | 'TSBUILD_REGISTRY_CREDENTIALS'
-  | 'TSBUILD_REGISTRY_PLATFORM';
+  | 'TSBUILD_REGISTRY_PLATFORM'
+  | 'TSBUILD_REGISTRY_TLS';
 
 /** Every registry failure: names the repository and the manifest/blob it was about, and why. */
 export class RegistryError extends TsbuildError {

@@ -7,6 +7,17 @@ type HttpModule = typeof Http;
 type HttpsModule = typeof Https;
 type Transport = { readonly mod: HttpModule | HttpsModule; readonly agent: Http.Agent };
 
+/** TLS settings of a registry beyond the system's (docker's `certs.d/<host>/`: see certs.ts). */
+export interface TlsSettings {
+  /** Where they come from (names the agent that uses them), e.g. `/etc/docker/certs.d/host:5000`. */
+  readonly id: string;
+  /** CA certificates (PEM) trusted in addition to node's root certificates. */
+  readonly ca?: readonly string[];
+  /** A client certificate and its key (PEM), for registries that ask for one. */
+  readonly cert?: string;
+  readonly key?: string;
+}
+
 /**
  * node:http and node:https (with net and TLS) are loaded on the first request of each kind: a
  * build from local images never needs them (about 6 ms less to start), a loopback registry never
@@ -22,6 +33,28 @@ function transport(kind: 'http' | 'https'): Promise<Transport> {
   return transports[kind];
 }
 
+/** One keep-alive agent per set of extra TLS settings. */
+const tlsAgents = new Map<string, Promise<Transport>>();
+function tlsTransport(tls: TlsSettings): Promise<Transport> {
+  let t = tlsAgents.get(tls.id);
+  if (!t) {
+    t = Promise.all([transport('https'), import('node:tls')]).then(([base, tlsModule]) => {
+      const mod = base.mod as HttpsModule;
+      const roots = (tlsModule as { default?: { rootCertificates: readonly string[] } }).default?.rootCertificates ?? tlsModule.rootCertificates;
+      const agent = new mod.Agent({
+        keepAlive: true,
+        maxSockets: 32,
+        // docker adds a certs.d CA to the system's roots, it does not replace them
+        ...(tls.ca && tls.ca.length > 0 ? { ca: [...roots, ...tls.ca] } : {}),
+        ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+      });
+      return { mod, agent };
+    });
+    tlsAgents.set(tls.id, t);
+  }
+  return t;
+}
+
 export interface HttpRequest {
   readonly method: string;
   readonly url: URL;
@@ -33,6 +66,8 @@ export interface HttpRequest {
   readonly timeoutMs?: number;
   /** Skip TLS verification (only for registries the user named insecure). */
   readonly rejectUnauthorized?: boolean;
+  /** Extra CA certificates / a client certificate for an https request. */
+  readonly tls?: TlsSettings;
 }
 
 export interface HttpResponse {
@@ -45,7 +80,7 @@ export interface HttpResponse {
 /** One HTTP exchange, no redirects, no retries: resolves when the response head arrives. */
 export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
   const tls = req.url.protocol === 'https:';
-  return transport(tls ? 'https' : 'http').then((t) => exchange(req, t, tls));
+  return (tls && req.tls ? tlsTransport(req.tls) : transport(tls ? 'https' : 'http')).then((t) => exchange(req, t, tls));
 }
 
 function exchange(req: HttpRequest, t: Transport, tls: boolean): Promise<HttpResponse> {

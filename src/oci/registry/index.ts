@@ -2,6 +2,7 @@ export { RegistryClient, bufferSource, isLoopbackRegistry, registryApiHost, MANI
 export type { AuthSetting, BlobSource as UploadSource, ManifestResult, RegistryClientOptions, UploadOptions, UploadResult } from './client.js';
 export { RegistryAuth, parseWwwAuthenticate, basicHeader, repositoryScope } from './auth.js';
 export type { Challenge, Credentials, AuthOptions } from './auth.js';
+export { defaultCertsDirs, registryTls } from './certs.js';
 export { dockerCredentials, dockerConfigPath, runCredentialHelper, DOCKER_HUB_CONFIG_KEY } from './credentials.js';
 export type { DockerConfigOptions } from './credentials.js';
 export { RegistryError, parseErrorBody } from './errors.js';
