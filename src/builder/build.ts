@@ -18,7 +18,7 @@ import type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult }
 import { planWith, type TriggerParser } from './plan/plan.js';
 import { loadParser, parseWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
-import { SnapshotStore, mountOverlay } from './snapshots.js';
+import { SnapshotStore, mountOverlay, mountReadOnlyOverlay } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
 import { cacheKey, describeChanges, explain, type KeyManifest } from '../cache/keys.js';
 import { ContextHasher } from '../cache/context-hash.js';
@@ -183,11 +183,13 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   } catch (err) {
     stop.abort(err);
     await solver.settled();
+    await solver.close().catch(() => {}); // the step's error is the one to report
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
     await hasher?.save();
   }
+  await solver.close();
   const target = graph.stages[graph.target]!;
   const base = baseImageOf(graph, target, images);
 
@@ -395,6 +397,12 @@ class Solver {
   readonly #inflight = new Map<string, Promise<FsState>>();
   readonly #limit: ReturnType<typeof pLimit>;
   #runtime: Promise<import('../runtime/sandbox.js').Runtime> | undefined;
+  /** Snapshot directories by diffID, for this build. */
+  readonly #snapshotDirs = new Map<Digest, Promise<string>>();
+  #emptyDir: Promise<string> | undefined;
+  /** Mounted read-only views, by their lower dirs (see `#view`); unmounted by `close()`. */
+  readonly #views = new Map<string, Promise<{ dir: string; close: () => Promise<void> }>>();
+  #closed = false;
 
   constructor(init: SolverInit) {
     this.#i = init;
@@ -511,6 +519,15 @@ class Solver {
     this.#i.options.signal?.throwIfAborted();
     let reason: string | undefined;
     let prev: Awaited<ReturnType<typeof cache.previous>>;
+    // A snapshot to hard-link unchanged files from: one written by the same file op on the same
+    // files (another stage, or another parent), else this step's previous build. Looked up
+    // while the other records are read; awaited (and its error thrown) when the step runs.
+    const sameContent = op.type === 'tsbuild.file.copy.v1' ? fileContentKey(manifest) : undefined;
+    let twinLookup: Promise<Digest | undefined> | undefined;
+    const twin = (): Promise<Digest | undefined> => {
+      twinLookup ??= sameContent && !noCache ? cache.get(sameContent).then((r) => (r?.result as { diffId?: Digest } | undefined)?.diffId) : Promise.resolve(undefined);
+      return twinLookup;
+    };
     if (!noCache) {
       const hit = await cache.get(key as never);
       const layer = (hit?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
@@ -520,6 +537,7 @@ class Solver {
         emit({ type: 'step', id: key, name, status: 'cached' });
         return { layers: layer ? [...parent.layers, layer] : parent.layers, key };
       }
+      twin().catch(() => {}); // started now; awaited below
       prev = await cache.previous(stepId).catch(() => undefined);
       if (hit) reason = 'cached layer is missing from the store';
       else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest));
@@ -528,14 +546,15 @@ class Solver {
     emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });
     const t0 = Date.now();
     try {
-      // A snapshot to hard-link unchanged files from: one written by the same file op on the same
-      // files (another stage, or another parent), else this step's previous build.
-      const sameContent = op.type === 'tsbuild.file.copy.v1' ? fileContentKey(manifest) : undefined;
-      const twin = sameContent && !noCache ? ((await cache.get(sameContent))?.result as { diffId?: Digest } | undefined)?.diffId : undefined;
       const prevLayer = (prev?.result as { layer?: CachedLayer | null } | undefined)?.layer ?? undefined;
-      const layer = await this.#execute(op, parent, key, name, twin ?? prevLayer?.diffId);
-      await cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest });
-      if (sameContent && layer) await cache.put({ key: sameContent, result: { diffId: layer.diffId }, size: 0, description: `files of ${name}` });
+      const layer = await this.#execute(op, parent, key, name, (await twin()) ?? prevLayer?.diffId);
+      // Both records under one hold of the cache lock, written side by side.
+      await cache.withLock(() =>
+        Promise.all([
+          cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest }),
+          sameContent && layer ? cache.put({ key: sameContent, result: { diffId: layer.diffId }, size: 0, description: `files of ${name}` }) : undefined,
+        ]),
+      );
       this.executedSteps++;
       const durationMs = Date.now() - t0;
       this.steps.push({ name, key, line: op.meta.range.start.line, status: 'executed', ...(reason ? { reason } : {}), durationMs });
@@ -559,29 +578,78 @@ class Solver {
     }
   }
 
+  /** The directory of a layer's snapshot, unpacked if missing; asked once per layer and build (a snapshot, once there, stays). */
+  #snapshotDir(l: CachedLayer): Promise<string> {
+    let p = this.#snapshotDirs.get(l.diffId);
+    if (!p) {
+      const { snapshots, store } = this.#i;
+      p = snapshots.ensure(l.diffId, () => store.openBlob(l.digest));
+      this.#snapshotDirs.set(l.diffId, p);
+      p.catch(() => this.#snapshotDirs.delete(l.diffId));
+    }
+    return p;
+  }
+
   async #lowerDirs(state: FsState): Promise<string[]> {
-    const { snapshots, store } = this.#i;
-    const dirs: string[] = [await snapshots.empty()];
-    for (const l of state.layers) dirs.push(await snapshots.ensure(l.diffId, () => store.openBlob(l.digest)));
+    this.#emptyDir ??= this.#i.snapshots.empty();
+    const dirs: string[] = [await this.#emptyDir];
+    for (const l of state.layers) dirs.push(await this.#snapshotDir(l));
     // overlayfs refuses a lower dir given twice (ELOOP). Two identical steps give one layer twice;
     // the upper copy re-adds everything the lower one holds, so dropping the lower one is exact.
     return dirs.filter((d, i) => dirs.lastIndexOf(d) === i);
   }
 
-  /** Mounts `state` read-only (for COPY --from) and runs `fn` on the directory. */
-  async #withView<T>(state: FsState, fn: (dir: string) => Promise<T>): Promise<T> {
-    const { snapshots } = this.#i;
+  /**
+   * A read-only view of `state` (the source of a COPY --from, a read-only RUN --mount from=): an
+   * overlay of its layers without an upper dir, mounted at the first use and shared by every
+   * step of this build that reads the same layers, until `close()`.
+   */
+  async #view(state: FsState): Promise<string> {
     const lower = await this.#lowerDirs(state);
-    const upper = await snapshots.tempDir('ro');
-    const work = await snapshots.tempDir('rw');
-    const mnt = await snapshots.tempDir('rm');
-    const unmount = await mountOverlay(lower, upper, work, mnt);
-    try {
-      return await fn(mnt);
-    } finally {
-      await unmount();
-      await Promise.all([upper, work, mnt].map((d) => rm(d, { recursive: true, force: true })));
+    // Only the empty directory (a state without layers): it is its own view.
+    if (lower.length < 2) return lower[0]!;
+    const id = lower.join(':');
+    let v = this.#views.get(id);
+    if (!v) {
+      if (this.#closed) throw new TsbuildError('TSBUILD_INTERNAL', 'a view was asked for after the build ended');
+      v = this.#mountView(lower);
+      this.#views.set(id, v);
     }
+    return (await v).dir;
+  }
+
+  async #mountView(lower: readonly string[]): Promise<{ dir: string; close: () => Promise<void> }> {
+    const parent = this.#i.snapshots.tempDirSync('v');
+    const dir = path.join(parent, 'm');
+    try {
+      const unmount = await mountReadOnlyOverlay(lower, dir);
+      return {
+        dir,
+        close: async () => {
+          await unmount();
+          await rm(parent, { recursive: true, force: true });
+        },
+      };
+    } catch (err) {
+      await rm(parent, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Unmounts and removes the shared views, once every started step has stopped (call it after
+   * the build, whether it succeeded or failed). Views asked for afterwards are refused.
+   */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.settled();
+    const views = [...this.#views.values()];
+    this.#views.clear();
+    const errors: unknown[] = [];
+    for (const r of await Promise.allSettled(views)) {
+      if (r.status === 'fulfilled') await r.value.close().catch((err: unknown) => errors.push(err));
+    }
+    if (errors.length > 0) throw new TsbuildError('TSBUILD_MOUNT', `could not unmount ${errors.length} build view(s): ${(errors[0] as Error).message}`, { cause: errors[0] });
   }
 
   /** Runs one step. `reuse`: the diffID of a snapshot whose identical files a COPY may hard-link. */
@@ -599,12 +667,16 @@ class Solver {
   async #fileOp(op: CopyOp | MkdirOp, parent: FsState, reuse?: Digest): Promise<CachedLayer> {
     const { snapshots, options } = this.#i;
     const lower = await this.#lowerDirs(parent);
-    const upper = await snapshots.tempDir('up');
     // Files identical to those of this snapshot (checked one by one) are hard-linked from it.
     const reuseFrom = reuse && (await snapshots.has(reuse)) ? snapshots.pathFor(reuse) : undefined;
-    const work = await snapshots.tempDir('wk');
-    const mnt = await snapshots.tempDir('mn');
-    const unmount = await mountOverlay(lower, upper, work, mnt);
+    const { dir, upper, work, mnt } = snapshots.overlayDirs('f');
+    let unmount: () => Promise<void>;
+    try {
+      unmount = await mountOverlay(lower, upper, work, mnt);
+    } catch (err) {
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
     let changed: readonly string[];
     let mkdirLayer: LayerResult | undefined;
     try {
@@ -633,7 +705,7 @@ class Solver {
               ...(options.signal ? { signal: options.signal } : {}),
             },
           );
-        if (sourceState) changed = (await this.#withView(sourceState, (dir) => copy(dir, undefined, true))).changed;
+        if (sourceState) changed = (await copy(await this.#view(sourceState), undefined, true)).changed;
         else {
           const ctx = this.#i.context!;
           changed = (await copy(ctx.root, (rel, intermediate) => ctx.isHidden(rel, intermediate))).changed;
@@ -645,21 +717,20 @@ class Solver {
       // there (only in a lower layer): read through the mount.
       if (op.type === 'tsbuild.file.mkdir.v1') mkdirLayer = await this.#writeLayer(mnt, changed);
     } catch (err) {
-      await rm(upper, { recursive: true, force: true }).catch(() => {});
-      throw err;
-    } finally {
       await unmount();
-      await rm(work, { recursive: true, force: true });
-      await rm(mnt, { recursive: true, force: true });
+      await rm(dir, { recursive: true, force: true });
+      throw err;
     }
-    let result;
+    await unmount();
+    let result: LayerResult;
     try {
       result = mkdirLayer ?? (await this.#writeLayer(upper, changed));
+      await snapshots.commit(upper, result.diffId);
     } catch (err) {
-      await rm(upper, { recursive: true, force: true }).catch(() => {});
+      await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    await snapshots.commit(upper, result.diffId);
+    snapshots.removeSmall(dir); // the upper dir is committed: only the work and mount dirs are left
     return { diffId: result.diffId, digest: result.digest, size: result.size, mediaType: result.mediaType };
   }
 
@@ -765,17 +836,9 @@ class Solver {
             const ctx = this.#i.context!;
             out.push({ type: 'bind', source: path.join(ctx.root, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
           } else {
-            const dirs = await this.#lowerDirs(s);
-            // Bind the top-most layer view: a merged read-only overlay of the stage.
-            const { snapshots } = this.#i;
-            const upper = await snapshots.tempDir('bu');
-            const work = await snapshots.tempDir('bw');
-            const mnt = await snapshots.tempDir('bm');
-            const unmount = await mountOverlay(dirs, upper, work, mnt);
-            cleanups.push(async () => {
-              await unmount();
-              await Promise.all([upper, work, mnt].map((d) => rm(d, { recursive: true, force: true })));
-            });
+            // The build's shared read-only view of the stage; a writable bind gets an overlay of
+            // its own over it from the runtime, whose upper dir is dropped after the step.
+            const mnt = await this.#view(s);
             out.push({ type: 'bind', source: path.join(mnt, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
           }
           break;

@@ -8,8 +8,8 @@
  * `<blobDir>/sha256/<hex>`. With `compression: 'none'` only the tar is stored (named by its
  * diffID) and `compressBlob` makes the gzip blob later, when an exporter needs it (lazy blobs).
  */
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
@@ -149,8 +149,12 @@ function clamp(mtime: Date, epoch: number | undefined): Date {
   return mtime.getTime() > e ? new Date(e) : new Date(Math.floor(mtime.getTime() / 1000) * 1000);
 }
 
-/** Files up to this size are read whole (one sync read) instead of streamed. */
-const SMALL_FILE = 1 << 20;
+/**
+ * Files up to this size are read whole (one sync read) instead of streamed: a 4 MiB file read
+ * in one call costs a third of one streamed through the threadpool in 64 KiB pieces. It bounds
+ * the memory a layer write holds (one file, plus one output batch).
+ */
+const WHOLE_FILE = 8 << 20;
 /** Output batch size between tar-stream and the hash/gzip/file stages. */
 const BATCH = 1 << 20;
 
@@ -237,7 +241,7 @@ async function packInto(options: WriteLayerOptions, items: readonly Item[], pack
         }
         seen.set(key, item.rel);
       }
-      if (st.size <= SMALL_FILE) {
+      if (st.size <= WHOLE_FILE) {
         const data = readFileSync(abs);
         // The header must describe what was stat'ed; a file that changed under us is an error, as when streaming.
         if (data.length !== st.size) throw new LayerError('TSBUILD_LAYER_CHANGED', `${item.rel} changed size while the layer was written (${st.size} -> ${data.length} bytes)`);
@@ -262,8 +266,40 @@ async function packInto(options: WriteLayerOptions, items: readonly Item[], pack
   return count;
 }
 
+/** A write stream on an open file that `storeAtomically` owns (and closes). */
+function fileStream(fd: number): Writable {
+  return createWriteStream('', { fd, autoClose: false });
+}
+
+/**
+ * Reads a tar stream to its end, writing it to `fd` in ~1 MiB batches (synchronous writes: into
+ * the page cache they cost less than a threadpool round trip) and hashing it on the way.
+ * No stream stages after tar-stream: an uncompressed layer needs none.
+ */
+async function drainTo(source: Readable, fd: number): Promise<{ digest: Digest; size: number }> {
+  const hash = createHash('sha256');
+  let parts: Buffer[] = [];
+  let pending = 0;
+  let size = 0;
+  const flush = (): void => {
+    const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, pending);
+    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
+    parts = [];
+    pending = 0;
+  };
+  for await (const chunk of source as AsyncIterable<Buffer>) {
+    hash.update(chunk);
+    size += chunk.length;
+    parts.push(chunk);
+    pending += chunk.length;
+    if (pending >= BATCH) flush();
+  }
+  if (pending > 0) flush();
+  return { digest: `sha256:${hash.digest('hex')}` as Digest, size };
+}
+
 /** Write `stream` to a temp file in blobDir, fsync, and rename it to `sha256/<hex>` once `name()` is known. */
-async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promise<void>, name: () => Digest): Promise<void> {
+async function storeAtomically(blobDir: string, sinks: (fd: number) => Promise<void>, name: () => Digest): Promise<void> {
   const dir = path.join(blobDir, 'sha256');
   const tmpDir = path.join(blobDir, 'tmp');
   await mkdir(dir, { recursive: true });
@@ -271,8 +307,7 @@ async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promi
   const tmp = path.join(tmpDir, `layer-${randomBytes(8).toString('hex')}`);
   const fh = await open(tmp, 'wx', 0o644);
   try {
-    const file = createWriteStream('', { fd: fh.fd, autoClose: false });
-    await sinks(file);
+    await sinks(fh.fd);
     await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
@@ -301,8 +336,9 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
   // A failure while producing entries destroys `pack`, possibly before the pipeline below has
   // attached its listeners; `producing` carries the error, so an 'error' event must not crash.
   pack.on('error', () => {});
-  const tarHash = new DigestingStream();
-  const blobHash = compression === 'gzip' ? new DigestingStream() : tarHash;
+  /** Digest and size of the tar, and of the stored blob (the same object when not compressed). */
+  let tarSum: { digest: Digest; size: number } | undefined;
+  let blobSum: { digest: Digest; size: number } | undefined;
   let entries = 0;
   const producing = packInto(options, items, pack).then(
     (n) => {
@@ -317,21 +353,33 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
   producing.catch(() => {}); // awaited below; this only marks the rejection as handled early
   await storeAtomically(
     options.blobDir,
-    async (file) => {
+    async (fd) => {
       const source = pack as unknown as Readable;
-      const done =
-        compression === 'gzip'
-          ? pipeline(source, new Coalescer(), tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, file)
-          : pipeline(source, new Coalescer(), tarHash, file);
-      await Promise.all([done, producing]);
+      if (compression === 'gzip') {
+        const tarHash = new DigestingStream();
+        const blobHash = new DigestingStream();
+        await Promise.all([pipeline(source, new Coalescer(), tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, fileStream(fd)), producing]);
+        tarSum = { digest: tarHash.digest, size: tarHash.size };
+        blobSum = { digest: blobHash.digest, size: blobHash.size };
+      } else {
+        // The only writer to `fd`; it stops once `pack` is destroyed (a failed entry), and a failed write stops `pack`.
+        const draining = drainTo(source, fd).then(
+          (d) => (tarSum = blobSum = d),
+          (err: unknown) => {
+            pack.destroy(err as Error);
+            throw err;
+          },
+        );
+        await Promise.all([draining, producing]);
+      }
     },
-    () => blobHash.digest,
+    () => blobSum!.digest,
   );
   return {
-    diffId: tarHash.digest,
-    digest: blobHash.digest,
-    size: blobHash.size,
-    uncompressedSize: tarHash.size,
+    diffId: tarSum!.digest,
+    digest: blobSum!.digest,
+    size: blobSum!.size,
+    uncompressedSize: tarSum!.size,
     mediaType: compression === 'gzip' ? MEDIA_TYPE_LAYER_GZIP : MEDIA_TYPE_LAYER_TAR,
     entries,
   };
@@ -353,8 +401,8 @@ export async function compressBlob(
   const input = createReadStream(src);
   await storeAtomically(
     blobDir,
-    async (file) => {
-      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, file);
+    async (fd) => {
+      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, fileStream(fd));
       if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
     },
     () => out.digest,

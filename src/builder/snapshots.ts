@@ -40,10 +40,39 @@ export class SnapshotStore {
 
   /** A fresh, empty directory under the store's temp dir (same filesystem as the snapshots). */
   async tempDir(prefix = 'w'): Promise<string> {
-    await mkdir(this.tmpDir, { recursive: true });
+    return this.tempDirSync(prefix);
+  }
+
+  /** `tempDir`, synchronously: two mkdir calls cost less than two threadpool round trips. */
+  tempDirSync(prefix = 'w'): string {
     const d = path.join(this.tmpDir, `${prefix}-${randomBytes(6).toString('hex')}`);
-    await mkdir(d, { recursive: true });
+    try {
+      mkdirSync(d);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      mkdirSync(this.tmpDir, { recursive: true });
+      mkdirSync(d);
+    }
     return d;
+  }
+
+  /**
+   * Removes a small temp directory (an overlay's work and mount dirs, once unmounted) with
+   * synchronous calls: a handful of them cost less than the threadpool round trips of `rm`.
+   */
+  removeSmall(dir: string): void {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * The directories of one overlay mount, in one fresh temp directory `dir` (removed as a whole
+   * once the mount is gone): `upper` (the changes, committed by renaming it), `work` and `mnt`.
+   */
+  overlayDirs(prefix = 'o'): { dir: string; upper: string; work: string; mnt: string } {
+    const dir = this.tempDirSync(prefix);
+    const sub = { upper: path.join(dir, 'u'), work: path.join(dir, 'w'), mnt: path.join(dir, 'm') };
+    for (const d of Object.values(sub)) mkdirSync(d);
+    return { dir, ...sub };
   }
 
   /** Moves a finished directory (an overlay upper dir, or an unpacked layer) into place for `diffId`. */
@@ -427,10 +456,24 @@ async function mountServer(): Promise<MountServer | undefined> {
 
 /** Mounts an overlay of `lowerDirs` (bottom first) with `upperDir` at `target`. Returns the unmount function. */
 export async function mountOverlay(lowerDirs: readonly string[], upperDir: string, workDir: string, target: string): Promise<() => Promise<void>> {
-  await mkdir(target, { recursive: true });
-  await mkdir(workDir, { recursive: true });
+  mkdirSync(target, { recursive: true });
+  mkdirSync(workDir, { recursive: true });
   const lower = [...lowerDirs].reverse().join(':');
-  const options = `lowerdir=${lower},upperdir=${upperDir},workdir=${workDir}`;
+  return mount(`lowerdir=${lower},upperdir=${upperDir},workdir=${workDir}`, target);
+}
+
+/**
+ * Mounts a read-only overlay of `lowerDirs` (bottom first; at least two, overlayfs' rule for a
+ * mount without an upper dir) at `target`: a stage's filesystem to read from, with no upper and
+ * work directories to make and remove. Returns the unmount function.
+ */
+export async function mountReadOnlyOverlay(lowerDirs: readonly string[], target: string): Promise<() => Promise<void>> {
+  if (lowerDirs.length < 2) throw new LayerUnpackError('TSBUILD_MOUNT', `a read-only overlay needs two lower directories (got ${lowerDirs.length})`);
+  mkdirSync(target, { recursive: true });
+  return mount(`lowerdir=${[...lowerDirs].reverse().join(':')}`, target);
+}
+
+async function mount(options: string, target: string): Promise<() => Promise<void>> {
   const srv = /[\t\n]/.test(options + target) ? undefined : await mountServer();
   if (srv) {
     try {
