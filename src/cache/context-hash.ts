@@ -190,6 +190,20 @@ export class ContextHasher {
    * its top-level directories that the ignore rules hide (node_modules, .git): their contents
    * are never read. Undefined when the helper cannot walk (then node's fs does).
    */
+  /**
+   * Starts listing the whole root with the native helper now, when it is big (see
+   * NATIVE_WALK_MIN), so that the walk runs beside whatever the caller does before hashing (the
+   * builder: planning, resolving base images): `hashSources` then takes its directories from
+   * this listing. `isHidden` must apply the same rules as the one later calls pass (it decides
+   * which top-level directories are not walked). Returns at once.
+   */
+  prefetch(isHidden?: HashRoot['isHidden']): void {
+    if (this.#prefetched !== undefined || this.#entries.size < NATIVE_WALK_MIN) return;
+    this.#prefetched = { listing: this.#nativeListing(this.root, '', isHidden).catch(() => undefined) };
+  }
+
+  #prefetched: { listing: Promise<WalkListing | undefined> } | undefined;
+
   async #nativeListing(dirAbs: string, rel: string, isHidden: HashRoot['isHidden']): Promise<WalkListing | undefined> {
     const skip: string[] = [];
     if (isHidden) {
@@ -321,7 +335,9 @@ export class ContextHasher {
           keys.push(key);
           vals.push(`d:${modeText(st.mode)}`);
           const dirAbs = r.rel === '' ? this.root : path.join(this.root, r.rel);
-          listing = this.#entries.size >= NATIVE_WALK_MIN ? await this.#nativeListing(dirAbs, r.rel, isHidden) : undefined;
+          const pre = await this.#prefetched?.listing;
+          if (pre?.has(dirAbs)) listing = pre;
+          else listing = this.#entries.size >= NATIVE_WALK_MIN ? await this.#nativeListing(dirAbs, r.rel, isHidden) : undefined;
           walkDir(r.rel, key, '', dirAbs);
           listing = undefined;
         } else if (st.isSymbolicLink()) {

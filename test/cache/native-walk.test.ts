@@ -66,6 +66,14 @@ describe('native walk (the helper lists a tree with fstatat)', () => {
     expect(viaHelper).toEqual(viaNode);
     expect(Object.keys(viaHelper).some((k) => k.startsWith('node_modules'))).toBe(false);
 
+    // Listing started ahead of time (as the builder does while it plans), for the root and a subdirectory source.
+    const early = await ContextHasher.open(cacheDir, root);
+    early.prefetch(from.isHidden);
+    expect(await early.hashSources(from, ['.'])).toEqual(viaNode);
+    const sub = await early.hashSources(from, ['d3']);
+    expect(Object.keys(sub).length).toBe(1 + 1 + 70); // d3, d3/sub, 70 files
+    expect(early.stats.hashed).toBe(0);
+
     writeFileSync(path.join(root, 'd7/sub/f9.txt'), 'changed');
     const third = await ContextHasher.open(cacheDir, root);
     const changed = await third.hashSources(from, ['.']);
