@@ -5,10 +5,12 @@
  * layer written without streams is the same tar as the gzip path's. Real builds on busybox,
  * real overlay mounts (read back from /proc/self/mountinfo), real layer files.
  */
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, mkdir, readFile, readdir, readlink, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -17,6 +19,7 @@ import type { BuildOptions, BuildResult, ProgressEvent } from '../../src/builder
 import { writeLayer } from '../../src/builder/layer.js';
 import { makeBusyboxImage } from '../helpers/base-images.js';
 
+const run = promisify(execFile);
 let tmp: string;
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'tsbuild-overhead-'));
@@ -163,6 +166,34 @@ RUN --mount=type=bind,from=b,target=/m sleep 30
     expect(events.some((e) => e.type === 'step' && e.status === 'done' && e.name.includes('COPY --from=a'))).toBe(true);
     expect(await mountsUnder(root)).toEqual([]);
     expect(await leftovers(root)).toEqual([]);
+  });
+});
+
+describe('cache records of a step', () => {
+  it('a step whose records cannot be written fails the build, naming it; what was written is complete', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: `${STAGES}\nFROM busybox:latest\nCOPY --from=a /d/one /one\nRUN echo hi > /x\n` });
+    // An immutable temp dir (even root cannot create files in it): every record write fails.
+    const cacheTmp = path.join(root, 'cache', 'tmp');
+    await mkdir(cacheTmp, { recursive: true });
+    await run('chattr', ['+i', cacheTmp]);
+    let err: unknown;
+    try {
+      err = await buildIn(root, context).catch((e: unknown) => e);
+    } finally {
+      await run('chattr', ['-i', cacheTmp]);
+    }
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as BuildError).message).toContain(cacheTmp);
+    // The first step to finish (stages a and b run side by side) is the one that fails.
+    expect((err as BuildError).step?.name).toMatch(/^\[a 2\/3\] COPY d\/ \/d\/$|^\[b 2\/2\] COPY bone \/one$/);
+    expect(await readdir(path.join(root, 'cache', 'records'))).toEqual([]);
+    expect(await mountsUnder(root)).toEqual([]);
+    expect(await leftovers(root)).toEqual([]);
+    // The same root builds once the cache is writable again, and a rebuild is all cached.
+    const first = await buildIn(root, context);
+    expect(first.executedSteps).toBeGreaterThan(0);
+    const again = await buildIn(root, context);
+    expect(again.executedSteps).toBe(0);
   });
 });
 
