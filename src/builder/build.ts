@@ -711,7 +711,7 @@ class Solver {
           changed = (await copy(ctx.root, (rel, intermediate) => ctx.isHidden(rel, intermediate))).changed;
         }
       }
-      // A COPY's layer is read from the upper dir after unmounting: it holds every path the copy
+      // A COPY's layer is read from the upper dir once the copy is done: it holds every path the copy
       // wrote and (copied up by overlayfs) every parent of one, with the same metadata, and reads
       // there skip overlayfs' per-call cost. A WORKDIR's may list a directory that was already
       // there (only in a lower layer): read through the mount.
@@ -721,10 +721,20 @@ class Solver {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
-    await unmount();
+    // The layer is read from the upper dir while the overlay is being unmounted (reading an
+    // upper dir under a mount is allowed; the copy is done); it is renamed only once unmounted.
+    const unmounting = unmount();
+    unmounting.catch(() => {}); // awaited below; this only marks a failure as handled meanwhile
     let result: LayerResult;
     try {
       result = mkdirLayer ?? (await this.#writeLayer(upper, changed));
+    } catch (err) {
+      await unmounting;
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+    await unmounting;
+    try {
       await snapshots.commit(upper, result.diffId);
     } catch (err) {
       await rm(dir, { recursive: true, force: true });
