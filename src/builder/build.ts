@@ -2,12 +2,11 @@ import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
 import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
 import type { Digest } from '../oci/digest.js';
-import { compressLayer, compressionOfMediaType } from '../oci/compress.js';
+import { compressionOfMediaType } from '../oci/compress.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
 import { Store, resolveRootDir } from '../oci/store.js';
 import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/types.js';
@@ -16,7 +15,7 @@ import { openContext, resolveInRoot, type BuildContext } from './context.js';
 import { compressBlob, writeLayer, type LayerResult } from './layer.js';
 import type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult } from './options.js';
 import { planWith, type TriggerParser } from './plan/plan.js';
-import { loadParser, parseWithCache } from './parse-cache.js';
+import { loadParser, parseWithCache, planWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import { SnapshotStore, mountOverlay, mountReadOnlyOverlay } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
@@ -106,8 +105,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const first = errors[0]!;
     return new BuildError(first.code, `dockerfile parse error on line ${first.range.start.line}: ${first.message}`, { diagnostics: errors, file, source });
   };
+  // The context and its hash index, opened now: a big context is then listed by the native
+  // helper (ContextHasher.prefetch) while this process parses, plans and resolves base images.
+  // Used only if the plan reads the context; a failure here is reported where it is used.
+  const early = (async () => {
+    const ctx = await openContext({ dir: options.context, dockerfile: dockerfilePath });
+    const hasher = await ContextHasher.open(path.join(root, 'cache'), ctx.root);
+    hasher.prefetch(ctx.ignore.empty ? undefined : (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir));
+    return { ctx, hasher };
+  })();
+  early.catch(() => {});
   // From the root's parse cache when this Dockerfile was parsed before: no parser to load.
-  const parsed = (await parseWithCache(root, source, file)).result;
+  const parsedWith = await parseWithCache(root, source, file);
+  const parsed = parsedWith.result;
   if (parsed.diagnostics.some((d) => d.severity === 'error')) throw fail(parsed.diagnostics);
   for (const d of parsed.diagnostics) emit({ type: 'log', level: 'warning', message: `${file}:${d.range.start.line}: ${d.message}` });
 
@@ -120,7 +130,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     namedContexts: Object.keys(options.buildContexts ?? {}),
     source,
   };
-  let planned = planWith(undefined, parsed.ast, planOptions);
+  // Plans come from the root's plan cache too, named by the parse and every planner input.
+  const { source: _text, ...planInputs } = planOptions; // the text is in the parse's name
+  let planned = (await planWithCache(root, parsedWith.key, ['sources', planInputs], () => planWith(undefined, parsed.ast, planOptions))).result;
   if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
 
   const store = await Store.open({ root });
@@ -153,13 +165,16 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     // ONBUILD triggers of a base image are parsed when planned: load the parser for them.
     let parse: TriggerParser | undefined;
     if ([...images.values()].some((i) => (i.config.config?.OnBuild ?? []).length > 0)) parse = (await loadParser()).parseDockerfile;
-    planned = planWith(parse, parsed.ast, {
-      ...planOptions,
-      baseImage: (ref: string, p: string): BaseImageConfig | undefined => {
-        const img = images.get(`${ref}@${p}`);
-        return img?.config;
-      },
-    });
+    const inputs = ['images', planInputs, [...images].map(([k, img]) => [k, img.config])];
+    planned = (await planWithCache(root, parsedWith.key, inputs, () =>
+      planWith(parse, parsed.ast, {
+        ...planOptions,
+        baseImage: (ref: string, p: string): BaseImageConfig | undefined => {
+          const img = images.get(`${ref}@${p}`);
+          return img?.config;
+        },
+      }),
+    )).result;
     if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
   }
   const graph = planned.graph;
@@ -169,9 +184,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
       s.reachable &&
       s.ops.some((o) => (o.type === 'tsbuild.file.copy.v1' && o.from.kind === 'context') || (o.type === 'tsbuild.exec.v1' && o.mounts.some((m) => m.type === 'bind' && m.from.kind === 'context'))),
   );
-  const context = needsContext ? await openContext({ dir: options.context, dockerfile: dockerfilePath }) : undefined;
+  const opened = needsContext ? await early.catch(() => undefined) : undefined;
+  const context = needsContext ? (opened?.ctx ?? (await openContext({ dir: options.context, dockerfile: dockerfilePath }))) : undefined;
 
-  const hasher = context ? await ContextHasher.open(path.join(root, 'cache'), context.root) : undefined;
+  const hasher = context ? (opened?.hasher ?? (await ContextHasher.open(path.join(root, 'cache'), context.root))) : undefined;
   // One failing step stops the others: they get this signal, and build() returns only once they have stopped.
   const stop = new AbortController();
   const onAbort = () => stop.abort(options.signal?.reason);
@@ -798,14 +814,13 @@ class Solver {
         (err as unknown as { output: string }).output = result.lastOutput;
         throw err;
       }
-      const pass = new PassThrough();
-      const put = store.putBlob(pass);
-      const digests = await compressLayer(result.diff(), 'none', pass); // compressed when an output needs it
-      await put;
+      // Stored uncompressed (compressed when an output needs it): the blob's digest, computed
+      // once as the store writes it, is the layer's diffID.
+      const blob = await store.putBlob(result.diff());
       // The upper directory becomes the layer's snapshot, without the sandbox's mount points.
       for (const mp of result.mountPoints) await removeIfPlaceholder(path.join(upper, mp));
-      await snapshots.commit(upper, digests.diffId);
-      return { diffId: digests.diffId, digest: digests.digest, size: digests.size, mediaType: MediaType.OciLayer };
+      await snapshots.commit(upper, blob.digest);
+      return { diffId: blob.digest, digest: blob.digest, size: blob.size, mediaType: MediaType.OciLayer };
     } finally {
       await result.dispose();
       await cleanup();
