@@ -14,6 +14,8 @@
  *                              "" for DIR, before its entries); 'E' u32 len, name, u32 st_mode,
  *                              f64 st_size, f64 st_ino, f64 mtime seconds, f64 mtime nanoseconds;
  *                              'X' u32 len, path, i32 errno (a directory that could not be read).
+ *                              Directories are listed by up to 4 threads, so they come in no
+ *                              particular order (a directory's records stay together).
  *   tsbuild-sandbox mountd     mount and unmount overlays in the caller's mount namespace, on
  *                              request, one line each on stdin: "m <target>\t<options>" (overlayfs
  *                              options: lowerdir=…,upperdir=…,workdir=…) or "u <target>"; one
@@ -52,6 +54,7 @@
 #include <ftw.h>
 #include <grp.h>
 #include <limits.h>
+#include <pthread.h>
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
@@ -839,28 +842,80 @@ static int xattr_visit(const char *path, const struct stat *st, int type, struct
 
 /* ---------------------------------------------------------------- walk DIR [SKIP...] */
 
+/* Directories are listed by a few threads (kernel time dominates: fstatat per entry), each into
+   its own buffer, from a shared queue of directories still to list; the buffers are written out
+   at the end. A directory's records are contiguous; directories come in no particular order. */
+
+struct wbuf {
+  char *p;
+  size_t n, cap;
+};
+static void wb_put(struct wbuf *b, const void *src, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 1 << 20;
+    while (cap < b->n + n) cap *= 2;
+    b->p = realloc(b->p, cap);
+    if (!b->p) die("realloc");
+    b->cap = cap;
+  }
+  memcpy(b->p + b->n, src, n);
+  b->n += n;
+}
+static void wb_u32(struct wbuf *b, uint32_t v) { wb_put(b, &v, 4); }
+static void wb_f64(struct wbuf *b, double v) { wb_put(b, &v, 8); }
+static void wb_str(struct wbuf *b, char tag, const char *s, size_t n) {
+  wb_put(b, &tag, 1);
+  wb_u32(b, (uint32_t)n);
+  wb_put(b, s, n);
+}
+
 static char **walk_skip;
 static int walk_nskip;
-static void out_bytes(const void *p, size_t n) { fwrite(p, 1, n, stdout); }
-static void out_u32(uint32_t v) { out_bytes(&v, 4); }
-static void out_f64(double v) { out_bytes(&v, 8); }
-static void out_str(char tag, const char *s, size_t n) {
-  putchar(tag);
-  out_u32((uint32_t)n);
-  out_bytes(s, n);
-}
+static int walk_root_fd;
+static pthread_mutex_t walk_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t walk_cv = PTHREAD_COND_INITIALIZER;
+static char **walk_queue; /* relative paths of directories to list */
+static size_t walk_qn, walk_qcap;
+static int walk_busy; /* threads listing a directory now */
+
 static int walk_skipped(const char *rel) {
   for (int i = 0; i < walk_nskip; i++)
     if (!strcmp(walk_skip[i], rel)) return 1;
   return 0;
 }
-/* `rel` is the directory's path relative to the walk root (a PATH_MAX buffer, extended in place). */
-static void walk_dir(int dfd, char *rel, size_t rlen) {
-  out_str('D', rel, rlen);
-  static char buf[65536];
-  /* Subdirectories are walked after this directory's entries are all written. */
-  char **subs = NULL;
-  size_t nsubs = 0, capsubs = 0;
+static void walk_push(char *rel) {
+  if (walk_qn == walk_qcap) {
+    walk_qcap = walk_qcap ? walk_qcap * 2 : 256;
+    walk_queue = realloc(walk_queue, walk_qcap * sizeof *walk_queue);
+    if (!walk_queue) die("realloc");
+  }
+  walk_queue[walk_qn++] = rel;
+}
+
+/* Opens a directory below the root without following any symlink on the way. */
+static int walk_open(const char *rel) {
+  if (!*rel) return dup(walk_root_fd);
+#ifdef SYS_openat2
+  struct {
+    uint64_t flags, mode, resolve;
+  } how = {O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */};
+  int fd = (int)syscall(SYS_openat2, walk_root_fd, rel, &how, sizeof how);
+  if (fd >= 0 || errno != ENOSYS) return fd;
+#endif
+  return openat(walk_root_fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+static void walk_list(struct wbuf *out, const char *rel) {
+  size_t rlen = strlen(rel);
+  int dfd = walk_open(rel);
+  if (dfd < 0) {
+    int32_t e = errno;
+    wb_str(out, 'X', rel, rlen);
+    wb_put(out, &e, 4);
+    return;
+  }
+  wb_str(out, 'D', rel, rlen);
+  static __thread char buf[65536];
   for (;;) {
     long r = syscall(SYS_getdents64, dfd, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
@@ -878,62 +933,82 @@ static void walk_dir(int dfd, char *rel, size_t rlen) {
       struct stat st;
       if (fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; /* gone since listed */
       size_t nlen = strlen(d->d_name);
-      out_str('E', d->d_name, nlen);
-      out_u32(st.st_mode);
-      out_f64((double)st.st_size);
-      out_f64((double)st.st_ino);
-      out_f64((double)st.st_mtim.tv_sec);
-      out_f64((double)st.st_mtim.tv_nsec);
+      wb_str(out, 'E', d->d_name, nlen);
+      wb_u32(out, st.st_mode);
+      wb_f64(out, (double)st.st_size);
+      wb_f64(out, (double)st.st_ino);
+      wb_f64(out, (double)st.st_mtim.tv_sec);
+      wb_f64(out, (double)st.st_mtim.tv_nsec);
       if (S_ISDIR(st.st_mode)) {
-        if (nsubs == capsubs) {
-          capsubs = capsubs ? capsubs * 2 : 16;
-          subs = realloc(subs, capsubs * sizeof *subs);
-          if (!subs) die("realloc");
+        size_t clen = rlen ? rlen + 1 + nlen : nlen;
+        if (clen >= PATH_MAX) continue;
+        char *child = malloc(clen + 1);
+        if (!child) die("malloc");
+        if (rlen) {
+          memcpy(child, rel, rlen);
+          child[rlen] = '/';
         }
-        subs[nsubs] = strdup(d->d_name);
-        if (!subs[nsubs]) die("strdup");
-        nsubs++;
+        memcpy(child + (rlen ? rlen + 1 : 0), d->d_name, nlen + 1);
+        if (walk_skipped(child)) {
+          free(child);
+          continue;
+        }
+        pthread_mutex_lock(&walk_mu);
+        walk_push(child);
+        pthread_cond_signal(&walk_cv);
+        pthread_mutex_unlock(&walk_mu);
       }
     }
   }
-  for (size_t i = 0; i < nsubs; i++) {
-    size_t nlen = strlen(subs[i]);
-    size_t clen = rlen ? rlen + 1 + nlen : nlen;
-    if (clen < PATH_MAX) {
-      if (rlen) rel[rlen] = '/';
-      memcpy(rel + (rlen ? rlen + 1 : 0), subs[i], nlen + 1);
-      if (!walk_skipped(rel)) {
-        int c = openat(dfd, subs[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (c < 0) {
-          out_str('X', rel, clen);
-          int32_t e = errno;
-          out_bytes(&e, 4);
-        } else {
-          walk_dir(c, rel, clen);
-          close(c);
-        }
-      }
-      rel[rlen] = 0;
-    }
-    free(subs[i]);
-  }
-  free(subs);
+  close(dfd);
 }
+
+static void *walk_thread(void *arg) {
+  struct wbuf *out = arg;
+  pthread_mutex_lock(&walk_mu);
+  for (;;) {
+    while (walk_qn == 0 && walk_busy > 0) pthread_cond_wait(&walk_cv, &walk_mu);
+    if (walk_qn == 0) break; /* nothing queued and nobody listing: done */
+    char *rel = walk_queue[--walk_qn];
+    walk_busy++;
+    pthread_mutex_unlock(&walk_mu);
+    walk_list(out, rel);
+    free(rel);
+    pthread_mutex_lock(&walk_mu);
+    walk_busy--;
+    if (walk_qn == 0 && walk_busy == 0) pthread_cond_broadcast(&walk_cv);
+  }
+  pthread_cond_broadcast(&walk_cv);
+  pthread_mutex_unlock(&walk_mu);
+  return NULL;
+}
+
 static int walk_main(const char *root, char **skip, int nskip) {
   walk_skip = skip;
   walk_nskip = nskip;
-  static char outbuf[1 << 16];
-  setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
-  int d = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  static char rel[PATH_MAX];
-  rel[0] = 0;
-  if (d < 0) {
-    out_str('X', rel, 0);
+  walk_root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (walk_root_fd < 0) {
+    struct wbuf b = {0};
     int32_t e = errno;
-    out_bytes(&e, 4);
-  } else {
-    walk_dir(d, rel, 0);
-    close(d);
+    wb_str(&b, 'X', "", 0);
+    wb_put(&b, &e, 4);
+    fwrite(b.p, 1, b.n, stdout);
+    return fflush(stdout) == 0 ? 0 : 1;
+  }
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int n = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+  struct wbuf outs[4] = {{0}};
+  pthread_t th[4];
+  char *root_rel = strdup("");
+  if (!root_rel) die("strdup");
+  walk_push(root_rel);
+  for (int i = 1; i < n; i++)
+    if (pthread_create(&th[i], NULL, walk_thread, &outs[i]) != 0) n = i;
+  walk_thread(&outs[0]);
+  for (int i = 1; i < n; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < n; i++) {
+    if (outs[i].n) fwrite(outs[i].p, 1, outs[i].n, stdout);
+    free(outs[i].p);
   }
   return fflush(stdout) == 0 ? 0 : 1;
 }
