@@ -142,6 +142,19 @@ describe('tsbuild du', () => {
 });
 
 describe('tsbuild prune', () => {
+  it('--all also empties the kept ASTs and plans (ROOT/cache/parse, ROOT/cache/plan); a dangling-only prune keeps them', async () => {
+    const f = await fixture('parse-plan');
+    const { mkdir, writeFile } = await import('node:fs/promises');
+    for (const sub of ['parse', 'plan']) {
+      await mkdir(path.join(f.cache.dir, sub), { recursive: true });
+      await writeFile(path.join(f.cache.dir, sub, 'x.json'), '{}');
+    }
+    expect((await runCli(['prune', '--force', '--root', f.root])).code).toBe(0);
+    expect(await readdir(path.join(f.cache.dir, 'parse'))).toEqual(['x.json']);
+    expect((await runCli(['prune', '--all', '--force', '--root', f.root])).code).toBe(0);
+    for (const sub of ['parse', 'plan']) await expect(stat(path.join(f.cache.dir, sub))).rejects.toThrow(/ENOENT/);
+  });
+
   it('asks like buildx and refuses without an answer; "n" keeps everything, "y" prunes', async () => {
     const f = await fixture('confirm');
     const none = await runCli(['prune', '--root', f.root]);

@@ -8,6 +8,8 @@
  * the others (the dangling ones), `--all` removes shared ones too. The sweep never removes a blob
  * reachable from a tag, nor one a remaining record refers to.
  */
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Readable } from 'node:stream';
 import { parseSize } from '../../cache/store.js';
@@ -150,6 +152,10 @@ export const run: Command = async (argv, ctx) => {
     for (const e of await cache.list()) roots.push(...resultBlobs(e.result));
     return { removed: gone, gc: await store.gc({ roots }) };
   });
+  // Everything: the kept ASTs and plans go too (they are small and rebuilt on the next build).
+  if (sel.all && Object.keys(filter).length === 0 && keepStorage === undefined) {
+    for (const sub of ['parse', 'plan']) await rm(path.join(cache.dir, sub), { recursive: true, force: true });
+  }
 
   let out = '';
   if (values.verbose) out += removed.map((u) => pruneVerbose(u, now)).join('');
