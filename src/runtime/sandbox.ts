@@ -355,7 +355,10 @@ export class Runtime {
   private spawnHelper(wire: Buffer, spec: RunSpec): Promise<HelperOutcome> {
     const started = performance.now();
     return new Promise((resolve, reject) => {
-      const child = this.takeHelper();
+      // A spare helper made its mount namespace when it started: a bind mount's source that was
+      // mounted after that (the builder's read-only view of another stage) is not in it. Runs
+      // with bind mounts start a helper of their own.
+      const child = spec.mounts?.some((m) => m.type === 'bind') ? this.startHelper() : this.takeHelper();
       const helperDone = new Promise<void>((r) => child.once('close', () => r()));
       const status = child.stdio[3] as Readable & { end(b: Buffer): void };
       let tail = '';

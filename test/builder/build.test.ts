@@ -310,6 +310,12 @@ describe('build(): sources', () => {
     await expect(buildIn(root, context, { dockerfileText: `FROM oci-layout://${busybox.layoutDir}:nope\n` })).rejects.toThrow(/has no image "nope"; it has latest/);
   });
 
+  it('RUN --mount=type=bind,from=<stage> after another RUN sees the stage (its view is mounted after the runtime started a spare helper)', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest AS a\nRUN echo from-a > /a\nFROM busybox:latest\nRUN echo first > /first\nRUN echo second > /second\nRUN --mount=type=bind,from=a,target=/m cat /m/a /first > /out\n', 'x.txt': 'x' });
+    await buildIn(root, context, { parallelism: 1, outputs: [{ type: 'local', dest: path.join(tmp, `local-${n}`) }] });
+    expect(await readFile(path.join(tmp, `local-${n}`, 'out'), 'utf8')).toBe('from-a\nfirst\n');
+  });
+
   it('ONBUILD triggers of a base image run at the start of the child stage', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nONBUILD RUN echo triggered > /onbuild\n', 'x.txt': 'x' });
     await buildIn(root, context, { tags: ['parent:1'] });
