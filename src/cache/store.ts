@@ -194,8 +194,9 @@ export class CacheStore {
     try {
       const fh = await open(lockFile, 'wx', 0o644);
       try {
+        // Not synced: a lock only matters while its owner lives; after a crash it is judged
+        // stale by its owner's pid (or its age), whatever the disk kept of it.
         await fh.writeFile(JSON.stringify(info));
-        await fh.sync();
       } finally {
         await fh.close();
       }
