@@ -104,6 +104,26 @@ function statText(st: FileStat): string {
   return `${st.size} ${st.mtimeMs} ${st.ino} ${st.mode} `;
 }
 
+/**
+ * The same string, flattened: a string built by concatenation is a tree of pieces (`size`,
+ * `' '`, `mtimeMs`, ... each a heap object), about three times the size of its characters.
+ * V8 flattens it in place when a character is read; what is kept for every file of a context
+ * (index entries, file digests) is flattened so that it costs its characters only.
+ */
+function flat(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
+const filePrefixes = new Map<number, string>();
+/** `f:<mode>:<hex>`, flat, for a regular file. */
+function fileDigestText(mode: number, hex: string): string {
+  const m = mode & 0o7777;
+  let p = filePrefixes.get(m);
+  if (p === undefined) filePrefixes.set(m, (p = `f:${m.toString(8)}:`));
+  return flat(p + hex);
+}
+
 const modeTexts = new Map<number, string>();
 /** Permission bits in octal, as digests show them (`644`); memoized, there are few. */
 function modeText(mode: number): string {
@@ -153,7 +173,7 @@ export class ContextHasher {
     this.stats.hashed++;
     this.stats.bytes += bytes;
     // Racy (changed within a second of hashing): never trusted, so not kept.
-    if (st.mtimeMs < startedAt - 1000) this.#entries.set(rel, statText(st) + hex);
+    if (st.mtimeMs < startedAt - 1000) this.#entries.set(flat(rel), flat(statText(st) + hex));
     else this.#entries.delete(rel);
     this.#dirty = true;
   }
@@ -229,22 +249,21 @@ export class ContextHasher {
     // come out sorted and the final sort is a check.
     const keys: string[] = [];
     const vals: string[] = [];
-    const large: { i: number; rel: string; st: FileStat; mode: string }[] = [];
+    const large: { i: number; rel: string; st: FileStat }[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
     const isHidden = from.isHidden;
     const signal = options.signal;
     const srcRoot = { root: this.root, ...(isHidden ? { isHidden } : {}) };
 
     const visitFile = (realRel: string, shownRel: string, abs: string, s: FileStat): void => {
-      const mode = modeText(s.mode);
       if (s.size > INLINE_MAX) {
-        large.push({ i: keys.length, rel: realRel, st: s, mode });
+        large.push({ i: keys.length, rel: realRel, st: s });
         keys.push(shownRel);
         vals.push('');
         return;
       }
       keys.push(shownRel);
-      vals.push(`f:${mode}:${this.#smallFileDigest(realRel, abs, s)}`);
+      vals.push(fileDigestText(s.mode, this.#smallFileDigest(realRel, abs, s)));
     };
 
     // A big tree is listed by the native helper in one go (see native-walk.ts); what it did not
@@ -291,7 +310,8 @@ export class ContextHasher {
           if (exclude.matches(childInSource) && (!isDir || exclude.canSkipDir(childInSource))) continue;
         }
         if (isHidden?.(childReal, isDir)) continue;
-        const childShown = shownRel === '.' ? name : `${shownRel}/${name}`;
+        // One string for both when the source is the directory itself (`COPY . .`): kept once.
+        const childShown = shownRel === realRel || (shownRel === '.' && realRel === '') ? childReal : shownRel === '.' ? name : `${shownRel}/${name}`;
         if (isDir) {
           keys.push(childShown);
           vals.push(`d:${modeText(cs.mode)}`);
@@ -355,7 +375,7 @@ export class ContextHasher {
         large.map((f) =>
           limit(async () => {
             signal?.throwIfAborted();
-            vals[f.i] = `f:${f.mode}:${await this.fileDigest(f.rel, f.st)}`;
+            vals[f.i] = fileDigestText(f.st.mode, await this.fileDigest(f.rel, f.st));
           }),
         ),
       );
