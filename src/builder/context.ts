@@ -29,6 +29,16 @@ export interface Pattern {
 
 export { cleanPath };
 
+/**
+ * `s` itself, flattened: a string built by concatenation (`${dir}/${name}`) is a tree of
+ * pieces, each a heap object, that costs several times its characters; V8 flattens it in place
+ * when a character is read. For strings kept once per file of a context (paths, digests).
+ */
+export function flatString(s: string): string {
+  s.charCodeAt(0);
+  return s;
+}
+
 const REGEXP_SPECIAL = new Set(['.', '$', '+', '(', ')', '{', '}', '|', '^']);
 
 function badPattern(pattern: string): ContextError {

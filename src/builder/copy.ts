@@ -36,7 +36,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
-import { cleanPath, escapeLiteral, goBracket, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
+import { cleanPath, escapeLiteral, flatString, goBracket, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
 
 export class CopyError extends TsbuildError {}
 
@@ -405,8 +405,9 @@ class Copier {
     return resolveInRoot(this.env.destRoot, p, { followFinal });
   }
 
+  /** Record a written path (kept until the layer is written: flat, see `flatString`). */
   mark(rel: string): void {
-    if (rel !== '') this.changed.add(rel);
+    if (rel !== '') this.changed.add(flatString(rel));
   }
 
   /** `MkdirAll` inside destRoot: created directories get 0755 (or --chmod), the --chown owner, createdTime. */

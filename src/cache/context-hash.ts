@@ -18,7 +18,7 @@ import path from 'node:path';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { PatternMatcher, resolveInRoot } from '../builder/context.js';
+import { flatString, PatternMatcher, resolveInRoot } from '../builder/context.js';
 import { expandSourcePath } from '../builder/copy.js';
 import { filesDigest, sealFiles } from './keys.js';
 import { nativeWalk, type WalkListing } from './native-walk.js';
@@ -53,6 +53,8 @@ const INLINE_MAX = 1 << 20;
  * native helper: it costs a process spawn (a few ms) and saves about 5 us per entry.
  */
 const NATIVE_WALK_MIN = 2000;
+/** The index is written through one buffer of this size. */
+const INDEX_WRITE_BUFFER = 1 << 18;
 
 /** What hashing reads of an entry's lstat: `fs.Stats`, or the native walk's `WalkStat`. */
 type FileStat = Pick<Stats, 'mode' | 'size' | 'ino' | 'mtimeMs' | 'isDirectory' | 'isFile' | 'isSymbolicLink'>;
@@ -104,16 +106,7 @@ function statText(st: FileStat): string {
   return `${st.size} ${st.mtimeMs} ${st.ino} ${st.mode} `;
 }
 
-/**
- * The same string, flattened: a string built by concatenation is a tree of pieces (`size`,
- * `' '`, `mtimeMs`, ... each a heap object), about three times the size of its characters.
- * V8 flattens it in place when a character is read; what is kept for every file of a context
- * (index entries, file digests) is flattened so that it costs its characters only.
- */
-function flat(s: string): string {
-  s.charCodeAt(0);
-  return s;
-}
+const flat = flatString;
 
 const filePrefixes = new Map<number, string>();
 /** `f:<mode>:<hex>`, flat, for a regular file. */
@@ -390,19 +383,35 @@ export class ContextHasher {
     const dir = path.dirname(file);
     await mkdir(dir, { recursive: true });
     const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
-    const parts: string[] = [`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`];
-    let chunk = '';
-    for (const [rel, e] of this.#entries) {
-      chunk += `${rel}\0${e}\n`;
-      if (chunk.length > 1 << 16) {
-        parts.push(chunk);
-        chunk = '';
-      }
-    }
-    parts.push(chunk);
     const fh = await open(tmp, 'wx', 0o644);
     try {
-      await fh.writeFile(parts.join(''));
+      // Encoded straight into one reused buffer, written whenever it fills: no text of the
+      // whole index (and none of its pieces) is ever held, for a context of any size.
+      const buf = Buffer.allocUnsafe(INDEX_WRITE_BUFFER);
+      let n = 0;
+      const flush = async (b: Buffer): Promise<void> => {
+        for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
+      };
+      const put = async (text: string): Promise<void> => {
+        if (n + Buffer.byteLength(text) > buf.length) {
+          await flush(buf.subarray(0, n));
+          n = 0;
+        }
+        if (Buffer.byteLength(text) > buf.length) await flush(Buffer.from(text));
+        else n += buf.write(text, n);
+      };
+      await put(`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`);
+      for (const [rel, e] of this.#entries) {
+        if (n + Buffer.byteLength(rel) + Buffer.byteLength(e) + 2 > buf.length) {
+          await put(`${rel}\0${e}\n`);
+          continue;
+        }
+        n += buf.write(rel, n);
+        buf[n++] = 0;
+        n += buf.write(e, n);
+        buf[n++] = 0x0a;
+      }
+      await flush(buf.subarray(0, n));
       await fh.sync();
     } catch (err) {
       await fh.close();
