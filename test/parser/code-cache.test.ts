@@ -22,6 +22,14 @@ process.stdout.write(JSON.stringify({ result, rejected: p.chevrotainCodeCacheRej
 }
 
 const temps: string[] = [];
+/** A copy of the built package (package.json and dist/) in a temp dir, to change its vendor files. */
+function copyPackage(): string {
+  const copy = mkdtempSync(path.join(tmpdir(), 'tsbuild-code-cache-'));
+  temps.push(copy);
+  cpSync(path.join(repoRoot, 'package.json'), path.join(copy, 'package.json'));
+  cpSync(path.join(repoRoot, 'dist'), path.join(copy, 'dist'), { recursive: true });
+  return copy;
+}
 afterAll(() => {
   for (const t of temps) rmSync(t, { recursive: true, force: true });
 });
@@ -39,10 +47,7 @@ describe('Chevrotain from dist/vendor with V8 code cache', () => {
   });
 
   it('parses the same when the cache does not fit (V8 refuses it and compiles as usual)', () => {
-    const copy = mkdtempSync(path.join(tmpdir(), 'tsbuild-code-cache-'));
-    temps.push(copy);
-    cpSync(path.join(repoRoot, 'package.json'), path.join(copy, 'package.json'));
-    cpSync(path.join(repoRoot, 'dist'), path.join(copy, 'dist'), { recursive: true });
+    const copy = copyPackage();
     writeFileSync(path.join(copy, 'dist/vendor', `chevrotain.${process.version}-${process.arch}.v8cache`), Buffer.alloc(4096, 7));
     const r = parseIn(copy);
     expect(r.vendored).toBe(true);
@@ -51,10 +56,7 @@ describe('Chevrotain from dist/vendor with V8 code cache', () => {
   });
 
   it('falls back to the npm package when there is no vendored script', () => {
-    const copy = mkdtempSync(path.join(tmpdir(), 'tsbuild-code-cache-'));
-    temps.push(copy);
-    cpSync(path.join(repoRoot, 'package.json'), path.join(copy, 'package.json'));
-    cpSync(path.join(repoRoot, 'dist'), path.join(copy, 'dist'), { recursive: true });
+    const copy = copyPackage();
     rmSync(path.join(copy, 'dist/vendor'), { recursive: true });
     // the copy has no node_modules: resolve chevrotain from the repository's
     cpSync(path.join(repoRoot, 'node_modules/chevrotain'), path.join(copy, 'node_modules/chevrotain'), { recursive: true });
