@@ -45,32 +45,29 @@ export async function loadParser(): Promise<typeof import('../parser/index.js')>
 }
 
 /**
- * `parseDockerfile(source, { file })`, from `<root>/cache/parse` when this text was parsed
- * before by the same code. `cached` says whether it was.
+ * The value kept under `dir` as `<key>.json` when it is there and `valid` says it has the right
+ * shape, else `compute()`'s, kept for next time when `keep` says so. A cache that cannot be read
+ * or written only costs the next build the work.
  */
-export async function parseWithCache(root: string, source: string, file: string): Promise<{ result: ParseResult; cached: boolean; key: string }> {
-  const dir = path.join(root, 'cache', 'parse');
-  const key = createHash('sha256')
-    .update(`tsbuild-ast-${AST_FORMAT}\0${await codeIdentity()}\0${file}\0`)
-    .update(source)
-    .digest('hex');
+async function memo<T>(dir: string, key: string, valid: (v: T) => boolean, compute: () => T | Promise<T>, keep: (v: T) => boolean = () => true): Promise<{ result: T; cached: boolean }> {
   const entry = path.join(dir, `${key}.json`);
   try {
-    const result = JSON.parse(await readFile(entry, 'utf8')) as ParseResult;
-    if (result && typeof result === 'object' && result.ast && Array.isArray(result.diagnostics)) return { result, cached: true, key };
+    const result = JSON.parse(await readFile(entry, 'utf8')) as T;
+    if (result && typeof result === 'object' && valid(result)) return { result, cached: true };
   } catch {
-    // missing or unreadable: parse
+    // missing or unreadable
   }
-  const { parseDockerfile } = await loadParser();
-  const result = parseDockerfile(source, { file });
-  try {
-    await mkdir(dir, { recursive: true });
-    await writeFileAtomic(entry, JSON.stringify(result));
-    await trim(dir);
-  } catch {
-    // a cache that cannot be written only costs the next build a parse
+  const result = await compute();
+  if (keep(result)) {
+    try {
+      await mkdir(dir, { recursive: true });
+      await writeFileAtomic(entry, JSON.stringify(result));
+      await trim(dir);
+    } catch {
+      // not kept: the next build does the work again
+    }
   }
-  return { result, cached: false, key };
+  return { result, cached: false };
 }
 
 async function trim(dir: string): Promise<void> {
@@ -82,29 +79,35 @@ async function trim(dir: string): Promise<void> {
 }
 
 /**
+ * `parseDockerfile(source, { file })`, from `<root>/cache/parse` when this text was parsed
+ * before by the same code. `cached` says whether it was; `key` names the parse for `planWithCache`.
+ */
+export async function parseWithCache(root: string, source: string, file: string): Promise<{ result: ParseResult; cached: boolean; key: string }> {
+  const key = createHash('sha256')
+    .update(`tsbuild-ast-${AST_FORMAT}\0${await codeIdentity()}\0${file}\0`)
+    .update(source)
+    .digest('hex');
+  const parsed = await memo<ParseResult>(
+    path.join(root, 'cache', 'parse'),
+    key,
+    (r) => Boolean(r.ast) && Array.isArray(r.diagnostics),
+    async () => (await loadParser()).parseDockerfile(source, { file }),
+  );
+  return { ...parsed, key };
+}
+
+/**
  * `plan()`, from `<root>/cache/plan` when the same parse (`parseKey`, from `parseWithCache`) was
  * planned with the same `inputs` (JSON-able: every option and base image config the planner
  * reads) by the same code. A plan with errors is not kept.
  */
 export async function planWithCache(root: string, parseKey: string, inputs: unknown, plan: () => PlanResult): Promise<{ result: PlanResult; cached: boolean }> {
-  const dir = path.join(root, 'cache', 'plan');
   const key = createHash('sha256').update(`tsbuild-plan-${AST_FORMAT}\0${parseKey}\0${JSON.stringify(inputs)}`).digest('hex');
-  const entry = path.join(dir, `${key}.json`);
-  try {
-    const result = JSON.parse(await readFile(entry, 'utf8')) as PlanResult;
-    if (result && typeof result === 'object' && result.graph && Array.isArray(result.diagnostics)) return { result, cached: true };
-  } catch {
-    // missing or unreadable: plan
-  }
-  const result = plan();
-  if (!result.diagnostics.some((d) => d.severity === 'error')) {
-    try {
-      await mkdir(dir, { recursive: true });
-      await writeFileAtomic(entry, JSON.stringify(result));
-      await trim(dir);
-    } catch {
-      // the next build plans again
-    }
-  }
-  return { result, cached: false };
+  return memo<PlanResult>(
+    path.join(root, 'cache', 'plan'),
+    key,
+    (r) => Boolean(r.graph) && Array.isArray(r.diagnostics),
+    plan,
+    (r) => !r.diagnostics.some((d) => d.severity === 'error'),
+  );
 }
