@@ -8,8 +8,8 @@
  * `<blobDir>/sha256/<hex>`. With `compression: 'none'` only the tar is stored (named by its
  * diffID) and `compressBlob` makes the gzip blob later, when an exporter needs it (lazy blobs).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
@@ -18,6 +18,7 @@ import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
 import { compressStream, createGzipStream, layerMediaType } from '../oci/compress.js';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
+import { putBlobFile } from '../oci/store.js';
 import { tarMode } from '../util/tar.js';
 
 export class LayerError extends TsbuildError {}
@@ -266,40 +267,8 @@ async function packInto(options: WriteLayerOptions, items: readonly Item[], pack
   return count;
 }
 
-/** A write stream on an open file that `storeAtomically` owns (and closes). */
-function fileStream(fd: number): Writable {
-  return createWriteStream('', { fd, autoClose: false });
-}
-
-/**
- * Reads a tar stream to its end, writing it to `fd` in ~1 MiB batches (synchronous writes: into
- * the page cache they cost less than a threadpool round trip) and hashing it on the way.
- * No stream stages after tar-stream: an uncompressed layer needs none.
- */
-async function drainTo(source: Readable, fd: number): Promise<{ digest: Digest; size: number }> {
-  const hash = createHash('sha256');
-  let parts: Buffer[] = [];
-  let pending = 0;
-  let size = 0;
-  const flush = (): void => {
-    const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts, pending);
-    for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
-    parts = [];
-    pending = 0;
-  };
-  for await (const chunk of source as AsyncIterable<Buffer>) {
-    hash.update(chunk);
-    size += chunk.length;
-    parts.push(chunk);
-    pending += chunk.length;
-    if (pending >= BATCH) flush();
-  }
-  if (pending > 0) flush();
-  return { digest: `sha256:${hash.digest('hex')}` as Digest, size };
-}
-
 /** Write `stream` to a temp file in blobDir, fsync, and rename it to `sha256/<hex>` once `name()` is known. */
-async function storeAtomically(blobDir: string, sinks: (fd: number) => Promise<void>, name: () => Digest): Promise<void> {
+async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promise<void>, name: () => Digest): Promise<void> {
   const dir = path.join(blobDir, 'sha256');
   const tmpDir = path.join(blobDir, 'tmp');
   await mkdir(dir, { recursive: true });
@@ -307,7 +276,7 @@ async function storeAtomically(blobDir: string, sinks: (fd: number) => Promise<v
   const tmp = path.join(tmpDir, `layer-${randomBytes(8).toString('hex')}`);
   const fh = await open(tmp, 'wx', 0o644);
   try {
-    await sinks(fh.fd);
+    await sinks(createWriteStream('', { fd: fh.fd, autoClose: false }));
     await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
@@ -351,30 +320,35 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
     },
   );
   producing.catch(() => {}); // awaited below; this only marks the rejection as handled early
-  await storeAtomically(
-    options.blobDir,
-    async (fd) => {
-      const source = pack as unknown as Readable;
-      if (compression === 'gzip') {
+  const source = pack as unknown as Readable;
+  if (compression === 'gzip') {
+    await storeAtomically(
+      options.blobDir,
+      async (file) => {
         const tarHash = new DigestingStream();
         const blobHash = new DigestingStream();
-        await Promise.all([pipeline(source, new Coalescer(), tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, fileStream(fd)), producing]);
+        await Promise.all([pipeline(source, new Coalescer(), tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, file), producing]);
         tarSum = { digest: tarHash.digest, size: tarHash.size };
         blobSum = { digest: blobHash.digest, size: blobHash.size };
-      } else {
-        // The only writer to `fd`; it stops once `pack` is destroyed (a failed entry), and a failed write stops `pack`.
-        const draining = drainTo(source, fd).then(
-          (d) => (tarSum = blobSum = d),
-          (err: unknown) => {
-            pack.destroy(err as Error);
-            throw err;
-          },
-        );
-        await Promise.all([draining, producing]);
-      }
-    },
-    () => blobSum!.digest,
-  );
+      },
+      () => blobSum!.digest,
+    );
+  } else {
+    // The tar is the blob: the store's writer hashes and writes it in batches, atomically. A
+    // failed entry destroys `pack` (the write then fails); a failed write stops `pack`.
+    const tmpDir = path.join(options.blobDir, 'tmp');
+    await mkdir(tmpDir, { recursive: true });
+    await mkdir(path.join(options.blobDir, 'sha256'), { recursive: true });
+    const storing = putBlobFile(options.blobDir, tmpDir, source, {}, 'layer').catch((err: unknown) => {
+      pack.destroy(err as Error);
+      throw err;
+    });
+    // Both settle before returning: the writer removes its temp file when the entries fail.
+    const [stored, produced] = await Promise.allSettled([storing, producing]);
+    if (produced.status === 'rejected') throw produced.reason;
+    if (stored.status === 'rejected') throw stored.reason;
+    tarSum = blobSum = stored.value;
+  }
   return {
     diffId: tarSum!.digest,
     digest: blobSum!.digest,
@@ -401,8 +375,8 @@ export async function compressBlob(
   const input = createReadStream(src);
   await storeAtomically(
     blobDir,
-    async (fd) => {
-      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, fileStream(fd));
+    async (file) => {
+      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, file);
       if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
     },
     () => out.digest,
