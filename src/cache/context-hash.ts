@@ -15,6 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
+import { getSystemErrorName } from 'node:util';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
@@ -199,11 +200,6 @@ export class ContextHasher {
   }
 
   /**
-   * The native listing of the tree at `dirAbs` (`rel` from the root), without descending into
-   * its top-level directories that the ignore rules hide (node_modules, .git): their contents
-   * are never read. Undefined when the helper cannot walk (then node's fs does).
-   */
-  /**
    * Starts listing the whole root with the native helper now, when it is big (see
    * NATIVE_WALK_MIN), so that the walk runs beside whatever the caller does before hashing (the
    * builder: planning, resolving base images): `hashSources` then takes its directories from
@@ -217,6 +213,11 @@ export class ContextHasher {
 
   #prefetched: { listing: Promise<WalkListing | undefined> } | undefined;
 
+  /**
+   * The native listing of the tree at `dirAbs` (`rel` from the root), without descending into
+   * its top-level directories that the ignore rules hide (node_modules, .git): their contents
+   * are never read. Undefined when the helper cannot walk (then node's fs does).
+   */
   async #nativeListing(dirAbs: string, rel: string, isHidden: HashRoot['isHidden']): Promise<WalkListing | undefined> {
     const skip: string[] = [];
     if (isHidden) {
@@ -266,7 +267,7 @@ export class ContextHasher {
       if (signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: signal.reason });
       const listed = listing?.get(dirAbs);
       if (listed !== undefined && 'errno' in listed) {
-        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}: errno ${listed.errno}`);
+        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}: ${getSystemErrorName(-listed.errno)}`);
       }
       // Names in sorted order, each with its stat when the listing has it (else lstat below).
       let names: string[];
@@ -393,11 +394,12 @@ export class ContextHasher {
         for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
       };
       const put = async (text: string): Promise<void> => {
-        if (n + Buffer.byteLength(text) > buf.length) {
+        const len = Buffer.byteLength(text);
+        if (n + len > buf.length) {
           await flush(buf.subarray(0, n));
           n = 0;
         }
-        if (Buffer.byteLength(text) > buf.length) await flush(Buffer.from(text));
+        if (len > buf.length) await flush(Buffer.from(text));
         else n += buf.write(text, n);
       };
       await put(`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`);
