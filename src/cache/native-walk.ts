@@ -7,8 +7,7 @@
  * install, not Linux, an older helper): callers walk with node's fs instead.
  */
 import { spawn } from 'node:child_process';
-import { access, constants } from 'node:fs/promises';
-import { DEFAULT_HELPER_PATH } from '../runtime/helper.js';
+import { DEFAULT_HELPER_PATH, ensureHelper } from '../runtime/helper.js';
 
 const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
@@ -43,18 +42,13 @@ export interface WalkEntry {
 /** Directories (absolute paths, as `${root}/${a}/${b}`) to their entries; unreadable ones to their errno. */
 export type WalkListing = Map<string, WalkEntry[] | { readonly errno: number }>;
 
-let available: Promise<boolean> | undefined;
-
 /**
  * Every directory under `root` (itself included) with its entries, not descending into the
  * `skip` directories (paths relative to root). Undefined when the helper cannot do it.
  */
 export async function nativeWalk(root: string, skip: readonly string[] = [], helper = DEFAULT_HELPER_PATH): Promise<WalkListing | undefined> {
-  available ??= access(helper, constants.X_OK).then(
-    () => process.platform === 'linux',
-    () => false,
-  );
-  if (!(await available)) return undefined;
+  // The runtime's check (Linux, the helper built and executable), memoized per helper path.
+  if (!(await ensureHelper(helper).then(() => true, () => false))) return undefined;
   const child = spawn(helper, ['walk', root, ...skip], { stdio: ['ignore', 'pipe', 'ignore'] });
   const chunks: Buffer[] = [];
   child.stdout.on('data', (b: Buffer) => chunks.push(b));
