@@ -16,6 +16,8 @@ import { discard, header, httpRequest, isTransientNetworkError, readBody, readEr
  * RSS by ~15 MB of garbage between collections, so 512 KiB).
  */
 const BLOB_CHUNK = 512 * 1024;
+/** Blobs (or the rest of one) at least this large are downloaded by a bulk GET (bulk.ts). */
+const BULK_MIN = 1024 * 1024;
 
 /** Joins small chunks into pieces of at least `min` bytes (the last may be smaller). */
 async function* coalesce(chunks: AsyncIterable<Buffer>, min: number): AsyncGenerator<Buffer> {
@@ -115,6 +117,8 @@ interface SendSpec {
   readonly retry: boolean;
   /** Follow 3xx (GET/HEAD only). */
   readonly redirect?: boolean;
+  /** A GET of a large body: read it on a connection of its own (http.ts `bulk`). */
+  readonly bulk?: boolean;
   /** Statuses returned to the caller; anything else becomes a RegistryError. */
   readonly ok: (status: number) => boolean;
 }
@@ -361,6 +365,7 @@ export class RegistryClient {
         target,
         retry: true,
         redirect: true,
+        bulk: size !== undefined && size - offset >= BULK_MIN,
         ok: (s) => s === 200 || s === 206,
       });
       // A server that ignores Range sends everything again: skip what we already have.
@@ -377,7 +382,7 @@ export class RegistryClient {
         }
       }
       try {
-        for await (const raw of res.body as AsyncIterable<Buffer>) {
+        for await (const raw of res.body) {
           let chunk = raw;
           if (skip > 0) {
             if (chunk.length <= skip) {
@@ -639,7 +644,7 @@ export class RegistryClient {
       let res: HttpResponse;
       try {
         const tls = url.protocol === 'https:' && url.host === this.base.host ? await this.#tlsSettings(spec) : undefined;
-        res = await httpRequest({ method: spec.method, url, headers, ...(spec.body ? { body: spec.body() } : {}), ...(tls ? { tls } : {}), signal: this.#opts.signal, timeoutMs: this.#opts.timeoutMs ?? 60_000 });
+        res = await httpRequest({ method: spec.method, url, headers, ...(spec.body ? { body: spec.body() } : {}), ...(tls ? { tls } : {}), ...(spec.bulk ? { bulk: true } : {}), signal: this.#opts.signal, timeoutMs: this.#opts.timeoutMs ?? 60_000 });
       } catch (err) {
         if (this.#opts.signal?.aborted || err instanceof RegistryError) throw err;
         if (spec.retry && isTransientNetworkError(err) && attempt < this.#retries) {

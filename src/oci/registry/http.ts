@@ -1,7 +1,8 @@
 import type * as Http from 'node:http';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import type * as Https from 'node:https';
 import type { Readable } from 'node:stream';
+import { bulkGet } from './bulk.js';
 
 type HttpModule = typeof Http;
 type HttpsModule = typeof Https;
@@ -68,18 +69,34 @@ export interface HttpRequest {
   readonly rejectUnauthorized?: boolean;
   /** Extra CA certificates / a client certificate for an https request. */
   readonly tls?: TlsSettings;
+  /** A GET of a large body: read on a connection of its own (bulk.ts), node:http if it cannot. */
+  readonly bulk?: boolean;
+}
+
+/** A response body: node's IncomingMessage, or a bulk GET's (bulk.ts). */
+export interface HttpBody extends AsyncIterable<Buffer> {
+  /** Whether every byte the head announced has arrived. */
+  readonly complete: boolean;
+  /** Drops the rest of the body. */
+  resume(): unknown;
+  destroy(error?: Error): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
 }
 
 export interface HttpResponse {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  readonly body: IncomingMessage;
+  readonly body: HttpBody;
   readonly url: URL;
 }
 
 /** One HTTP exchange, no redirects, no retries: resolves when the response head arrives. */
-export function httpRequest(req: HttpRequest): Promise<HttpResponse> {
+export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
   const tls = req.url.protocol === 'https:';
+  if (req.bulk && req.method === 'GET' && req.body === undefined) {
+    const res = await bulkGet(req);
+    if (res) return res;
+  }
   return (tls && req.tls ? tlsTransport(req.tls) : transport(tls ? 'https' : 'http')).then((t) => exchange(req, t, tls));
 }
 
@@ -130,10 +147,10 @@ function exchange(req: HttpRequest, t: Transport, tls: boolean): Promise<HttpRes
 }
 
 /** Reads a (small) response body; refuses more than `limit` bytes. */
-export async function readBody(res: IncomingMessage, limit = 8 * 1024 * 1024): Promise<Buffer> {
+export async function readBody(res: HttpBody, limit = 8 * 1024 * 1024): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
-  for await (const chunk of res as AsyncIterable<Buffer>) {
+  for await (const chunk of res) {
     n += chunk.length;
     if (n > limit) {
       res.destroy();
@@ -145,7 +162,7 @@ export async function readBody(res: IncomingMessage, limit = 8 * 1024 * 1024): P
 }
 
 /** Reads up to 64 KiB of an error body as text; never throws. */
-export async function readErrorText(res: IncomingMessage): Promise<string> {
+export async function readErrorText(res: HttpBody): Promise<string> {
   try {
     return (await readBody(res, 64 * 1024)).toString('utf8');
   } catch {
@@ -154,7 +171,7 @@ export async function readErrorText(res: IncomingMessage): Promise<string> {
 }
 
 /** Discards a body so the socket goes back to the pool. */
-export function discard(res: IncomingMessage): void {
+export function discard(res: HttpBody): void {
   res.resume();
   res.on('error', () => {});
 }
