@@ -62,6 +62,13 @@ export async function startRegistry(opts: { mode?: RegistryMode; users?: Record<
   const storageDir = join(dir, 'storage');
   const tokenRequests: TokenRequestLog[] = [];
   const refreshTokens = new Map<string, string>();
+  let tlsYaml = '';
+  let certificate: string | undefined;
+  if (opts.tls) {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
+    certificate = readFileSync(join(dir, 'tls.crt'), 'utf8');
+    tlsYaml = `  tls:\n    certificate: ${join(dir, 'tls.crt')}\n    key: ${join(dir, 'tls.key')}\n`;
+  }
   let tokenServer: http.Server | undefined;
   let authYaml = '';
   if (mode === 'htpasswd') {
@@ -72,18 +79,13 @@ export async function startRegistry(opts: { mode?: RegistryMode; users?: Record<
     execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'token.key'), '-out', join(dir, 'token.crt'), '-days', '2', '-subj', '/CN=tsbuild-test-token-issuer'], { stdio: 'ignore' });
     const issuer = { key: readFileSync(join(dir, 'token.key'), 'utf8'), cert: new X509Certificate(readFileSync(join(dir, 'token.crt'))) };
     const tokenPort = await freePort();
-    tokenServer = startTokenServer(issuer, users, tokenRequests, refreshTokens);
+    // With tls, the token issuer is served over https with the registry's certificate, as a
+    // private registry and its auth server usually share one certificate authority.
+    tokenServer = startTokenServer(issuer, users, tokenRequests, refreshTokens, opts.tls ? { key: readFileSync(join(dir, 'tls.key')), cert: readFileSync(join(dir, 'tls.crt')) } : undefined);
     await new Promise<void>((r) => tokenServer!.listen(tokenPort, '127.0.0.1', r));
-    authYaml = `auth:\n  token:\n    realm: http://127.0.0.1:${tokenPort}/token\n    service: tsbuild-test-registry\n    issuer: tsbuild-test-issuer\n    rootcertbundle: ${join(dir, 'token.crt')}\n`;
+    authYaml = `auth:\n  token:\n    realm: ${opts.tls ? 'https' : 'http'}://127.0.0.1:${tokenPort}/token\n    service: tsbuild-test-registry\n    issuer: tsbuild-test-issuer\n    rootcertbundle: ${join(dir, 'token.crt')}\n`;
   }
   const port = await freePort();
-  let tlsYaml = '';
-  let certificate: string | undefined;
-  if (opts.tls) {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
-    certificate = readFileSync(join(dir, 'tls.crt'), 'utf8');
-    tlsYaml = `  tls:\n    certificate: ${join(dir, 'tls.crt')}\n    key: ${join(dir, 'tls.key')}\n`;
-  }
   const config = `version: 0.1
 log:
   level: info
@@ -161,7 +163,7 @@ function issueJwt(issuer: { key: string; cert: X509Certificate }, subject: strin
   return `${input}.${b64url(sign('sha256', Buffer.from(input), issuer.key))}`;
 }
 
-function startTokenServer(issuer: { key: string; cert: X509Certificate }, users: Record<string, string>, logArr: TokenRequestLog[], refresh: Map<string, string>): http.Server {
+function startTokenServer(issuer: { key: string; cert: X509Certificate }, users: Record<string, string>, logArr: TokenRequestLog[], refresh: Map<string, string>, tls?: { key: Buffer; cert: Buffer }): http.Server {
   const grant = (user: string | undefined, scopes: string[]) =>
     scopes.flatMap((s) => {
       const m = s.match(/^(repository|registry):(.+):([a-z*,]+)$/);
@@ -184,7 +186,7 @@ function startTokenServer(issuer: { key: string; cert: X509Certificate }, users:
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body));
   };
-  return http.createServer((req: IncomingMessage, res: ServerResponse) => {
+  const handler = (req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname !== '/token') {
       res.writeHead(404).end();
@@ -228,6 +230,7 @@ function startTokenServer(issuer: { key: string; cert: X509Certificate }, users:
       return;
     }
     res.writeHead(405).end();
-  });
+  };
+  return tls ? https.createServer(tls, handler) : http.createServer(handler);
 }
 

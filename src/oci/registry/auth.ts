@@ -1,4 +1,4 @@
-import { httpRequest, readBody, readErrorText } from './http.js';
+import { httpRequest, readBody, readErrorText, type TlsSettings } from './http.js';
 import { RegistryError, parseErrorBody } from './errors.js';
 
 /** Credentials for one registry, as docker config and credential helpers give them. */
@@ -88,6 +88,8 @@ export interface AuthOptions {
   readonly clientId?: string;
   /** Allow plain-http realms and self-signed TLS on the token server. */
   readonly insecure?: boolean;
+  /** Extra CAs / a client certificate for an https token server (the registry's certs.d files). */
+  readonly tls?: (repository: string) => Promise<TlsSettings | undefined>;
 }
 
 /**
@@ -201,12 +203,14 @@ export class RegistryAuth {
     let res;
     let via: string;
     try {
+      const settings = url.protocol === 'https:' ? await this.#opts.tls?.(repository) : undefined;
+      const tls = settings ? { tls: settings } : {};
       if (creds && 'identityToken' in creds) {
         via = 'refresh token (OAuth2 POST)';
         const form = new URLSearchParams({ grant_type: 'refresh_token', refresh_token: creds.identityToken, client_id: this.#opts.clientId ?? 'tsbuild' });
         if (service) form.set('service', service);
         if (scopes.length) form.set('scope', scopes.join(' '));
-        res = await httpRequest({ method: 'POST', url, body: Buffer.from(form.toString()), headers: { 'content-type': 'application/x-www-form-urlencoded' }, signal: this.#opts.signal, rejectUnauthorized: !this.#opts.insecure });
+        res = await httpRequest({ method: 'POST', url, body: Buffer.from(form.toString()), headers: { 'content-type': 'application/x-www-form-urlencoded' }, ...tls, signal: this.#opts.signal, rejectUnauthorized: !this.#opts.insecure });
       } else {
         via = creds ? `username ${JSON.stringify(creds.username)}` : 'anonymous';
         const u = new URL(url);
@@ -215,9 +219,10 @@ export class RegistryAuth {
         if (creds && 'password' in creds) u.searchParams.set('account', creds.username);
         const headers: Record<string, string> = {};
         if (creds && 'password' in creds) headers.authorization = basicHeader(creds.username, creds.password);
-        res = await httpRequest({ method: 'GET', url: u, headers, signal: this.#opts.signal, rejectUnauthorized: !this.#opts.insecure });
+        res = await httpRequest({ method: 'GET', url: u, headers, ...tls, signal: this.#opts.signal, rejectUnauthorized: !this.#opts.insecure });
       }
     } catch (cause) {
+      if (cause instanceof RegistryError) throw cause;
       throw new RegistryError('TSBUILD_REGISTRY_AUTH', target, `token server ${url.origin} unreachable: ${(cause as Error).message}`, { cause });
     }
     if (res.status !== 200) {

@@ -166,7 +166,8 @@ export class RegistryClient {
           : auth !== undefined
             ? async () => auth
             : () => dockerCredentials(registry, opts.dockerConfig);
-    this.#auth = new RegistryAuth(registry, { credentials, signal: opts.signal, insecure });
+    // Token servers are reached with the registry's certs.d files, as docker's transport does.
+    this.#auth = new RegistryAuth(registry, { credentials, signal: opts.signal, insecure, tls: (repository) => this.#tlsSettings(repository) });
   }
 
   /** Declares that requests for `repository` will push, so tokens are asked with `pull,push`. */
@@ -621,9 +622,9 @@ export class RegistryClient {
     return Math.min(base, 10_000) * (0.75 + Math.random() * 0.5);
   }
 
-  #tlsSettings(spec: SendSpec): Promise<TlsSettings | undefined> {
+  #tlsSettings(repository: string): Promise<TlsSettings | undefined> {
     this.#tls ??= registryTls(this.base.host, this.#opts.certsDirs ?? defaultCertsDirs(this.#opts.dockerConfig?.env)).catch((cause: unknown) => {
-      throw new RegistryError('TSBUILD_REGISTRY_TLS', { repository: spec.target.repository }, `reading the TLS files of ${this.base.host}: ${(cause as Error).message}`, { cause });
+      throw new RegistryError('TSBUILD_REGISTRY_TLS', { repository }, `reading the TLS files of ${this.base.host}: ${(cause as Error).message}`, { cause });
     });
     return this.#tls;
   }
@@ -643,7 +644,7 @@ export class RegistryClient {
       }
       let res: HttpResponse;
       try {
-        const tls = url.protocol === 'https:' && url.host === this.base.host ? await this.#tlsSettings(spec) : undefined;
+        const tls = url.protocol === 'https:' && url.host === this.base.host ? await this.#tlsSettings(spec.target.repository) : undefined;
         res = await httpRequest({ method: spec.method, url, headers, ...(spec.body ? { body: spec.body() } : {}), ...(tls ? { tls } : {}), ...(spec.bulk ? { bulk: true } : {}), signal: this.#opts.signal, timeoutMs: this.#opts.timeoutMs ?? 60_000 });
       } catch (err) {
         if (this.#opts.signal?.aborted || err instanceof RegistryError) throw err;

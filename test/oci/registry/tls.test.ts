@@ -65,3 +65,32 @@ describe('https registry with a private certificate authority (certs.d)', () => 
     await expect(registryTls('half.example', [d])).rejects.toThrow(/missing key client\.key/);
   });
 });
+
+describe('https registry with token auth whose token server shares the private CA', () => {
+  let reg: TestRegistry;
+  let dir: string;
+  let src: Store;
+  let busybox: Digest;
+  beforeAll(async () => {
+    reg = await startRegistry({ mode: 'token', tls: true });
+    dir = mkdtempSync(join(tmpdir(), 'tsbuild-tls-token-'));
+    mkdirSync(join(dir, 'certs.d', reg.host), { recursive: true });
+    writeFileSync(join(dir, 'certs.d', reg.host, 'ca.crt'), reg.certificate!);
+    src = await Store.open({ root: join(dir, 'src') });
+    busybox = (await makeBusyboxImage(src)).descriptor.digest;
+  });
+  afterAll(async () => {
+    await reg?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("fetches tokens from the https realm with the registry's certs.d CA, and pushes and pulls", async () => {
+    const env = { TSBUILD_CERTS_D: join(dir, 'certs.d'), HOME: dir };
+    const auth = { username: 'alice', password: reg.users.alice! };
+    const pushed = await push(`${reg.host}/tls/busybox:1`, { store: src, source: 'busybox:latest', insecure: false, env, auth });
+    expect(pushed.digest).toBe(busybox);
+    const dst = await Store.open({ root: join(dir, 'dst') });
+    expect((await pull(`${reg.host}/tls/busybox:1`, { store: dst, insecure: false, env, auth })).descriptor.digest).toBe(busybox);
+    expect(reg.tokenRequests.some((r) => r.user === 'alice' && r.scopes.includes('repository:tls/busybox:pull,push'))).toBe(true);
+  });
+});
