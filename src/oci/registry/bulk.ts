@@ -4,116 +4,55 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { HttpBody, HttpRequest, HttpResponse } from './http.js';
 
 /**
- * A GET whose body is large (a layer blob), on a connection of its own that reads into one
- * reused buffer (`onread` of node:net / node:tls).
+ * A GET whose body is large (a layer blob), on a connection that reads into one reused buffer
+ * (`onread` of node:net / node:tls).
  *
  * Why not node:http: its client reads 64 KiB per call into a fresh buffer and copies every body
  * piece once more into another. Receiving a 190 MB image over loopback took 450-500 ms that way,
  * 300 ms on a plain socket, and 180 ms reading into one 1 MiB buffer; curl takes 200 ms.
  *
- * Only what a blob download needs is spoken here: one request, `Connection: close`, a response
- * head (status line and fields, RFC 9112 §2-§5) and a body framed by Content-Length. A response
- * framed any other way (chunked, or until close) resolves `undefined`, and the caller sends the
- * request again through node:http; so does anything this module refuses to parse. Redirects,
- * auth challenges and retries stay with the caller, which sees an ordinary HttpResponse.
+ * Only what a blob download needs is spoken here: a request, a response head (status line and
+ * fields, RFC 9112 §2-§5) and a body framed by Content-Length. A response framed any other way
+ * (chunked, or until close) resolves `undefined`, and the caller sends the request again through
+ * node:http; so does anything this module refuses to parse. Redirects, auth challenges and
+ * retries stay with the caller, which sees an ordinary HttpResponse.
+ *
+ * Connections are kept alive between GETs to the same origin (with the same TLS settings), as
+ * node's agent keeps its own: a pull over the internet does not pay a TLS handshake per layer.
+ * A kept connection the server closed meanwhile is replaced once, quietly.
  */
 export async function bulkGet(req: HttpRequest): Promise<HttpResponse | undefined> {
+  if (req.signal?.aborted) throw req.signal.reason ?? new Error('aborted');
+  const request = requestHead(req); // refuses what would split the request before connecting
   const https = req.url.protocol === 'https:';
   const [net, tls] = await Promise.all([netModule(), https ? tlsModule() : undefined]);
-  return new Promise<HttpResponse | undefined>((resolve, reject) => {
-    const signal = req.signal;
-    if (signal?.aborted) {
-      reject(signal.reason ?? new Error('aborted'));
-      return;
-    }
-    let request: string;
+  const host = req.url.hostname.replace(/^\[(.*)\]$/, '$1');
+  const port = Number(req.url.port) || (https ? 443 : 80);
+  const key = `${https ? 'https' : 'http'}://${host}:${port}|${req.tls?.id ?? ''}|${req.rejectUnauthorized === false ? 'unverified' : ''}`;
+  for (let attempt = 0; ; attempt++) {
+    const kept = attempt === 0 ? takeIdle(key) : undefined;
+    const conn =
+      kept ??
+      new Connection(key, (onread) =>
+        tls
+          ? tls.connect({
+              host,
+              port,
+              onread,
+              ...(net.isIP(host) ? {} : { servername: host }),
+              ...(req.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
+              ...(req.tls?.ca && req.tls.ca.length > 0 ? { ca: [...tls.rootCertificates, ...req.tls.ca] } : {}),
+              ...(req.tls?.cert && req.tls.key ? { cert: req.tls.cert, key: req.tls.key } : {}),
+            } as Tls.ConnectionOptions)
+          : net.connect({ host, port, onread } as Net.NetConnectOpts),
+      );
     try {
-      request = requestHead(req);
+      return await exchange(conn, req, request);
     } catch (err) {
-      reject(err);
-      return;
+      if (kept && (err as { [SILENT]?: boolean })[SILENT]) continue; // closed while it was kept
+      throw err;
     }
-    const host = req.url.hostname.replace(/^\[(.*)\]$/, '$1');
-    const port = Number(req.url.port) || (https ? 443 : 80);
-    const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER);
-    let head: Buffer | undefined = Buffer.alloc(0);
-    let body: BulkBody | undefined;
-    let settled = false;
-    const settle = (fn: () => void) => {
-      if (!settled) {
-        settled = true;
-        fn();
-      }
-    };
-
-    const onread = {
-      buffer: readBuffer,
-      callback: (n: number, buf: Uint8Array): boolean => {
-        if (body) return body.push(buf, 0, n);
-        head = Buffer.concat([head!, buf.subarray(0, n)]);
-        for (;;) {
-          const end = head.indexOf('\r\n\r\n');
-          if (end < 0) {
-            if (head.length > HEAD_LIMIT) fail(Object.assign(new Error(`response head larger than ${HEAD_LIMIT} bytes`), { code: 'HPE_HEADER_OVERFLOW' }));
-            return true;
-          }
-          const parsed = parseHead(head.subarray(0, end).toString('latin1'));
-          const rest = head.subarray(end + 4);
-          if (!parsed) {
-            // Not something to read here: let node:http have the exchange.
-            socket.destroy();
-            settle(() => resolve(undefined));
-            return false;
-          }
-          if (parsed.status >= 100 && parsed.status < 200) {
-            head = rest; // 100 Continue and friends: the real head follows
-            continue;
-          }
-          const length = bodyLength(parsed.status, parsed.headers);
-          if (length === undefined) {
-            socket.destroy();
-            settle(() => resolve(undefined));
-            return false;
-          }
-          head = undefined;
-          body = new BulkBody(socket, length);
-          settle(() => resolve({ status: parsed.status, headers: parsed.headers, body: body!, url: req.url }));
-          return rest.length > 0 ? body.push(rest, 0, rest.length) : true;
-        }
-      },
-    };
-
-    const socket: Net.Socket = tls
-      ? tls.connect({
-          host,
-          port,
-          onread,
-          ...(net.isIP(host) ? {} : { servername: host }),
-          ...(req.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-          ...(req.tls?.ca && req.tls.ca.length > 0 ? { ca: [...tls.rootCertificates, ...req.tls.ca] } : {}),
-          ...(req.tls?.cert && req.tls.key ? { cert: req.tls.cert, key: req.tls.key } : {}),
-        } as Tls.ConnectionOptions)
-      : net.connect({ host, port, onread } as Net.NetConnectOpts);
-
-    function fail(err: Error): void {
-      socket.destroy();
-      if (body) body.fail(err);
-      else settle(() => reject(err));
-    }
-
-    const onAbort = () => fail(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
-    signal?.addEventListener('abort', onAbort, { once: true });
-    const timeoutMs = req.timeoutMs ?? 60_000;
-    socket.setTimeout(timeoutMs, () => fail(Object.assign(new Error(`no data from ${req.url.host} for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' })));
-    socket.on('error', (err) => fail(err));
-    socket.on('close', () => {
-      signal?.removeEventListener('abort', onAbort);
-      if (body) body.closed();
-      else settle(() => reject(Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' })));
-    });
-
-    socket.write(request, 'latin1');
-  });
+  }
 }
 
 /** Bytes read at once. */
@@ -124,36 +63,203 @@ const BLOCK = 256 * 1024;
 const HIGH_WATER = 2 * 1024 * 1024;
 const LOW_WATER = 512 * 1024;
 const HEAD_LIMIT = 64 * 1024;
+/** What a body dropped by its reader may still have to come for its connection to be kept (else it is closed). */
+const DRAIN_LIMIT = 64 * 1024;
+/** Kept connections per origin, and how long one is kept unused. */
+const IDLE_PER_ORIGIN = 8;
+const IDLE_MS = 30_000;
+
+/** Marks an error of a connection that failed before any byte of the response came. */
+const SILENT = Symbol('closed before the response');
 
 let netPromise: Promise<typeof Net> | undefined;
 let tlsPromise: Promise<typeof Tls> | undefined;
 const netModule = () => (netPromise ??= import('node:net').then((m) => ((m as { default?: typeof Net }).default ?? m) as typeof Net));
 const tlsModule = () => (tlsPromise ??= import('node:tls').then((m) => ((m as { default?: typeof Tls }).default ?? m) as typeof Tls));
 
+/** What the connection's reads and events go to while a GET uses it. */
+interface Exchange {
+  data(n: number, buf: Uint8Array): boolean;
+  failed(err: Error): void;
+  closed(): void;
+  timedOut(): void;
+}
+
+type OnRead = { buffer: Uint8Array; callback: (n: number, buf: Uint8Array) => boolean };
+
+/** A socket with its read buffer, used by one GET at a time and kept between them. */
+class Connection {
+  readonly socket: Net.Socket;
+  readonly key: string;
+  exchange: Exchange | undefined;
+  /** Whether a GET has used it before (a kept connection may have been closed by the server). */
+  reused = false;
+
+  constructor(key: string, open: (onread: OnRead) => Net.Socket) {
+    this.key = key;
+    this.socket = open({
+      buffer: Buffer.allocUnsafeSlow(READ_BUFFER),
+      callback: (n, buf) => {
+        if (this.exchange) return this.exchange.data(n, buf);
+        this.socket.destroy(); // bytes nobody asked for: the connection cannot be trusted
+        return false;
+      },
+    });
+    this.socket.on('error', (err) => this.exchange?.failed(err));
+    this.socket.on('close', () => {
+      forget(this);
+      this.exchange?.closed();
+    });
+    this.socket.on('timeout', () => {
+      if (this.exchange) this.exchange.timedOut();
+      else this.socket.destroy(); // kept too long unused
+    });
+  }
+}
+
+const idle = new Map<string, Connection[]>();
+
+function takeIdle(key: string): Connection | undefined {
+  const list = idle.get(key);
+  const conn = list?.pop();
+  if (list && list.length === 0) idle.delete(key);
+  if (conn) conn.socket.ref();
+  return conn;
+}
+
+/** Keeps a connection whose last response was read to its end, for the next GET to its origin. */
+function keep(conn: Connection): void {
+  conn.exchange = undefined;
+  const list = idle.get(conn.key) ?? [];
+  if (conn.socket.destroyed || list.length >= IDLE_PER_ORIGIN) {
+    conn.socket.destroy();
+    return;
+  }
+  conn.reused = true;
+  conn.socket.setTimeout(IDLE_MS);
+  conn.socket.unref(); // a kept connection never holds the process open
+  conn.socket.resume();
+  list.push(conn);
+  idle.set(conn.key, list);
+}
+
+function forget(conn: Connection): void {
+  const list = idle.get(conn.key);
+  const i = list?.indexOf(conn) ?? -1;
+  if (i >= 0) list!.splice(i, 1);
+  if (list && list.length === 0) idle.delete(conn.key);
+}
+
+/** One GET on `conn`: resolves at the response head; the body streams on, then the connection is kept or closed. */
+function exchange(conn: Connection, req: HttpRequest, request: string): Promise<HttpResponse | undefined> {
+  return new Promise<HttpResponse | undefined>((resolve, reject) => {
+    const { socket } = conn;
+    const signal = req.signal;
+    const timeoutMs = req.timeoutMs ?? 60_000;
+    let head: Buffer | undefined = Buffer.alloc(0);
+    let body: BulkBody | undefined;
+    let received = false;
+    let settled = false;
+    const settle = (fn: () => void) => {
+      if (!settled) {
+        settled = true;
+        fn();
+      }
+    };
+    const onAbort = () => ex.failed(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+    const release = (reusable: boolean) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (conn.exchange !== ex) return;
+      if (reusable) keep(conn);
+      else {
+        conn.exchange = undefined;
+        socket.destroy();
+      }
+    };
+    /** Hands the exchange back to node:http: this connection's state is unknown, so it is closed. */
+    const decline = () => {
+      release(false);
+      settle(() => resolve(undefined));
+      return false;
+    };
+
+    const ex: Exchange = {
+      data(n, buf) {
+        received = true;
+        if (body) return body.push(buf, 0, n);
+        let text: Buffer = Buffer.concat([head!, buf.subarray(0, n)]);
+        for (;;) {
+          const end = text.indexOf('\r\n\r\n');
+          if (end < 0) {
+            head = text;
+            if (text.length > HEAD_LIMIT) ex.failed(Object.assign(new Error(`response head larger than ${HEAD_LIMIT} bytes`), { code: 'HPE_HEADER_OVERFLOW' }));
+            return true;
+          }
+          const parsed = parseHead(text.subarray(0, end).toString('latin1'));
+          const rest: Buffer = text.subarray(end + 4);
+          if (!parsed) return decline();
+          if (parsed.status >= 100 && parsed.status < 200) {
+            text = rest; // 100 Continue and friends: the real head follows
+            continue;
+          }
+          const length = bodyLength(parsed.status, parsed.headers);
+          if (length === undefined) return decline();
+          head = undefined;
+          const persistent = parsed.version === '1.1' && !/(^|,)\s*close\s*(,|$)/i.test(String(parsed.headers.connection ?? ''));
+          body = new BulkBody(length, {
+            pause: () => socket.pause(),
+            resume: () => socket.resume(),
+            end: (clean) => release(clean && persistent),
+            abandon: () => release(false),
+          });
+          settle(() => resolve({ status: parsed.status, headers: parsed.headers, body: body!, url: req.url }));
+          return rest.length > 0 ? body.push(rest, 0, rest.length) : true;
+        }
+      },
+      closed() {
+        ex.failed(Object.assign(new Error(body ? `connection closed with ${body.left} bytes of the body still to come` : 'socket hang up'), { code: 'ECONNRESET' }));
+      },
+      timedOut() {
+        ex.failed(Object.assign(new Error(`no data from ${req.url.host} for ${timeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+      },
+      failed(err) {
+        release(false);
+        if (body) body.fail(err);
+        else settle(() => reject(conn.reused && !received ? Object.assign(err, { [SILENT]: true }) : err));
+      },
+    };
+
+    conn.exchange = ex;
+    signal?.addEventListener('abort', onAbort, { once: true });
+    socket.setTimeout(timeoutMs);
+    socket.write(request, 'latin1');
+  });
+}
+
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** The request line and fields; refuses a name or value that would split the message. */
 function requestHead(req: HttpRequest): string {
   const target = `${req.url.pathname || '/'}${req.url.search}`;
-  let text = `GET ${target} HTTP/1.1\r\nHost: ${req.url.host}\r\nUser-Agent: tsbuild\r\nConnection: close\r\n`;
+  if (/\s/.test(target)) throw Object.assign(new TypeError(`invalid request target ${JSON.stringify(target)}`), { code: 'ERR_UNESCAPED_CHARACTERS' });
+  let text = `GET ${target} HTTP/1.1\r\nHost: ${req.url.host}\r\nUser-Agent: tsbuild\r\n`;
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     const lower = name.toLowerCase();
     if (lower === 'host' || lower === 'connection' || lower === 'user-agent') continue;
     if (!TOKEN.test(name) || /[\r\n\0]/.test(value)) throw Object.assign(new TypeError(`invalid header ${JSON.stringify(name)}`), { code: 'ERR_INVALID_CHAR' });
     text += `${name}: ${value}\r\n`;
   }
-  if (/[\s]/.test(target)) throw Object.assign(new TypeError(`invalid request target ${JSON.stringify(target)}`), { code: 'ERR_UNESCAPED_CHARACTERS' });
   return `${text}\r\n`;
 }
 
 /**
- * The status and fields of a response head, names lower-cased and repeated fields joined with
- * ", " as node:http gives them (`set-cookie` as a list); undefined for what is not HTTP/1.x or
- * uses obsolete line folding.
+ * The version, status and fields of a response head, names lower-cased and repeated fields
+ * joined with ", " as node:http gives them (`set-cookie` as a list); undefined for what is not
+ * HTTP/1.x or uses obsolete line folding.
  */
-export function parseHead(text: string): { status: number; headers: IncomingHttpHeaders } | undefined {
+export function parseHead(text: string): { version: '1.0' | '1.1'; status: number; headers: IncomingHttpHeaders } | undefined {
   const lines = text.split('\r\n');
-  const m = /^HTTP\/1\.[01] (\d{3})(?: .*)?$/.exec(lines[0]!);
+  const m = /^HTTP\/1\.([01]) (\d{3})(?: .*)?$/.exec(lines[0]!);
   if (!m) return undefined;
   const headers: Record<string, string | string[]> = {};
   for (let i = 1; i < lines.length; i++) {
@@ -167,7 +273,7 @@ export function parseHead(text: string): { status: number; headers: IncomingHttp
     if (name === 'set-cookie') headers[name] = [...((had as string[] | undefined) ?? []), value];
     else headers[name] = had === undefined ? value : `${had as string}, ${value}`;
   }
-  return { status: Number(m[1]), headers };
+  return { version: m[1] === '1' ? '1.1' : '1.0', status: Number(m[2]), headers };
 }
 
 /** The body's length as the head frames it (RFC 9112 §6.3); undefined when only node:http should read it. */
@@ -179,13 +285,23 @@ function bodyLength(status: number, headers: IncomingHttpHeaders): number | unde
   return Number(cl);
 }
 
+/** What a body tells its connection. */
+interface BodyIo {
+  pause(): void;
+  resume(): void;
+  /** Every byte came; `clean` when no byte beyond the body did. */
+  end(clean: boolean): void;
+  /** The reader dropped the body before its end. */
+  abandon(): void;
+}
+
 /**
- * The body of a bulk GET: pieces copied out of the socket's read buffer into 256 KiB blocks that are
- * handed to the consumer as views (each block is written once, front to back, so a view stays
- * valid), read with `for await`. The socket pauses while 2 MiB wait.
+ * The body of a bulk GET: pieces copied out of the connection's read buffer into 256 KiB blocks
+ * that are handed to the reader as views (each block is written once, front to back, so a view
+ * stays valid), read with `for await`. The socket pauses while 2 MiB wait.
  */
 class BulkBody implements HttpBody {
-  #socket: Net.Socket;
+  #io: BodyIo;
   #left: number;
   #queue: Buffer[] = [];
   #queued = 0;
@@ -193,23 +309,32 @@ class BulkBody implements HttpBody {
   #blockStart = 0;
   #blockEnd = 0;
   #paused = false;
+  /** The reader dropped the body: bytes still coming are counted, not kept. */
+  #draining = false;
   #error: Error | undefined;
   #done = false;
   #wake: (() => void) | undefined;
   #errorListeners: ((err: Error) => void)[] = [];
   complete = false;
 
-  constructor(socket: Net.Socket, length: number) {
-    this.#socket = socket;
+  /** Bytes of the body still to come. */
+  get left(): number {
+    return this.#left;
+  }
+
+  constructor(length: number, io: BodyIo) {
+    this.#io = io;
     this.#left = length;
-    if (length === 0) this.#finish();
+    if (length === 0) this.#finish(true);
   }
 
   /** Takes `buf[start, end)` from the read buffer; false asks the socket to pause. */
   push(buf: Uint8Array, start: number, end: number): boolean {
-    if (this.#done) return false;
+    if (this.complete) return false;
+    const extra = end - start > this.#left;
     let n = Math.min(end - start, this.#left);
     this.#left -= n;
+    if (this.#draining) n = 0;
     while (n > 0) {
       if (!this.#block || this.#blockEnd === this.#block.length) {
         this.#flushBlock();
@@ -223,33 +348,32 @@ class BulkBody implements HttpBody {
       start += k;
       n -= k;
     }
-    if (this.#left === 0) this.#finish();
+    if (this.#left === 0) {
+      this.#finish(!extra);
+      this.#wakeUp();
+      return true;
+    }
     this.#wakeUp();
-    if (this.#queued >= HIGH_WATER && !this.#done) {
+    if (this.#queued >= HIGH_WATER && !this.#draining) {
       this.#paused = true;
       return false;
     }
     return true;
   }
 
-  /** The connection closed: the end if every byte came, else a dropped connection. */
-  closed(): void {
-    if (this.#done) return;
-    this.fail(Object.assign(new Error(`connection closed with ${this.#left} bytes of the body still to come`), { code: 'ECONNRESET' }));
-  }
-
+  /** The connection failed (closed, reset, timed out, aborted) before the body's end. */
   fail(err: Error): void {
-    if (this.#done) return;
+    if (this.complete || this.#error) return;
     this.#error = err;
     this.#done = true;
     for (const l of this.#errorListeners) l(err);
     this.#wakeUp();
   }
 
-  #finish(): void {
+  #finish(clean: boolean): void {
     this.complete = true;
     this.#done = true;
-    this.#socket.destroy(); // Connection: close; nothing else will come
+    this.#io.end(clean);
   }
 
   #flushBlock(): void {
@@ -274,7 +398,7 @@ class BulkBody implements HttpBody {
           this.#queued -= piece.length;
           if (this.#paused && this.#queued <= LOW_WATER) {
             this.#paused = false;
-            this.#socket.resume();
+            this.#io.resume();
           }
           yield piece;
           continue;
@@ -288,21 +412,33 @@ class BulkBody implements HttpBody {
     }
   }
 
-  /** Drops the rest of the body (the connection is not reused). */
+  /** Drops the rest of the body: a short rest is read and the connection kept, a long one closes it. */
   resume(): this {
-    if (!this.#done) this.destroy();
+    this.#queue = [];
+    this.#queued = 0;
+    this.#block = undefined;
+    if (this.#done) return this;
+    if (this.#left > DRAIN_LIMIT) return this.destroy();
+    this.#draining = true;
+    if (this.#paused) {
+      this.#paused = false;
+      this.#io.resume();
+    }
     return this;
   }
 
   destroy(err?: Error): this {
-    if (err) this.fail(err);
-    else if (!this.#done) {
+    if (!this.#done) {
       this.#done = true;
+      this.#io.abandon();
+      if (err) {
+        this.#error = err;
+        for (const l of this.#errorListeners) l(err);
+      }
       this.#wakeUp();
     }
     this.#queue = [];
     this.#block = undefined;
-    this.#socket.destroy();
     return this;
   }
 

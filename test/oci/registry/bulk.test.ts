@@ -18,23 +18,33 @@ async function collect(s: AsyncIterable<Buffer>): Promise<Buffer> {
   return Buffer.concat(parts);
 }
 
-/** A TCP server that answers every connection with `reply` (after the request head arrives). */
-async function rawServer(reply: (socket: net.Socket, request: string) => void): Promise<{ port: number; requests: string[]; close(): Promise<void> }> {
+/** A TCP server that answers every request head with `reply` (several per connection when kept alive). */
+async function rawServer(reply: (socket: net.Socket, request: string, nth: number) => void): Promise<{ port: number; requests: string[]; connections(): number; close(): Promise<void> }> {
   const requests: string[] = [];
+  let connections = 0;
   const server = net.createServer((socket) => {
+    connections++;
     let text = '';
     socket.on('data', (d) => {
       text += d.toString('latin1');
       if (text.includes('\r\n\r\n')) {
         requests.push(text);
-        reply(socket, text);
+        reply(socket, text, requests.length);
         text = '';
       }
     });
     socket.on('error', () => {});
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { port: (server.address() as AddressInfo).port, requests, close: () => new Promise((r) => server.close(() => r())) };
+  return {
+    port: (server.address() as AddressInfo).port,
+    requests,
+    connections: () => connections,
+    close: () => {
+      server.close();
+      return new Promise((r) => setImmediate(r));
+    },
+  };
 }
 
 describe('bulk GET against the real registry', () => {
@@ -107,7 +117,48 @@ describe('bulk GET framing, against raw servers', () => {
       expect((await collect(res!.body)).toString()).toBe('hello');
       expect(srv.requests[0]).toMatch(/^GET \/x\?y=1 HTTP\/1\.1\r\nHost: 127\.0\.0\.1:\d+\r\n/);
       expect(srv.requests[0]).toContain('\r\nauthorization: Bearer t\r\n');
-      expect(srv.requests[0]).toContain('\r\nConnection: close\r\n');
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('keeps the connection for the next GET to the origin, and replaces one the server closed meanwhile', async () => {
+    const srv = await rawServer((s, _req, nth) => {
+      if (nth === 3) s.destroy(); // the kept connection dies as the third request arrives
+      else s.write(`HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n${nth}!`);
+    });
+    try {
+      const url = new URL(`http://127.0.0.1:${srv.port}/`);
+      for (const want of ['1!', '2!', '4!']) {
+        const res = await bulkGet({ method: 'GET', url });
+        expect((await collect(res!.body)).toString()).toBe(want);
+      }
+      expect(srv.requests.length).toBe(4);
+      expect(srv.connections()).toBe(2);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  it('closes the connection after "Connection: close", an unread long body, or bytes beyond the body', async () => {
+    const srv = await rawServer((s, _req, nth) => {
+      if (nth === 1) s.write('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\na');
+      else if (nth === 2) s.write(`HTTP/1.1 200 OK\r\nContent-Length: 300000\r\n\r\n${'x'.repeat(300000)}`);
+      else if (nth === 3) s.write('HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\n\r\nnot found');
+      else s.write('HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nbEXTRA');
+    });
+    try {
+      const url = new URL(`http://127.0.0.1:${srv.port}/`);
+      const get = () => bulkGet({ method: 'GET', url });
+      await collect((await get())!.body); // 1: Connection: close
+      (await get())!.body.resume(); // 2: 300 KB left unread
+      const notFound = (await get())!; // 3: a short error body, dropped: the connection stays
+      notFound.body.resume();
+      await new Promise((r) => setTimeout(r, 20));
+      await collect((await get())!.body); // 4: on the same connection as 3; then closed for its extra bytes
+      await collect((await get())!.body);
+      expect(srv.requests.length).toBe(5);
+      expect(srv.connections()).toBe(4);
     } finally {
       await srv.close();
     }
@@ -182,8 +233,8 @@ describe('bulk GET framing, against raw servers', () => {
   });
 
   it('parses heads as node:http names them, and refuses what is not HTTP/1.x or folds lines', () => {
-    expect(parseHead('HTTP/1.1 307 Temporary Redirect\r\nLocation: https://cdn/x\r\nContent-Length: 0')).toEqual({ status: 307, headers: { location: 'https://cdn/x', 'content-length': '0' } });
-    expect(parseHead('HTTP/1.0 200')).toEqual({ status: 200, headers: {} });
+    expect(parseHead('HTTP/1.1 307 Temporary Redirect\r\nLocation: https://cdn/x\r\nContent-Length: 0')).toEqual({ version: '1.1', status: 307, headers: { location: 'https://cdn/x', 'content-length': '0' } });
+    expect(parseHead('HTTP/1.0 200')).toEqual({ version: '1.0', status: 200, headers: {} });
     expect(parseHead('HTTP/2 200 OK')).toBeUndefined();
     expect(parseHead('HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded')).toBeUndefined();
     expect(parseHead('HTTP/1.1 200 OK\r\nno colon')).toBeUndefined();
