@@ -3,7 +3,10 @@
  * (http and https), and against raw TCP servers for the framings a registry may send.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import net, { type AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256 } from '../../../src/oci/digest.js';
@@ -52,19 +55,18 @@ describe('bulk GET against the real registry', () => {
   const digest = sha256(blob);
   let plain: TestRegistry;
   let secure: TestRegistry;
+  let certsD: string;
   beforeAll(async () => {
     [plain, secure] = await Promise.all([startRegistry({ mode: 'anonymous' }), startRegistry({ mode: 'anonymous', tls: true })]);
     await new RegistryClient(plain.host, { auth: 'anonymous' }).uploadBlob('bulk/app', digest, bufferSource(blob));
-    const certsD = await import('node:fs').then(({ mkdtempSync, mkdirSync, writeFileSync }) => {
-      const d = mkdtempSync('/tmp/tsbuild-bulk-certs-');
-      mkdirSync(`${d}/${secure.host}`);
-      writeFileSync(`${d}/${secure.host}/ca.crt`, secure.certificate!);
-      return d;
-    });
+    certsD = mkdtempSync(join(tmpdir(), 'tsbuild-bulk-certs-'));
+    mkdirSync(join(certsD, secure.host));
+    writeFileSync(join(certsD, secure.host, 'ca.crt'), secure.certificate!);
     await new RegistryClient(secure.host, { auth: 'anonymous', insecure: false, certsDirs: [certsD] }).uploadBlob('bulk/app', digest, bufferSource(blob));
   });
   afterAll(async () => {
     await Promise.all([plain?.stop(), secure?.stop()]);
+    if (certsD) rmSync(certsD, { recursive: true, force: true });
   });
 
   it('reads a blob over http: status, fields and every byte', async () => {
