@@ -5,17 +5,23 @@
  *   tsbuild-sandbox run        read the spec from fd 3 (a socket), report status on fd 3
  *   tsbuild-sandbox xattrs DIR list the extended attributes of every entry under DIR
  *   tsbuild-sandbox version    print the protocol version
- *   tsbuild-sandbox walk DIR [SKIP...]
- *                              every entry under DIR with its lstat (fstatat relative to its
- *                              directory: one path component per call, 2-3x faster than a
- *                              walk by full paths), not descending into the directories named
- *                              SKIP (paths relative to DIR). Binary records on stdout, numbers
- *                              little-endian: 'D' u32 len, path (a directory, relative to DIR,
- *                              "" for DIR, before its entries); 'E' u32 len, name, u32 st_mode,
- *                              f64 st_size, f64 st_ino, f64 mtime seconds, f64 mtime nanoseconds;
- *                              'X' u32 len, path, i32 errno (a directory that could not be read).
- *                              Directories are listed by up to 4 threads, so they come in no
- *                              particular order (a directory's records stay together).
+ *   tsbuild-sandbox list DIR START [SKIP...]
+ *                              every entry under DIR/START (START "" or "." for DIR itself)
+ *                              with its lstat (fstatat relative to its directory: one path
+ *                              component per call, 2-3x faster than a walk by full paths), not
+ *                              descending into the directories named SKIP (paths relative to
+ *                              DIR). On stdout: "TSL1", u32 flags (1: a name or link target is
+ *                              not UTF-8 or holds a code point from U+E000 up, so that byte
+ *                              order is not JavaScript's string order), then one record per
+ *                              entry in the byte order of its path, a directory's contents
+ *                              where "dir/" sorts. Record, numbers little-endian: u8 type ('f'
+ *                              file, 'd' directory, 'l' symlink, 'o' other, 'x' unreadable
+ *                              directory), u16 path length, u16 stat text length, u32 st_mode
+ *                              (errno for 'x'), the path relative to DIR ('x': the directory's
+ *                              path and "/", "" for DIR itself), NUL, the stat text ("<size>
+ *                              <mtime ns> <ino> ", files only); a symlink's record then has u16
+ *                              target length and the target. Directories are listed by up to 8
+ *                              threads.
  *   tsbuild-sandbox mountd     mount and unmount overlays in the caller's mount namespace, on
  *                              request, one line each on stdin: "m <target>\t<options>" (overlayfs
  *                              options: lowerdir=…,upperdir=…,workdir=…) or "u <target>"; one
@@ -840,11 +846,13 @@ static int xattr_visit(const char *path, const struct stat *st, int type, struct
   return 0;
 }
 
-/* ---------------------------------------------------------------- walk DIR [SKIP...] */
+/* ---------------------------------------------------------------- list DIR START [SKIP...] */
 
-/* Directories are listed by a few threads (kernel time dominates: fstatat per entry), each into
-   its own buffer, from a shared queue of directories still to list; the buffers are written out
-   at the end. A directory's records are contiguous; directories come in no particular order. */
+/* Directories are listed by a few threads (kernel time dominates: fstatat per entry) from a shared
+   queue of directories still to list; each directory becomes a node holding its entries, sorted by
+   name by the thread that listed it. The records are then written in one depth-first pass, in the
+   byte order of their full paths (a directory's contents where "name/" sorts), so that a consumer
+   can compare the listing with a sorted index as it reads, and a subtree is a contiguous range. */
 
 struct wbuf {
   char *p;
@@ -861,61 +869,127 @@ static void wb_put(struct wbuf *b, const void *src, size_t n) {
   memcpy(b->p + b->n, src, n);
   b->n += n;
 }
+static void wb_u16(struct wbuf *b, uint16_t v) { wb_put(b, &v, 2); }
 static void wb_u32(struct wbuf *b, uint32_t v) { wb_put(b, &v, 4); }
-static void wb_f64(struct wbuf *b, double v) { wb_put(b, &v, 8); }
-static void wb_str(struct wbuf *b, char tag, const char *s, size_t n) {
-  wb_put(b, &tag, 1);
-  wb_u32(b, (uint32_t)n);
-  wb_put(b, s, n);
-}
 
-static char **walk_skip;
-static int walk_nskip;
-static int walk_root_fd;
-static pthread_mutex_t walk_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t walk_cv = PTHREAD_COND_INITIALIZER;
-static char **walk_queue; /* relative paths of directories to list */
-static size_t walk_qn, walk_qcap;
-static int walk_busy; /* threads listing a directory now */
+struct lnode;
+struct lent {
+  char *name; /* NUL-terminated, in the node's arena */
+  uint16_t nlen;
+  uint8_t type; /* 'f' 'd' 'l' 'o' */
+  uint8_t slen;
+  uint32_t mode;
+  char stat[72]; /* "<size> <mtime ns> <ino> " for a regular file */
+  char *target;  /* a symlink's target (malloc) */
+  uint16_t tlen;
+  struct lnode *child; /* a directory that is walked */
+};
+struct lnode {
+  char *rel; /* relative path, "" for the root */
+  size_t rlen;
+  int err; /* errno when it could not be listed */
+  struct lent *ents;
+  size_t n, cap;
+  struct wbuf names;
+};
 
-static int walk_skipped(const char *rel) {
-  for (int i = 0; i < walk_nskip; i++)
-    if (!strcmp(walk_skip[i], rel)) return 1;
+static char **list_skip;
+static int list_nskip;
+static int list_root_fd;
+static int list_wide; /* a name or target that is not UTF-8, or has a code point >= U+E000 */
+static pthread_mutex_t list_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t list_cv = PTHREAD_COND_INITIALIZER;
+static struct lnode **list_queue; /* directories still to list */
+static size_t list_qn, list_qcap;
+static int list_busy; /* threads listing a directory now */
+
+static int list_skipped(const char *rel) {
+  for (int i = 0; i < list_nskip; i++)
+    if (!strcmp(list_skip[i], rel)) return 1;
   return 0;
 }
-static void walk_push(char *rel) {
-  if (walk_qn == walk_qcap) {
-    walk_qcap = walk_qcap ? walk_qcap * 2 : 256;
-    walk_queue = realloc(walk_queue, walk_qcap * sizeof *walk_queue);
-    if (!walk_queue) die("realloc");
+
+/* Whether bytes sort differently as UTF-16 (JavaScript's string order) than as bytes: not UTF-8,
+   or a code point from U+E000 up (a 3-byte sequence from 0xEE, or any 4-byte one). */
+static int is_wide(const unsigned char *s, size_t n) {
+  for (size_t i = 0; i < n;) {
+    unsigned char c = s[i];
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
+    if (c >= 0xEE) return 1;
+    size_t len = c >= 0xE0 ? 3 : c >= 0xC2 ? 2 : 0;
+    if (!len || i + len > n) return 1;
+    for (size_t k = 1; k < len; k++)
+      if ((s[i + k] & 0xC0) != 0x80) return 1;
+    if (c == 0xE0 && s[i + 1] < 0xA0) return 1; /* overlong */
+    if (c == 0xED && s[i + 1] >= 0xA0) return 1; /* a surrogate */
+    i += len;
   }
-  walk_queue[walk_qn++] = rel;
+  return 0;
 }
 
 /* Opens a directory below the root without following any symlink on the way. */
-static int walk_open(const char *rel) {
-  if (!*rel) return dup(walk_root_fd);
+static int list_open(const char *rel) {
+  if (!*rel) return dup(list_root_fd);
 #ifdef SYS_openat2
   struct {
     uint64_t flags, mode, resolve;
   } how = {O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0, 0x08 /* RESOLVE_BENEATH */ | 0x04 /* RESOLVE_NO_SYMLINKS */};
-  int fd = (int)syscall(SYS_openat2, walk_root_fd, rel, &how, sizeof how);
+  int fd = (int)syscall(SYS_openat2, list_root_fd, rel, &how, sizeof how);
   if (fd >= 0 || errno != ENOSYS) return fd;
 #endif
-  return openat(walk_root_fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  return openat(list_root_fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 }
 
-static void walk_list(struct wbuf *out, const char *rel) {
-  size_t rlen = strlen(rel);
-  int dfd = walk_open(rel);
+static char *fmt_u64(char *p, uint64_t v) {
+  char tmp[24];
+  int n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+static int ent_cmp(const void *a, const void *b) {
+  const struct lent *x = a, *y = b;
+  size_t n = x->nlen < y->nlen ? x->nlen : y->nlen;
+  int c = memcmp(x->name, y->name, n);
+  return c ? c : (int)x->nlen - (int)y->nlen;
+}
+
+static void list_push(struct lnode *d) {
+  pthread_mutex_lock(&list_mu);
+  if (list_qn == list_qcap) {
+    list_qcap = list_qcap ? list_qcap * 2 : 256;
+    list_queue = realloc(list_queue, list_qcap * sizeof *list_queue);
+    if (!list_queue) die("realloc");
+  }
+  list_queue[list_qn++] = d;
+  pthread_cond_signal(&list_cv);
+  pthread_mutex_unlock(&list_mu);
+}
+
+static struct lent *list_add(struct lnode *d) {
+  if (d->n == d->cap) {
+    d->cap = d->cap ? d->cap * 2 : 64;
+    d->ents = realloc(d->ents, d->cap * sizeof *d->ents);
+    if (!d->ents) die("realloc");
+  }
+  return &d->ents[d->n++];
+}
+
+static void list_dir(struct lnode *d) {
+  int dfd = list_open(d->rel);
   if (dfd < 0) {
-    int32_t e = errno;
-    wb_str(out, 'X', rel, rlen);
-    wb_put(out, &e, 4);
+    d->err = errno;
     return;
   }
-  wb_str(out, 'D', rel, rlen);
   static __thread char buf[65536];
+  int wide = 0;
   for (;;) {
     long r = syscall(SYS_getdents64, dfd, buf, sizeof buf);
     if (r < 0 && errno == EINTR) continue;
@@ -927,90 +1001,205 @@ static void walk_list(struct wbuf *out, const char *rel) {
         unsigned short d_reclen;
         unsigned char d_type;
         char d_name[];
-      } *d = (void *)(buf + off);
-      off += d->d_reclen;
-      if (!strcmp(d->d_name, ".") || !strcmp(d->d_name, "..")) continue;
+      } *de = (void *)(buf + off);
+      off += de->d_reclen;
+      const char *nm = de->d_name;
+      if (nm[0] == '.' && (!nm[1] || (nm[1] == '.' && !nm[2]))) continue;
       struct stat st;
-      if (fstatat(dfd, d->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; /* gone since listed */
-      size_t nlen = strlen(d->d_name);
-      wb_str(out, 'E', d->d_name, nlen);
-      wb_u32(out, st.st_mode);
-      wb_f64(out, (double)st.st_size);
-      wb_f64(out, (double)st.st_ino);
-      wb_f64(out, (double)st.st_mtim.tv_sec);
-      wb_f64(out, (double)st.st_mtim.tv_nsec);
-      if (S_ISDIR(st.st_mode)) {
-        size_t clen = rlen ? rlen + 1 + nlen : nlen;
-        if (clen >= PATH_MAX) continue;
+      if (fstatat(dfd, nm, &st, AT_SYMLINK_NOFOLLOW) < 0) continue; /* gone since listed */
+      size_t nlen = strlen(nm);
+      size_t clen = d->rlen ? d->rlen + 1 + nlen : nlen;
+      if (clen >= PATH_MAX) continue;
+      if (!wide && is_wide((const unsigned char *)nm, nlen)) wide = 1;
+      struct lent *e = list_add(d);
+      memset(e, 0, sizeof *e);
+      /* names are kept as offsets into the arena until it stops moving */
+      e->name = (char *)(uintptr_t)d->names.n;
+      wb_put(&d->names, nm, nlen + 1);
+      e->nlen = (uint16_t)nlen;
+      e->mode = st.st_mode;
+      if (S_ISREG(st.st_mode)) {
+        e->type = 'f';
+        char *p = e->stat;
+        p = fmt_u64(p, (uint64_t)st.st_size);
+        *p++ = ' ';
+        int64_t ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+        if (ns < 0) {
+          *p++ = '-';
+          p = fmt_u64(p, (uint64_t)(-ns));
+        } else p = fmt_u64(p, (uint64_t)ns);
+        *p++ = ' ';
+        p = fmt_u64(p, (uint64_t)st.st_ino);
+        *p++ = ' ';
+        e->slen = (uint8_t)(p - e->stat);
+      } else if (S_ISLNK(st.st_mode)) {
+        e->type = 'l';
+        char target[PATH_MAX];
+        ssize_t t = readlinkat(dfd, nm, target, sizeof target);
+        if (t < 0) t = 0;
+        e->target = malloc((size_t)t + 1);
+        if (!e->target) die("malloc");
+        memcpy(e->target, target, (size_t)t);
+        e->tlen = (uint16_t)t;
+        if (!wide && is_wide((const unsigned char *)target, (size_t)t)) wide = 1;
+      } else if (S_ISDIR(st.st_mode)) {
+        e->type = 'd';
         char *child = malloc(clen + 1);
         if (!child) die("malloc");
-        if (rlen) {
-          memcpy(child, rel, rlen);
-          child[rlen] = '/';
+        if (d->rlen) {
+          memcpy(child, d->rel, d->rlen);
+          child[d->rlen] = '/';
         }
-        memcpy(child + (rlen ? rlen + 1 : 0), d->d_name, nlen + 1);
-        if (walk_skipped(child)) {
+        memcpy(child + (d->rlen ? d->rlen + 1 : 0), nm, nlen + 1);
+        if (list_skipped(child)) {
           free(child);
-          continue;
+        } else {
+          struct lnode *c = calloc(1, sizeof *c);
+          if (!c) die("calloc");
+          c->rel = child;
+          c->rlen = clen;
+          e->child = c;
         }
-        pthread_mutex_lock(&walk_mu);
-        walk_push(child);
-        pthread_cond_signal(&walk_cv);
-        pthread_mutex_unlock(&walk_mu);
+      } else {
+        e->type = 'o';
       }
     }
   }
   close(dfd);
+  for (size_t i = 0; i < d->n; i++) d->ents[i].name = d->names.p + (uintptr_t)d->ents[i].name;
+  qsort(d->ents, d->n, sizeof *d->ents, ent_cmp);
+  if (wide) list_wide = 1; /* only ever set: a racy write of the same value */
+  for (size_t i = 0; i < d->n; i++)
+    if (d->ents[i].child) list_push(d->ents[i].child);
 }
 
-static void *walk_thread(void *arg) {
-  struct wbuf *out = arg;
-  pthread_mutex_lock(&walk_mu);
+static void *list_thread(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&list_mu);
   for (;;) {
-    while (walk_qn == 0 && walk_busy > 0) pthread_cond_wait(&walk_cv, &walk_mu);
-    if (walk_qn == 0) break; /* nothing queued and nobody listing: done */
-    char *rel = walk_queue[--walk_qn];
-    walk_busy++;
-    pthread_mutex_unlock(&walk_mu);
-    walk_list(out, rel);
-    free(rel);
-    pthread_mutex_lock(&walk_mu);
-    walk_busy--;
-    if (walk_qn == 0 && walk_busy == 0) pthread_cond_broadcast(&walk_cv);
+    while (list_qn == 0 && list_busy > 0) pthread_cond_wait(&list_cv, &list_mu);
+    if (list_qn == 0) break; /* nothing queued and nobody listing: done */
+    struct lnode *d = list_queue[--list_qn];
+    list_busy++;
+    pthread_mutex_unlock(&list_mu);
+    list_dir(d);
+    pthread_mutex_lock(&list_mu);
+    list_busy--;
+    if (list_qn == 0 && list_busy == 0) pthread_cond_broadcast(&list_cv);
   }
-  pthread_cond_broadcast(&walk_cv);
-  pthread_mutex_unlock(&walk_mu);
+  pthread_cond_broadcast(&list_cv);
+  pthread_mutex_unlock(&list_mu);
   return NULL;
 }
 
-static int walk_main(const char *root, char **skip, int nskip) {
-  walk_skip = skip;
-  walk_nskip = nskip;
-  walk_root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (walk_root_fd < 0) {
-    struct wbuf b = {0};
-    int32_t e = errno;
-    wb_str(&b, 'X', "", 0);
-    wb_put(&b, &e, 4);
-    fwrite(b.p, 1, b.n, stdout);
-    return fflush(stdout) == 0 ? 0 : 1;
+/* One record: type, u16 path length, u16 stat text length, u32 st_mode (errno for 'x'), the path,
+   NUL, the stat text; a symlink's then u16 target length and the target. */
+static void list_record(struct wbuf *o, uint8_t type, const char *dir, size_t dlen, const char *name, size_t nlen, const char *stat, size_t slen, uint32_t mode) {
+  size_t plen = dlen ? dlen + 1 + nlen : nlen;
+  wb_put(o, &type, 1);
+  wb_u16(o, (uint16_t)plen);
+  wb_u16(o, (uint16_t)slen);
+  wb_u32(o, mode);
+  if (dlen) {
+    wb_put(o, dir, dlen);
+    wb_put(o, "/", 1);
   }
-  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-  int n = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
-  struct wbuf outs[4] = {{0}};
-  pthread_t th[4];
-  char *root_rel = strdup("");
-  if (!root_rel) die("strdup");
-  walk_push(root_rel);
-  for (int i = 1; i < n; i++)
-    if (pthread_create(&th[i], NULL, walk_thread, &outs[i]) != 0) n = i;
-  walk_thread(&outs[0]);
-  for (int i = 1; i < n; i++) pthread_join(th[i], NULL);
-  for (int i = 0; i < n; i++) {
-    if (outs[i].n) fwrite(outs[i].p, 1, outs[i].n, stdout);
-    free(outs[i].p);
+  wb_put(o, name, nlen);
+  wb_put(o, "", 1);
+  wb_put(o, stat, slen);
+}
+
+/* "a/" against "b": the byte order of a directory's contents against a sibling's name. */
+static int slash_cmp(const struct lent *dir, const struct lent *other) {
+  size_t n = dir->nlen < other->nlen ? dir->nlen : other->nlen;
+  int c = memcmp(dir->name, other->name, n);
+  if (c) return c;
+  if (dir->nlen < other->nlen) return (int)'/' - (int)(unsigned char)other->name[dir->nlen];
+  return 1; /* the sibling is a prefix of "a/" (or "a" itself): "a/" sorts after it */
+}
+
+static void list_emit(struct wbuf *o, struct lnode *d) {
+  if (d->err) {
+    /* In place of the directory's contents: its path and a slash ("" for the root), the errno. */
+    uint8_t t = 'x';
+    wb_put(o, &t, 1);
+    wb_u16(o, (uint16_t)(d->rlen ? d->rlen + 1 : 0));
+    wb_u16(o, 0);
+    wb_u32(o, (uint32_t)d->err);
+    wb_put(o, d->rel, d->rlen);
+    if (d->rlen) wb_put(o, "/", 1);
+    wb_put(o, "", 1);
+    return;
   }
-  return fflush(stdout) == 0 ? 0 : 1;
+  struct lent **pending = NULL;
+  size_t np = 0, pcap = 0, pstart = 0;
+  for (size_t i = 0; i < d->n; i++) {
+    struct lent *e = &d->ents[i];
+    while (pstart < np && slash_cmp(pending[pstart], e) < 0) list_emit(o, pending[pstart++]->child);
+    list_record(o, e->type, d->rel, d->rlen, e->name, e->nlen, e->stat, e->slen, e->mode);
+    if (e->type == 'l') {
+      wb_u16(o, e->tlen);
+      wb_put(o, e->target, e->tlen);
+    }
+    if (e->child) {
+      if (np == pcap) {
+        pcap = pcap ? pcap * 2 : 16;
+        pending = realloc(pending, pcap * sizeof *pending);
+        if (!pending) die("realloc");
+      }
+      /* keep pending[pstart..np) sorted by "name/" (usually an append) */
+      size_t j = np++;
+      while (j > pstart) {
+        const struct lent *a = pending[j - 1];
+        size_t n = a->nlen < e->nlen ? a->nlen : e->nlen;
+        int c = memcmp(a->name, e->name, n);
+        int after = c                   ? c > 0
+                    : a->nlen > e->nlen ? (unsigned char)a->name[e->nlen] > '/'
+                    : a->nlen < e->nlen ? '/' > (unsigned char)e->name[a->nlen]
+                                        : 0;
+        if (!after) break;
+        pending[j] = pending[j - 1];
+        j--;
+      }
+      pending[j] = e;
+    }
+  }
+  while (pstart < np) list_emit(o, pending[pstart++]->child);
+  free(pending);
+}
+
+static int list_main(const char *root, const char *start, char **skip, int nskip) {
+  list_skip = skip;
+  list_nskip = nskip;
+  if (!strcmp(start, ".")) start = "";
+  struct lnode top = {.rel = (char *)start, .rlen = strlen(start)};
+  list_root_fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (list_root_fd < 0) top.err = errno;
+  else {
+    /* Twice the CPUs (at most 8): measured on 2 CPUs, 20,000 entries take 40 ms with 2 threads,
+       32 ms with 3 or 4, no less with more. */
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    int n = cpus < 1 ? 2 : cpus > 4 ? 8 : 2 * (int)cpus;
+    pthread_t th[8];
+    list_push(&top);
+    for (int i = 1; i < n; i++)
+      if (pthread_create(&th[i], NULL, list_thread, NULL) != 0) n = i;
+    list_thread(NULL);
+    for (int i = 1; i < n; i++) pthread_join(th[i], NULL);
+  }
+  struct wbuf o = {0};
+  wb_put(&o, "TSL1", 4);
+  wb_u32(&o, list_wide ? 1 : 0);
+  list_emit(&o, &top);
+  /* A pipe as big as the listing (up to the system's limit) takes it in one write. */
+  if (o.n > 65536) (void)fcntl(1, F_SETPIPE_SZ, (int)(o.n < (1 << 20) ? o.n : (1 << 20)));
+  for (size_t off = 0; off < o.n;) {
+    ssize_t w = write(1, o.p + off, o.n - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return 1;
+    off += (size_t)w;
+  }
+  return 0;
 }
 
 /* See the usage above: a mount server for the builder's COPY steps. */
@@ -1057,7 +1246,7 @@ int main(int argc, char **argv) {
   }
   if (argc >= 2 && !strcmp(argv[1], "run")) return run_main();
   if (argc >= 2 && !strcmp(argv[1], "mountd")) return mountd_main();
-  if (argc >= 3 && !strcmp(argv[1], "walk")) return walk_main(argv[2], argv + 3, argc - 3);
-  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | mountd | walk DIR [SKIP...] | version\n");
+  if (argc >= 4 && !strcmp(argv[1], "list")) return list_main(argv[2], argv[3], argv + 4, argc - 4);
+  fprintf(stderr, "usage: tsbuild-sandbox run (spec on fd 3) | xattrs DIR | mountd | list DIR START [SKIP...] | version\n");
   return 2;
 }

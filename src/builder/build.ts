@@ -19,7 +19,7 @@ import { loadParser, parseWithCache, planWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import { SnapshotStore, mountOverlay, mountReadOnlyOverlay } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
-import { cacheKey, describeChanges, explain, type KeyManifest } from '../cache/keys.js';
+import { cacheKey, describeChanges, explain, withFiles, type FileSet, type KeyManifest } from '../cache/keys.js';
 import { ContextHasher } from '../cache/context-hash.js';
 import { exportImage } from './export.js';
 
@@ -492,7 +492,7 @@ class Solver {
 
   async #op(op: StageOp, parent: FsState, noCache: boolean): Promise<FsState> {
     const inputs: Record<string, string> = { parent: parent.key };
-    let files: Record<string, string> | undefined;
+    let files: Record<string, string> | FileSet | undefined;
     if (op.type === 'tsbuild.file.copy.v1') {
       const s = await this.#sourceState(op.from);
       if (s) inputs.source = s.key;
@@ -509,8 +509,10 @@ class Solver {
           const s = await this.#sourceState(m.from);
           if (s) inputs[`mount:${m.target}`] = s.key;
           else if (m.type === 'bind') {
-            const f = await this.#contextFiles([m.source], []);
-            for (const [k, v] of Object.entries(f)) (files ??= {})[`${m.target}:${k}`] = v;
+            const f = (await this.#contextFiles([m.source], [])).record();
+            const bound: Record<string, string> = (files as Record<string, string> | undefined) ?? {};
+            for (const [k, v] of Object.entries(f)) bound[`${m.target}:${k}`] = v;
+            files = bound;
           }
         }
       }
@@ -518,7 +520,7 @@ class Solver {
     const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}) });
     const existing = this.#inflight.get(key);
     if (existing) return existing;
-    const p = this.#limit(() => this.#runOp(op, parent, key, manifest, noCache));
+    const p = this.#limit(() => this.#runOp(op, parent, key, manifest, files, noCache));
     this.#inflight.set(key, p);
     return p;
   }
@@ -528,7 +530,8 @@ class Solver {
     return `${this.#i.dockerfilePath}#${op.meta.stageName}#${op.id}`;
   }
 
-  async #runOp(op: StageOp, parent: FsState, key: string, manifest: KeyManifest, noCache: boolean): Promise<FsState> {
+  /** `manifest` has no file list when `files` is a `FileSet`: it is added (`withFiles`) only if the step misses. */
+  async #runOp(op: StageOp, parent: FsState, key: string, manifest: KeyManifest, files: Record<string, string> | FileSet | undefined, noCache: boolean): Promise<FsState> {
     const { emit, store, cache } = this.#i;
     const name = op.meta.step > 0 ? `[${op.meta.stageName} ${op.meta.step}/${op.meta.steps}] ${op.meta.name}` : op.meta.name;
     const stepId = this.#stepId(op);
@@ -556,7 +559,7 @@ class Solver {
       twin().catch(() => {}); // started now; awaited below
       prev = await cache.previous(stepId).catch(() => undefined);
       if (hit) reason = 'cached layer is missing from the store';
-      else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest));
+      else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, (manifest = withFiles(manifest, files))));
       else reason = 'first build of this step';
     } else reason = 'cache disabled';
     emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });
@@ -567,7 +570,7 @@ class Solver {
       // Both records under one hold of the cache lock, written side by side.
       await cache.withLock(() =>
         Promise.all([
-          cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest }),
+          cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest: withFiles(manifest, files) }),
           sameContent && layer ? cache.put({ key: sameContent, result: { diffId: layer.diffId }, size: 0, description: `files of ${name}` }) : undefined,
         ]),
       );
@@ -876,10 +879,10 @@ class Solver {
   }
 
   /** What the files a step reads from the context are (type, mode, content digest). */
-  async #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<Record<string, string>> {
+  async #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<FileSet> {
     const ctx = this.#i.context!;
     // Without ignore patterns nothing is hidden: skip the per-file check.
-    return this.#i.hasher!.hashSources({ root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+    return this.#i.hasher!.fileSet({ root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
   }
 }
 

@@ -7,22 +7,30 @@
  * `f:<mode>:<sha256 hex>` for a regular file, `l:<target>` for a symlink, `d:<mode>` for a
  * directory, `missing` for a named source that does not exist. Never the mtime, owner or inode.
  *
+ * How an unchanged tree costs little: a directory source is listed in one go (native-walk.ts:
+ * binary records in path order, by the native helper for big trees), the index is kept as the
+ * file's bytes (entries in the same order, each one a listing record plus the digest), and each
+ * listed file is compared with the index entry at a cursor, as bytes. The digest lines
+ * (`path \0 digest \n`, what the step's key digests: keys.ts `FileSet`) are copied from the
+ * listing and the index. Strings are made only for what needs them: ignore and exclude rules, a
+ * file to read, a record to explain a miss.
+ *
  * Racy writes (a file changed within the same clock tick as it was hashed) are handled as git
  * does: an index entry is trusted only if the file's mtime was at least a second older than the
  * moment it was hashed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, type Stats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readFileSync, type BigIntStats } from 'node:fs';
 import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { flatString, PatternMatcher, resolveInRoot } from '../builder/context.js';
+import { PatternMatcher, resolveInRoot } from '../builder/context.js';
 import { expandSourcePath } from '../builder/copy.js';
-import { filesDigest, sealFiles } from './keys.js';
-import { nativeWalk, type WalkListing } from './native-walk.js';
+import { FileSet, sealFiles } from './keys.js';
+import { encodeRecord, HEAD, nativeListing, nodeListing, pathLength, recordMode, statLength, T_DIR, T_ERROR, T_FILE, T_LINK, targetAt, type Listing } from './native-walk.js';
 
 export class ContextHashError extends TsbuildError {}
 
@@ -37,15 +45,15 @@ export interface HashRoot {
 }
 
 /**
- * The index file: a header line `tsbuild-context-index 2 <root as JSON>\n`, then per file
- * `<path>\0<size> <mtimeMs> <ino> <mode> <sha256 hex>\n` (a path may hold a newline, never a
- * NUL). In memory an entry stays that text after the NUL: a lookup compares it with the same
- * text made from the file's `lstat`, nothing is parsed.
- *
- * Racy writes: an entry is kept only when the file's mtime was at least a second older than the
- * moment hashing started (as git does), since only such an entry can ever be trusted.
+ * The index file: a header line `tsbuild-context-index 3 <root as JSON>\n`, then one entry per
+ * file in the byte order of its path: the file's listing record up to its stat text (native-walk.ts:
+ * type 'f', path and stat lengths, st_mode, path, NUL, `<size> <mtime ns> <ino> `) and the 64
+ * hex digits of its sha256. An entry is kept only when the file's mtime was at least a second
+ * older than the moment hashing started (as git does), since only such an entry can ever be
+ * trusted.
  */
-const INDEX_MAGIC = 'tsbuild-context-index 2 ';
+const INDEX_MAGIC = 'tsbuild-context-index 3 ';
+const HEX = 64;
 
 /** Files up to this size are read and hashed inline (one synchronous read); larger ones are streamed. */
 const INLINE_MAX = 1 << 20;
@@ -56,9 +64,6 @@ const INLINE_MAX = 1 << 20;
 const NATIVE_WALK_MIN = 2000;
 /** The index is written through one buffer of this size. */
 const INDEX_WRITE_BUFFER = 1 << 18;
-
-/** What hashing reads of an entry's lstat: `fs.Stats`, or the native walk's `WalkStat`. */
-type FileStat = Pick<Stats, 'mode' | 'size' | 'ino' | 'mtimeMs' | 'isDirectory' | 'isFile' | 'isSymbolicLink'>;
 
 export interface HashStats {
   /** Files read and hashed. */
@@ -81,122 +86,218 @@ function indexPath(cacheDir: string, root: string, ext: 'idx' | 'json'): string 
   return path.join(cacheDir, 'context-index', `${createHash('sha256').update(root).digest('hex')}.${ext}`);
 }
 
-function parseIndex(text: string, root: string): Map<string, string> {
-  const entries = new Map<string, string>();
-  const nl = text.indexOf('\n');
-  if (!text.startsWith(INDEX_MAGIC) || nl < 0) return entries;
+const EMPTY = Buffer.alloc(0);
+
+/** The entries of an index file for `root` and where each starts (then the end); undefined if it is not one. */
+function parseIndex(file: Buffer, root: string): { index: Buffer; starts: number[] } | undefined {
+  const nl = file.indexOf(0x0a);
+  if (nl < 0 || file.toString('latin1', 0, INDEX_MAGIC.length) !== INDEX_MAGIC) return undefined;
   try {
-    if (JSON.parse(text.slice(INDEX_MAGIC.length, nl)) !== root) return entries;
+    if (JSON.parse(file.toString('utf8', INDEX_MAGIC.length, nl)) !== root) return undefined;
   } catch {
-    return entries;
+    return undefined;
   }
-  let at = nl + 1;
-  for (;;) {
-    const nul = text.indexOf('\0', at);
-    if (nul < 0) break;
-    const end = text.indexOf('\n', nul);
-    if (end < 0) break; // a torn tail cannot happen with atomic writes; ignore it anyway
-    entries.set(text.slice(at, nul), text.slice(nul + 1, end));
-    at = end + 1;
+  const index = file.subarray(nl + 1);
+  const starts: number[] = [];
+  for (let at = 0; at < index.length; ) {
+    // a torn or foreign tail cannot happen with atomic writes; an index that has one is not used
+    if (at + HEAD > index.length || index[at] !== T_FILE) return undefined;
+    const end = at + HEAD + pathLength(index, at) + 1 + statLength(index, at) + HEX;
+    if (end > index.length) return undefined;
+    starts.push(at);
+    at = end;
   }
-  return entries;
+  starts.push(index.length);
+  return { index, starts };
 }
 
-/** An entry's text up to the digest: what a lookup compares. */
-function statText(st: FileStat): string {
-  return `${st.size} ${st.mtimeMs} ${st.ino} ${st.mode} `;
-}
-
-const flat = flatString;
-
-const filePrefixes = new Map<number, string>();
-/** `f:<mode>:<hex>`, flat, for a regular file. */
-function fileDigestText(mode: number, hex: string): string {
-  const m = mode & 0o7777;
-  let p = filePrefixes.get(m);
-  if (p === undefined) filePrefixes.set(m, (p = `f:${m.toString(8)}:`));
-  return flat(p + hex);
-}
-
-const modeTexts = new Map<number, string>();
-/** Permission bits in octal, as digests show them (`644`); memoized, there are few. */
-function modeText(mode: number): string {
-  const m = mode & 0o7777;
-  let t = modeTexts.get(m);
-  if (t === undefined) modeTexts.set(m, (t = m.toString(8)));
+/** The bytes after a path in a digest line, for a mode: `\0f:644:` or `\0d:755\n`; memoized, there are few. */
+const tags = new Map<number, Buffer>();
+function tag(kind: 'f' | 'd', mode: number): Buffer {
+  const k = (mode & 0o7777) | (kind === 'd' ? 0o10000 : 0);
+  let t = tags.get(k);
+  if (t === undefined) tags.set(k, (t = Buffer.from(kind === 'f' ? `\0f:${(mode & 0o7777).toString(8)}:` : `\0d:${(mode & 0o7777).toString(8)}\n`)));
   return t;
+}
+const LINK_TAG = Buffer.from('\0l:');
+
+/**
+ * Copies `src[from, to)` into `dst` at `at`; returns the bytes copied. Short runs (paths, the 64
+ * hex digits) by a loop: `Buffer.copy` makes a typed-array view per call, which costs more than
+ * the copy itself and feeds the GC, once or twice per file of the context.
+ */
+function copyBytes(src: Buffer, from: number, to: number, dst: Buffer, at: number): number {
+  const n = to - from;
+  if (n > 128) return src.copy(dst, at, from, to);
+  for (let k = 0; k < n; k++) dst[at + k] = src[from + k]!;
+  return n;
+}
+
+/** Digest lines being written: one buffer, and per line its start and NUL (keys.ts `FileSet`). */
+class Lines {
+  buf = Buffer.allocUnsafe(1 << 16);
+  n = 0;
+  readonly marks: number[] = [];
+
+  room(k: number): void {
+    if (this.n + k <= this.buf.length) return;
+    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.n + k));
+    this.buf.copy(b, 0, 0, this.n);
+    this.buf = b;
+  }
+
+  /** Starts a line with `prefix` and `src[from, to)` as its path; the caller writes the rest. */
+  path(prefix: Buffer | undefined, src: Buffer, from: number, to: number, rest: number): void {
+    this.room((prefix?.length ?? 0) + (to - from) + rest);
+    this.marks.push(this.n);
+    if (prefix !== undefined) this.n += copyBytes(prefix, 0, prefix.length, this.buf, this.n);
+    this.n += copyBytes(src, from, to, this.buf, this.n);
+    this.marks.push(this.n);
+  }
+
+  put(src: Buffer, from = 0, to = src.length): void {
+    this.n += copyBytes(src, from, to, this.buf, this.n);
+  }
+
+  /** A whole line from strings. */
+  text(p: string, digest: string): void {
+    const len = Buffer.byteLength(p);
+    this.room(len + Buffer.byteLength(digest) + 2);
+    this.marks.push(this.n);
+    this.n += this.buf.write(p, this.n);
+    this.marks.push(this.n);
+    this.buf[this.n++] = 0;
+    this.n += this.buf.write(digest, this.n);
+    this.buf[this.n++] = 0x0a;
+  }
+
+  /** Path of line `i`, as text. */
+  pathOf(i: number): string {
+    return this.buf.toString('utf8', this.marks[2 * i]!, this.marks[2 * i + 1]!);
+  }
+}
+
+/** A file over `INLINE_MAX` bytes whose digest is read after the walk; its hex goes at `pos` of the lines. */
+interface LargeFile {
+  readonly pos: number;
+  readonly rel: string;
+  /** Its record up to the stat text: the head of its index entry. */
+  readonly head: Buffer;
+  readonly mtimeMs: number;
+}
+
+/** What a directory source's records are checked against (undefined: nothing is hidden). */
+interface Rules {
+  readonly isHidden: HashRoot['isHidden'];
+  readonly exclude: PatternMatcher | undefined;
+}
+
+/** Size and mtime (ms) from a file record's stat text `<size> <mtime ns> <ino> `. */
+function sizeAndMtime(b: Buffer, at: number): { size: number; mtimeMs: number } {
+  const s = at + HEAD + pathLength(b, at) + 1;
+  const text = b.toString('latin1', s, s + statLength(b, at));
+  const [size, ns] = text.split(' ');
+  return { size: Number(size), mtimeMs: Number(ns) / 1e6 };
 }
 
 /** Context hashing with a persisted stat index for one root directory. */
 export class ContextHasher {
   readonly root: string;
   readonly #cacheDir: string;
-  readonly #entries: Map<string, string>;
-  #dirty = false;
+  /** The index file's entries, as read (sorted by path bytes), and where each starts (then the end). */
+  readonly #index: Buffer;
+  readonly #starts: readonly number[];
+  /** The entry the next lookup tries first: listings come in the index's order. */
+  #cursor = 0;
+  /** Entries of files hashed by this hasher (null: drop the old one), by path: written by `save`. */
+  readonly #updates = new Map<string, Buffer | null>();
   readonly stats: HashStats = { hashed: 0, fromIndex: 0, bytes: 0 };
+  #prefetched: { readonly skip: readonly string[]; readonly listing: Promise<Listing | undefined> } | undefined;
 
-  private constructor(root: string, cacheDir: string, entries: Map<string, string>) {
+  private constructor(root: string, cacheDir: string, index: Buffer, starts: readonly number[]) {
     this.root = root;
     this.#cacheDir = cacheDir;
-    this.#entries = entries;
+    this.#index = index;
+    this.#starts = starts;
   }
 
   /** Load (or start) the index of `root` kept under `cacheDir` (`<root>/cache` of the tsbuild root). */
   static async open(cacheDir: string, root: string): Promise<ContextHasher> {
     const abs = path.resolve(root);
-    let entries = new Map<string, string>();
+    let parsed: { index: Buffer; starts: number[] } | undefined;
     try {
-      entries = parseIndex(await readFile(indexPath(cacheDir, abs, 'idx'), 'utf8'), abs);
+      parsed = parseIndex(await readFile(indexPath(cacheDir, abs, 'idx')), abs);
     } catch {
       // absent or unreadable: start empty (the index is only an accelerator)
     }
-    return new ContextHasher(abs, cacheDir, entries);
+    return new ContextHasher(abs, cacheDir, parsed?.index ?? EMPTY, parsed?.starts ?? [0]);
   }
 
-  /** The index entry's digest when it still describes the file and was not hashed racily. */
-  #lookup(rel: string, st: FileStat): string | undefined {
-    const e = this.#entries.get(rel);
-    if (e === undefined) return undefined;
-    const pre = statText(st);
-    if (e.length !== pre.length + 64 || !e.startsWith(pre)) return undefined;
+  /** Files in the index as read. */
+  get #indexed(): number {
+    return this.#starts.length - 1;
+  }
+
+  /**
+   * Where the 64 hex digits of the file of record `at` in `b` are in `this.#hit` (the index, or
+   * an entry this hasher made), when an entry matches the record up to its stat text (path,
+   * mode, size, mtime, inode); else -1.
+   */
+  #lookup(b: Buffer, at: number, plen: number, len: number): number {
+    const idx = this.#index;
+    const starts = this.#starts;
+    const n = starts.length - 1;
+    let i = this.#cursor;
+    // The entry at the cursor, or one of the next few (files deleted since the index was written).
+    for (let k = 0; k < 4 && i < n; k++, i++) {
+      const s = starts[i]!;
+      if (starts[i + 1]! - s === len + HEX && b.compare(idx, s, s + len, at, at + len) === 0) return this.#found(idx, i + 1, s + len);
+      const c = idx.compare(b, at + HEAD, at + HEAD + plen, s + HEAD, s + HEAD + pathLength(idx, s));
+      if (c === 0) {
+        this.#cursor = i + 1;
+        return this.#updated(b, at, plen, len); // this file, changed
+      }
+      if (c > 0) break; // the index has no entry for it here
+    }
+    // Elsewhere (a source that starts further on, a new file): binary search for the path.
+    let lo = 0;
+    let hi = n;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      const s = starts[mid]!;
+      if (idx.compare(b, at + HEAD, at + HEAD + plen, s + HEAD, s + HEAD + pathLength(idx, s)) < 0) lo = mid + 1;
+      else hi = mid;
+    }
+    this.#cursor = lo;
+    if (lo < n) {
+      const s = starts[lo]!;
+      if (starts[lo + 1]! - s === len + HEX && b.compare(idx, s, s + len, at, at + len) === 0) return this.#found(idx, lo + 1, s + len);
+    }
+    return this.#updated(b, at, plen, len);
+  }
+
+  #hit: Buffer = EMPTY;
+
+  #found(buf: Buffer, cursor: number, hexAt: number): number {
+    if (buf === this.#index) this.#cursor = cursor;
+    this.#hit = buf;
     this.stats.fromIndex++;
-    return e.slice(pre.length);
+    return hexAt;
   }
 
-  #remember(rel: string, st: FileStat, startedAt: number, hex: string, bytes: number): void {
+  /** The entry this hasher made for the file (hashed earlier in this process), if it still matches. */
+  #updated(b: Buffer, at: number, plen: number, len: number): number {
+    if (this.#updates.size === 0) return -1;
+    const e = this.#updates.get(b.toString('utf8', at + HEAD, at + HEAD + plen));
+    if (e && e.length === len + HEX && b.compare(e, 0, len, at, at + len) === 0) return this.#found(e, 0, len);
+    return -1;
+  }
+
+  #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number): void {
     this.stats.hashed++;
     this.stats.bytes += bytes;
     // Racy (changed within a second of hashing): never trusted, so not kept.
-    if (st.mtimeMs < startedAt - 1000) this.#entries.set(flat(rel), flat(statText(st) + hex));
-    else this.#entries.delete(rel);
-    this.#dirty = true;
-  }
-
-  /** The digest of one regular file (relative to root), from the index when its stat still matches. */
-  async fileDigest(rel: string, st: FileStat): Promise<string> {
-    const known = this.#lookup(rel, st);
-    if (known !== undefined) return known;
-    const startedAt = Date.now();
-    const h = createHash('sha256');
-    let bytes = 0;
-    for await (const chunk of createReadStream(path.join(this.root, rel))) {
-      h.update(chunk as Buffer);
-      bytes += (chunk as Buffer).length;
-    }
-    const hex = h.digest('hex');
-    this.#remember(rel, st, startedAt, hex, bytes);
-    return hex;
-  }
-
-  /** Like `fileDigest`, synchronously, for a file of at most `INLINE_MAX` bytes. */
-  #smallFileDigest(rel: string, abs: string, st: FileStat): string {
-    const known = this.#lookup(rel, st);
-    if (known !== undefined) return known;
-    const startedAt = Date.now();
-    const data = readFileSync(abs);
-    const hex = createHash('sha256').update(data).digest('hex');
-    this.#remember(rel, st, startedAt, hex, data.length);
-    return hex;
+    this.#updates.set(rel, mtimeMs < startedAt - 1000 ? Buffer.concat([head, Buffer.from(hex, 'latin1')]) : null);
   }
 
   /**
@@ -207,159 +308,111 @@ export class ContextHasher {
    * which top-level directories are not walked). Returns at once.
    */
   prefetch(isHidden?: HashRoot['isHidden']): void {
-    if (this.#prefetched !== undefined || this.#entries.size < NATIVE_WALK_MIN) return;
-    this.#prefetched = { listing: this.#nativeListing(this.root, '', isHidden).catch(() => undefined) };
+    if (this.#prefetched !== undefined || this.#indexed < NATIVE_WALK_MIN) return;
+    const skip = this.#hiddenDirsIn('', isHidden);
+    this.#prefetched = { skip, listing: nativeListing(this.root, '', skip).catch(() => undefined) };
   }
 
-  #prefetched: { listing: Promise<WalkListing | undefined> } | undefined;
+  /** The directories directly in `rel` (relative to the root) that the ignore rules hide: their contents are never read. */
+  #hiddenDirsIn(rel: string, isHidden: HashRoot['isHidden']): string[] {
+    const skip: string[] = [];
+    if (!isHidden) return skip;
+    try {
+      for (const d of readdirSync(rel === '' ? this.root : path.join(this.root, rel), { withFileTypes: true })) {
+        const child = rel === '' ? d.name : `${rel}/${d.name}`;
+        if (d.isDirectory() && isHidden(child, true)) skip.push(child);
+      }
+    } catch {
+      // the listing reports it
+    }
+    return skip;
+  }
 
   /**
-   * The native listing of the tree at `dirAbs` (`rel` from the root), without descending into
-   * its top-level directories that the ignore rules hide (node_modules, .git): their contents
-   * are never read. Undefined when the helper cannot walk (then node's fs does).
+   * The records of the tree below `rel` (a directory, relative to the root): a range of the
+   * prefetched listing when it has them, else a listing of its own (the native helper's for a
+   * big tree, node's otherwise).
    */
-  async #nativeListing(dirAbs: string, rel: string, isHidden: HashRoot['isHidden']): Promise<WalkListing | undefined> {
-    const skip: string[] = [];
-    if (isHidden) {
-      for (const d of readdirSync(dirAbs, { withFileTypes: true })) {
-        if (d.isDirectory() && isHidden(rel === '' ? d.name : `${rel}/${d.name}`, true)) skip.push(d.name);
-      }
+  async #listing(rel: string, rules: Rules | undefined): Promise<{ listing: Listing; from: number; to: number }> {
+    const pre = this.#prefetched ? await this.#prefetched.listing : undefined;
+    if (pre && (rel === '' || !this.#prefetched!.skip.some((s) => rel === s || rel.startsWith(`${s}/`)))) {
+      if (rel === '') return { listing: pre, from: 0, to: pre.starts.length - 1 };
+      const p = Buffer.from(`${rel}/`);
+      const from = lowerBound(pre, p);
+      p[p.length - 1] = 0x30; // '0', the byte after '/': the end of the range
+      return { listing: pre, from, to: lowerBound(pre, p) };
     }
-    return nativeWalk(dirAbs, skip);
+    let listing: Listing | undefined;
+    if (this.#indexed >= NATIVE_WALK_MIN) listing = await nativeListing(this.root, rel, this.#hiddenDirsIn(rel, rules?.isHidden));
+    if (!listing) {
+      const prefix = rel === '' ? 0 : rel.length + 1;
+      const prune = rules
+        ? (child: string) => {
+            if (rules.isHidden?.(child, true)) return true;
+            const inSource = child.slice(prefix);
+            return rules.exclude !== undefined && rules.exclude.matches(inSource) && rules.exclude.canSkipDir(inSource);
+          }
+        : undefined;
+      listing = nodeListing(this.root, rel, prune);
+    }
+    return { listing, from: 0, to: listing.starts.length - 1 };
   }
 
   /**
    * Digests of everything the given COPY sources read, keyed by the path as the copy sees it
    * (`src`, `src/a.txt`; `.` for the root): wildcards expanded, top-level symlinks followed,
    * ignore rules and `exclude` applied, directory contents walked without following links.
-   *
-   * The walk is synchronous (one `lstat` per entry, no promise per file); files up to 1 MiB
-   * that the index does not answer are read inline, larger ones streamed afterwards. The
-   * record comes back frozen, keys in sorted order, its `filesDigest` already computed.
+   * The record comes back frozen, keys in sorted order, its `filesDigest` already computed.
    */
   async hashSources(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<Readonly<Record<string, FileDigest>>> {
-    // Parallel arrays in walk order; the walk visits each directory's entries in the order
-    // their full paths sort (a directory's contents sort as `name/`), so that they usually
-    // come out sorted and the final sort is a check.
-    const keys: string[] = [];
-    const vals: string[] = [];
-    const large: { i: number; rel: string; st: FileStat }[] = [];
+    return (await this.fileSet(from, sources, options)).record();
+  }
+
+  /**
+   * `hashSources` as the builder uses it: the digest lines of the sources (keys.ts `FileSet`),
+   * whose record is made only if asked for. Files up to 1 MiB that the index does not answer are
+   * read inline, larger ones streamed afterwards.
+   */
+  async fileSet(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<FileSet> {
+    const lines = new Lines();
+    const large: LargeFile[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
     const isHidden = from.isHidden;
+    const rules: Rules | undefined = isHidden || exclude ? { isHidden, exclude } : undefined;
     const signal = options.signal;
     const srcRoot = { root: this.root, ...(isHidden ? { isHidden } : {}) };
-
-    const visitFile = (realRel: string, shownRel: string, abs: string, s: FileStat): void => {
-      if (s.size > INLINE_MAX) {
-        large.push({ i: keys.length, rel: realRel, st: s });
-        keys.push(shownRel);
-        vals.push('');
-        return;
-      }
-      keys.push(shownRel);
-      vals.push(fileDigestText(s.mode, this.#smallFileDigest(realRel, abs, s)));
-    };
-
-    // A big tree is listed by the native helper in one go (see native-walk.ts); what it did not
-    // list (or a small tree) is read with readdir and lstat.
-    let listing: WalkListing | undefined;
-    const walkDir = (realRel: string, shownRel: string, relInSource: string, dirAbs: string): void => {
-      if (signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: signal.reason });
-      const listed = listing?.get(dirAbs);
-      if (listed !== undefined && 'errno' in listed) {
-        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}: ${getSystemErrorName(-listed.errno)}`);
-      }
-      // Names in sorted order, each with its stat when the listing has it (else lstat below).
-      let names: string[];
-      let stats: (FileStat | undefined)[] | undefined;
-      try {
-        if (listed !== undefined) {
-          listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-          names = listed.map((e) => e.name);
-          stats = listed.map((e) => e.stat);
-        } else names = readdirSync(dirAbs).sort();
-      } catch (cause) {
-        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}`, { cause });
-      }
-      // Entries in name order, a subdirectory's contents where `name/` sorts (after `name.txt`,
-      // before `name0`): so the walk's output is in sorted path order.
-      let subdirs: { name: string; k: string }[] | undefined;
-      const descend = (name: string): void => {
-        walkDir(realRel === '' ? name : `${realRel}/${name}`, shownRel === '.' ? name : `${shownRel}/${name}`, relInSource === '' ? name : `${relInSource}/${name}`, `${dirAbs}/${name}`);
-      };
-      for (let n = 0; n < names.length; n++) {
-        const name = names[n]!;
-        while (subdirs !== undefined && subdirs.length > 0 && subdirs[0]!.k < name) descend(subdirs.shift()!.name);
-        const childReal = realRel === '' ? name : `${realRel}/${name}`;
-        const childAbs = `${dirAbs}/${name}`;
-        let cs: FileStat;
-        try {
-          cs = stats?.[n] ?? lstatSync(childAbs);
-        } catch (cause) {
-          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${childReal} in ${this.root}`, { cause });
-        }
-        const isDir = cs.isDirectory();
-        if (exclude) {
-          const childInSource = relInSource === '' ? name : `${relInSource}/${name}`;
-          if (exclude.matches(childInSource) && (!isDir || exclude.canSkipDir(childInSource))) continue;
-        }
-        if (isHidden?.(childReal, isDir)) continue;
-        // One string for both when the source is the directory itself (`COPY . .`): kept once.
-        const childShown = shownRel === realRel || (shownRel === '.' && realRel === '') ? childReal : shownRel === '.' ? name : `${shownRel}/${name}`;
-        if (isDir) {
-          keys.push(childShown);
-          vals.push(`d:${modeText(cs.mode)}`);
-          const item = { name, k: `${name}/` };
-          if (subdirs === undefined) subdirs = [item];
-          else {
-            // keep sorted by `name/` (usually an append)
-            let j = subdirs.length;
-            while (j > 0 && subdirs[j - 1]!.k > item.k) j--;
-            subdirs.splice(j, 0, item);
-          }
-        } else if (cs.isSymbolicLink()) {
-          keys.push(childShown);
-          vals.push(`l:${readlinkSync(childAbs)}`);
-        } else if (cs.isFile()) {
-          visitFile(childReal, childShown, childAbs, cs);
-        }
-        // sockets, fifos, devices: not copied, not keyed
-      }
-      if (subdirs !== undefined) for (const d of subdirs) descend(d.name);
-    };
+    // Line ranges of the sources, in order: each is sorted; `ordered` false when its listing was
+    // not in JavaScript's order (then all lines are sorted as strings at the end).
+    let ordered = true;
+    const segments: number[] = [];
 
     for (const raw of sources) {
       const matches = await expandSourcePath(srcRoot, raw);
       for (const m of matches) {
+        signal?.throwIfAborted();
+        segments.push(lines.marks.length >> 1);
         const key = m === '' ? '.' : m;
         const r = await resolveInRoot(this.root, m, { isHidden });
         if (!r.exists) {
-          keys.push(key);
-          vals.push('missing');
+          lines.text(key, 'missing');
           continue;
         }
-        let st: Stats;
+        let st: BigIntStats;
         try {
-          st = lstatSync(r.abs);
+          st = lstatSync(r.abs, { bigint: true });
           if (st.isSymbolicLink()) throw new Error('unresolved link');
         } catch (cause) {
           throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${m} in ${this.root}`, { cause });
         }
         if (st.isDirectory()) {
-          keys.push(key);
-          vals.push(`d:${modeText(st.mode)}`);
-          const dirAbs = r.rel === '' ? this.root : path.join(this.root, r.rel);
-          const pre = await this.#prefetched?.listing;
-          if (pre?.has(dirAbs)) listing = pre;
-          else listing = this.#entries.size >= NATIVE_WALK_MIN ? await this.#nativeListing(dirAbs, r.rel, isHidden) : undefined;
-          walkDir(r.rel, key, '', dirAbs);
-          listing = undefined;
-        } else if (st.isSymbolicLink()) {
-          keys.push(key);
-          vals.push(`l:${readlinkSync(r.abs)}`);
+          const { listing, from: i0, to: i1 } = await this.#listing(r.rel, rules);
+          if (listing.unordered) ordered = false;
+          this.#directory(listing, i0, i1, r.rel, key, Number(st.mode), rules, lines, large, signal);
         } else if (st.isFile()) {
-          visitFile(r.rel, key, path.join(this.root, r.rel), st);
+          const rec = encodeRecord(r.rel, st);
+          this.#file(rec, 0, Buffer.from(key), pathLength(rec, 0), lines, large);
         }
+        // sockets, fifos, devices: not copied, not keyed
       }
     }
 
@@ -369,49 +422,221 @@ export class ContextHasher {
         large.map((f) =>
           limit(async () => {
             signal?.throwIfAborted();
-            vals[f.i] = fileDigestText(f.st.mode, await this.fileDigest(f.rel, f.st));
+            const startedAt = Date.now();
+            const h = createHash('sha256');
+            let bytes = 0;
+            for await (const chunk of createReadStream(path.join(this.root, f.rel))) {
+              h.update(chunk as Buffer);
+              bytes += (chunk as Buffer).length;
+            }
+            const hex = h.digest('hex');
+            this.#remember(f.rel, f.head, f.mtimeMs, startedAt, hex, bytes);
+            lines.buf.write(hex, f.pos, 'latin1');
           }),
         ),
       );
     }
-    return sealFiles(keys, vals);
+
+    const count = lines.marks.length >> 1;
+    lines.marks.push(lines.n);
+    // Each source's lines are sorted; together they are when each starts after the previous one ends.
+    for (let s = 1; ordered && s < segments.length; s++) {
+      const first = segments[s]!;
+      if (first > 0 && first < count && !(lines.pathOf(first - 1) < lines.pathOf(first))) ordered = false;
+    }
+    if (ordered) return FileSet.fromSortedLines(lines.buf.subarray(0, lines.n), lines.marks);
+    // Sorted as strings; a path named twice keeps its last digest.
+    const set = FileSet.fromSortedLines(lines.buf.subarray(0, lines.n), lines.marks);
+    const keys: string[] = [];
+    const vals: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const [k, v] = set.line(i);
+      keys.push(k);
+      vals.push(v);
+    }
+    return FileSet.fromRecord(sealFiles(keys, vals));
+  }
+
+  /**
+   * The lines of a directory source: its own (`key`, `d:<mode>`), then one per record of
+   * `listing` in [i0, i1) that the rules let through, shown below `key` instead of `rel`.
+   */
+  #directory(listing: Listing, i0: number, i1: number, rel: string, key: string, mode: number, rules: Rules | undefined, lines: Lines, large: LargeFile[], signal: AbortSignal | undefined): void {
+    const { buf: b, starts } = listing;
+    // Paths are shown as `key/...` where they are `rel/...`: `strip` bytes of each path are
+    // replaced by `prefix` (nothing to do when they are the same: `COPY . .`, `COPY src/ x`).
+    const same = key === rel || (key === '.' && rel === '');
+    const prefix = same ? undefined : Buffer.from(rel === '' ? `${key}/` : key);
+    const strip = same ? 0 : Buffer.byteLength(rel);
+    const inSource = rel === '' ? 0 : rel.length + 1;
+    const own = tag('d', mode);
+    const keyBytes = Buffer.from(key);
+    // Records not to look at: the contents of a directory the rules skip (from → to).
+    const jumps = rules ? new Map<number, number>() : undefined;
+    // The source's own line where it sorts: first, except `.` (after `-x`, before `.a` and `a`).
+    let ownPending = true;
+    if (key !== '.') {
+      lines.path(undefined, keyBytes, 0, keyBytes.length, own.length);
+      lines.put(own);
+      ownPending = false;
+    }
+    for (let i = i0; i < i1; i++) {
+      if ((i & 1023) === 0 && signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: signal.reason });
+      const at = starts[i]!;
+      const type = b[at]!;
+      const plen = pathLength(b, at);
+      if (ownPending && (plen === 0 || b[at + HEAD]! >= 0x2e)) {
+        lines.path(undefined, keyBytes, 0, 1, own.length);
+        lines.put(own);
+        ownPending = false;
+      }
+      if (type === T_ERROR) {
+        const dir = b.toString('utf8', at + HEAD, at + HEAD + Math.max(0, plen - 1));
+        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${dir || '.'} in ${this.root}: ${getSystemErrorName(-recordMode(b, at))}`);
+      }
+      if (rules) {
+        const to = jumps!.get(i);
+        if (to !== undefined) {
+          i = to - 1;
+          continue;
+        }
+        const child = b.toString('utf8', at + HEAD, at + HEAD + plen);
+        const isDir = type === T_DIR;
+        let skip = false;
+        if (rules.exclude) {
+          const rest = child.slice(inSource);
+          skip = rules.exclude.matches(rest) && (!isDir || rules.exclude.canSkipDir(rest));
+        }
+        if (!skip && rules.isHidden?.(child, isDir)) skip = true;
+        if (skip) {
+          if (isDir) {
+            // Its contents sort as `dir/…`, a range further on (the rules would hide each of them anyway).
+            const p = Buffer.allocUnsafe(plen + 1);
+            b.copy(p, 0, at + HEAD, at + HEAD + plen);
+            p[plen] = 0x2f;
+            const lo = lowerBound(listing, p, i + 1, i1);
+            p[plen] = 0x30; // '0', the byte after '/'
+            const hi = lowerBound(listing, p, lo, i1);
+            if (hi > lo) jumps!.set(lo, hi);
+          }
+          continue;
+        }
+      }
+      if (type === T_FILE) this.#file(b, at, prefix, strip, lines, large);
+      else if (type === T_DIR) {
+        const d = tag('d', recordMode(b, at));
+        lines.path(prefix, b, at + HEAD + strip, at + HEAD + plen, d.length);
+        lines.put(d);
+      } else if (type === T_LINK) {
+        const t = targetAt(b, at);
+        const tlen = b[t]! | (b[t + 1]! << 8);
+        lines.path(prefix, b, at + HEAD + strip, at + HEAD + plen, LINK_TAG.length + tlen + 1);
+        lines.put(LINK_TAG);
+        lines.put(b, t + 2, t + 2 + tlen);
+        lines.buf[lines.n++] = 0x0a;
+      }
+      // sockets, fifos, devices: not copied, not keyed
+    }
+    if (ownPending) {
+      lines.path(undefined, keyBytes, 0, 1, own.length);
+      lines.put(own);
+    }
+  }
+
+  /**
+   * The line of the file of record `at` in `b` (its path with `strip` bytes replaced by
+   * `prefix`): its digest from the index when an entry matches its stat, else read now (or
+   * queued in `large`).
+   */
+  #file(b: Buffer, at: number, prefix: Buffer | undefined, strip: number, lines: Lines, large: LargeFile[]): void {
+    const plen = pathLength(b, at);
+    const len = HEAD + plen + 1 + statLength(b, at);
+    const t = tag('f', recordMode(b, at));
+    lines.path(prefix, b, at + HEAD + strip, at + HEAD + plen, t.length + HEX + 1);
+    lines.put(t);
+    const hexAt = this.#lookup(b, at, plen, len);
+    if (hexAt >= 0) {
+      lines.put(this.#hit, hexAt, hexAt + HEX);
+    } else {
+      const rel = b.toString('utf8', at + HEAD, at + HEAD + plen);
+      const { size, mtimeMs } = sizeAndMtime(b, at);
+      const head = Buffer.from(b.subarray(at, at + len));
+      if (size > INLINE_MAX) {
+        large.push({ pos: lines.n, rel, head, mtimeMs });
+        lines.n += HEX; // written once read
+      } else {
+        const startedAt = Date.now();
+        let data: Buffer;
+        try {
+          data = readFileSync(path.join(this.root, rel));
+        } catch (cause) {
+          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${rel} in ${this.root}`, { cause });
+        }
+        const hex = createHash('sha256').update(data).digest('hex');
+        this.#remember(rel, head, mtimeMs, startedAt, hex, data.length);
+        lines.n += lines.buf.write(hex, lines.n, 'latin1');
+      }
+    }
+    lines.buf[lines.n++] = 0x0a;
   }
 
   /** Write the index back (atomically: temp file, fsync, rename) if anything was hashed. */
   async save(): Promise<void> {
-    if (!this.#dirty) return;
+    if (this.#updates.size === 0) return;
     const file = indexPath(this.#cacheDir, this.root, 'idx');
     const dir = path.dirname(file);
     await mkdir(dir, { recursive: true });
+    // The new entries in path byte order (usually already: they come in listing order).
+    const ups = [...this.#updates].map(([rel, entry]) => ({ p: Buffer.from(rel), entry }));
+    for (let i = 1; i < ups.length; i++) {
+      if (Buffer.compare(ups[i - 1]!.p, ups[i]!.p) > 0) {
+        ups.sort((a, c) => Buffer.compare(a.p, c.p));
+        break;
+      }
+    }
     const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
     const fh = await open(tmp, 'wx', 0o644);
     try {
-      // Encoded straight into one reused buffer, written whenever it fills: no text of the
-      // whole index (and none of its pieces) is ever held, for a context of any size.
+      // Encoded straight into one reused buffer, written whenever it fills: no copy of the
+      // whole index is made, for a context of any size.
       const buf = Buffer.allocUnsafe(INDEX_WRITE_BUFFER);
       let n = 0;
       const flush = async (b: Buffer): Promise<void> => {
         for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
       };
-      const put = async (text: string): Promise<void> => {
-        const len = Buffer.byteLength(text);
-        if (n + len > buf.length) {
+      const put = async (src: Buffer, from: number, to: number): Promise<void> => {
+        if (n + (to - from) > buf.length) {
           await flush(buf.subarray(0, n));
           n = 0;
         }
-        if (len > buf.length) await flush(Buffer.from(text));
-        else n += buf.write(text, n);
+        if (to - from > buf.length) await flush(src.subarray(from, to));
+        else n += src.copy(buf, n, from, to);
       };
-      await put(`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`);
-      for (const [rel, e] of this.#entries) {
-        if (n + Buffer.byteLength(rel) + Buffer.byteLength(e) + 2 > buf.length) {
-          await put(`${rel}\0${e}\n`);
-          continue;
+      const header = Buffer.from(`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`);
+      await put(header, 0, header.length);
+      // Merged with the entries read: a path in both takes the new entry (or none, if null).
+      const idx = this.#index;
+      const starts = this.#starts;
+      let i = 0;
+      let j = 0;
+      while (i < starts.length - 1 || j < ups.length) {
+        let c: number;
+        if (i >= starts.length - 1) c = 1;
+        else if (j >= ups.length) c = -1;
+        else {
+          const s = starts[i]!;
+          const p = ups[j]!.p;
+          c = idx.compare(p, 0, p.length, s + HEAD, s + HEAD + pathLength(idx, s));
         }
-        n += buf.write(rel, n);
-        buf[n++] = 0;
-        n += buf.write(e, n);
-        buf[n++] = 0x0a;
+        if (c < 0) {
+          await put(idx, starts[i]!, starts[i + 1]!);
+          i++;
+        } else {
+          const e = ups[j]!.entry;
+          if (e) await put(e, 0, e.length);
+          j++;
+          if (c === 0) i++;
+        }
       }
       await flush(buf.subarray(0, n));
       await fh.sync();
@@ -424,10 +649,23 @@ export class ContextHasher {
     }
     await rename(tmp, file);
     await rm(indexPath(this.#cacheDir, this.root, 'json'), { force: true }); // the version 1 index, if any
-    this.#dirty = false;
+    this.#updates.clear();
   }
 }
 
+/** The first record of `l` in [from, to) whose path is not before `p` (byte order). */
+function lowerBound(l: Listing, p: Buffer, from = 0, to = l.starts.length - 1): number {
+  const { buf, starts } = l;
+  let lo = from;
+  let hi = to;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    const s = starts[mid]!;
+    if (buf.compare(p, 0, p.length, s + HEAD, s + HEAD + pathLength(buf, s)) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
 
 /**
  * One call for a solver (a build that hashes many steps should instead keep one `ContextHasher`
@@ -441,7 +679,7 @@ export async function hashContextSources(
   options: HashSourcesOptions = {},
 ): Promise<{ digest: Digest; files: Readonly<Record<string, FileDigest>>; stats: HashStats }> {
   const hasher = await ContextHasher.open(cacheDir, from.root);
-  const files = await hasher.hashSources(from, sources, options);
+  const set = await hasher.fileSet(from, sources, options);
   await hasher.save();
-  return { digest: filesDigest(files), files, stats: hasher.stats };
+  return { digest: set.digest, files: set.record(), stats: hasher.stats };
 }

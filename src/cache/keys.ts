@@ -76,9 +76,10 @@ export interface KeyInputs {
   readonly inputs?: Readonly<Record<string, string>>;
   /**
    * Content of the files the op reads (COPY sources after ignore rules, bind-mounted context):
-   * path → a `FileDigest` string from context-hash.ts (type, mode, content digest; never mtime).
+   * path → a `FileDigest` string from context-hash.ts (type, mode, content digest; never mtime),
+   * as a record or as the `FileSet` context hashing makes.
    */
-  readonly files?: Readonly<Record<string, string>>;
+  readonly files?: Readonly<Record<string, string>> | FileSet;
   /** Values outside the op that the step can see (e.g. build args a RUN sees), by name. */
   readonly values?: Readonly<Record<string, string>>;
 }
@@ -167,16 +168,104 @@ export function sealFiles(paths: readonly string[], digests: readonly string[]):
   return out;
 }
 
+/**
+ * The files a step reads, kept as the text their digest is made of: one `path \0 FileDigest \n`
+ * line per path, in sorted path order, in one buffer (context hashing writes them straight from
+ * a listing and its index: no string per file). The path → digest record is made only when it
+ * is asked for (`record()`: to explain a miss, to keep a manifest); a hit needs only `digest`.
+ */
+export class FileSet {
+  /** `filesDigest` of the record: sha256 of the lines. */
+  readonly digest: Digest;
+  /** Paths in the set. */
+  readonly size: number;
+  readonly #lines: Buffer;
+  /** Per line its start and the offset of its NUL, then the end of the last line. */
+  readonly #marks: readonly number[];
+  #record: Readonly<Record<string, string>> | undefined;
+
+  private constructor(lines: Buffer, marks: readonly number[], record?: Readonly<Record<string, string>>) {
+    this.#lines = lines;
+    this.#marks = marks;
+    this.size = (marks.length - 1) >> 1;
+    this.digest = `sha256:${createHash('sha256').update(lines).digest('hex')}` as Digest;
+    if (record) this.#seal(record);
+  }
+
+  /**
+   * From lines already in sorted path order (JavaScript's string order), no path twice: the
+   * caller's promise. `marks` as kept by the set: each line's start and NUL, then the end.
+   */
+  static fromSortedLines(lines: Buffer, marks: readonly number[]): FileSet {
+    return new FileSet(lines, marks);
+  }
+
+  /** From a record (sorted here). */
+  static fromRecord(files: Readonly<Record<string, string>>): FileSet {
+    const keys = sortedKeys(files);
+    const marks: number[] = [];
+    let text = '';
+    let n = 0;
+    for (const k of keys) {
+      marks.push(n);
+      n += Buffer.byteLength(k);
+      marks.push(n);
+      const v = files[k]!;
+      n += 2 + Buffer.byteLength(v);
+      text += `${k}\0${v}\n`;
+    }
+    marks.push(n);
+    return new FileSet(Buffer.from(text), marks, Object.isFrozen(files) ? files : undefined);
+  }
+
+  #seal(record: Readonly<Record<string, string>>): void {
+    this.#record = record;
+    sealed.set(record, this.digest);
+  }
+
+  /** The paths and digests as a record: frozen, keys in sorted order, its `filesDigest` known. */
+  record(): Readonly<Record<string, string>> {
+    if (this.#record) return this.#record;
+    const b = this.#lines;
+    const m = this.#marks;
+    const out: Record<string, string> = {};
+    for (let i = 0; i + 2 < m.length; i += 2) out[b.toString('utf8', m[i]!, m[i + 1]!)] = b.toString('utf8', m[i + 1]! + 1, m[i + 2]! - 1);
+    Object.freeze(out);
+    this.#seal(out);
+    return out;
+  }
+
+  /** Path and digest of line `i` (0-based, in order). */
+  line(i: number): [string, string] {
+    const b = this.#lines;
+    const m = this.#marks;
+    return [b.toString('utf8', m[2 * i]!, m[2 * i + 1]!), b.toString('utf8', m[2 * i + 1]! + 1, m[2 * i + 2]! - 1)];
+  }
+}
+
+/**
+ * The manifest of a step: what its key digests. A `FileSet` is keyed by its digest and its paths
+ * are left out (`files` absent: a hit never needs them); add them with `withFiles` when the
+ * manifest is kept or explained.
+ */
 export function keyManifest(inputs: KeyInputs): KeyManifest {
-  const files = inputs.files ? (sealed.has(inputs.files) ? inputs.files : sortedRecord(inputs.files)) : undefined;
+  const given = inputs.files;
+  const set = given instanceof FileSet ? given : undefined;
+  const files = given && !set ? (sealed.has(given as object) ? (given as Readonly<Record<string, string>>) : sortedRecord(given as Readonly<Record<string, string>>)) : undefined;
   return {
     version: KEY_VERSION,
     op: canonicalOp(inputs.op),
     inputs: sortedRecord(inputs.inputs),
     values: sortedRecord(inputs.values),
-    filesDigest: filesDigest(files),
+    filesDigest: set ? set.digest : filesDigest(files),
     ...(files ? { files } : {}),
   };
+}
+
+/** `manifest` with the paths of `files` (a `FileSet` made it), for keeping or explaining it. */
+export function withFiles(manifest: KeyManifest, files: FileSet | Readonly<Record<string, string>> | undefined): KeyManifest {
+  if (manifest.files || !(files instanceof FileSet)) return manifest;
+  return { ...manifest, files: files.record() };
 }
 
 /** The key of a manifest: sha256 of its canonical JSON without the file list (the digest stands in). */

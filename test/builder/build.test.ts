@@ -192,6 +192,32 @@ RUN cat /b.txt > /b.copy
     expect(nocache.executedSteps).toBe(4);
   });
 
+  it('a big context (listed by the native helper, answered from the index): no-op, touch and change behave as on a small one', { timeout: 120_000 }, async () => {
+    const files: Record<string, string> = { Dockerfile: 'FROM busybox:latest\nCOPY . /ctx\nRUN find /ctx -type f | wc -l > /count\n', '.dockerignore': 'ignored\n' };
+    for (let i = 0; i < 2200; i++) files[`d${i % 40}/f${i}.txt`] = `${i}\n`;
+    files['ignored/x'] = 'x';
+    const { root, context } = await setup(files);
+    const old = new Date(Date.now() - 60_000); // older than the racy-write window: kept in the index
+    for (const name of Object.keys(files)) await utimes(path.join(context, name), old, old);
+    const first = await buildIn(root, context);
+    expect(first.executedSteps).toBe(2);
+    const again = await buildIn(root, context);
+    expect(again.executedSteps).toBe(0);
+    expect(again.manifestDigest).toBe(first.manifestDigest);
+
+    const later = new Date(Date.now() - 30_000);
+    await utimes(path.join(context, 'd7/f7.txt'), later, later);
+    await writeFile(path.join(context, 'ignored/x'), 'changed but ignored');
+    expect((await buildIn(root, context)).executedSteps).toBe(0);
+
+    await writeFile(path.join(context, 'd9/f2009.txt'), 'changed\n');
+    const changed = await buildIn(root, context);
+    expect(changed.steps.filter((s) => s.status === 'executed').map((s) => s.reason)).toEqual(['file d9/f2009.txt modified', 'previous step changed']);
+    await writeFile(path.join(context, 'd9/new.txt'), 'new\n');
+    const added = await buildIn(root, context);
+    expect(added.steps.find((s) => s.status === 'executed')!.reason).toBe('file d9/new.txt added');
+  });
+
   it('a changed COPY of a tree hard-links the unchanged files from the previous snapshot and copies the changed one', { timeout: 120_000 }, async () => {
     const DF2 = 'FROM busybox:latest\nCOPY tree /tree\nRUN cat /tree/a /tree/b /tree/sub/c > /all\n';
     const { root, context } = await setup({ Dockerfile: DF2, 'tree/a': 'a1\n', 'tree/b': 'b1\n', 'tree/sub/c': 'c1\n' });

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openContext } from '../../src/builder/context.js';
 import { ContextHasher } from '../../src/cache/context-hash.js';
-import { cacheKey, canonicalJson, describeChanges, explain, filesDigest, sealFiles } from '../../src/cache/keys.js';
+import { cacheKey, canonicalJson, describeChanges, explain, FileSet, filesDigest, sealFiles, withFiles } from '../../src/cache/keys.js';
 
 const tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'tsbuild-keys-test-'));
 afterAll(() => rm(tmpRoot, { recursive: true, force: true }));
@@ -186,6 +186,25 @@ describe('context hash walk', () => {
     expect(filesDigest(files)).toBe(filesDigest({ b: '3', a: '2' }));
   });
 
+  it('a FileSet keys like its record, and gives the record (sealed, same digest) only when asked', async () => {
+    const ctx = await makeContext();
+    const hasher = await ContextHasher.open(path.join(tmpRoot, 'c-set'), ctx);
+    const set = await hasher.fileSet(await openContext({ dir: ctx }), ['.']);
+    const record = set.record();
+    expect(set.record()).toBe(record); // made once
+    expect(Object.isFrozen(record)).toBe(true);
+    expect(set.size).toBe(Object.keys(record).length);
+    expect(set.digest).toBe(filesDigest(record));
+    expect(set.digest).toBe(filesDigest({ ...record })); // an ordinary copy, digested by sorting
+    expect(FileSet.fromRecord({ ...record }).digest).toBe(set.digest);
+    const bySet = cacheKey({ op: copyOp(), files: set });
+    const byRecord = cacheKey({ op: copyOp(), files: { ...record } });
+    expect(bySet.key).toBe(byRecord.key);
+    expect(bySet.manifest.files).toBeUndefined(); // a hit never needs the paths
+    expect(withFiles(bySet.manifest, set)).toEqual(byRecord.manifest);
+    expect(withFiles(byRecord.manifest, { ...record })).toBe(byRecord.manifest);
+  });
+
   it('persists the index as one record per file and reloads it', async () => {
     const ctx = await makeContext();
     const old = new Date(Date.now() - 60_000);
@@ -195,7 +214,7 @@ describe('context hash walk', () => {
     const [name] = await readdir(path.join(cache, 'context-index'));
     expect(name).toMatch(/^[0-9a-f]{64}\.idx$/);
     const text = await readFile(path.join(cache, 'context-index', name!), 'utf8');
-    expect(text.split('\n')[0]).toBe(`tsbuild-context-index 2 ${JSON.stringify(ctx)}`);
+    expect(text.split('\n')[0]).toBe(`tsbuild-context-index 3 ${JSON.stringify(ctx)}`);
     expect(text).toContain(`src/lib/util.ts\0`);
     const second = await stepKey(cache, ctx);
     expect(second.stats).toEqual({ hashed: 0, fromIndex: 4, bytes: 0 });

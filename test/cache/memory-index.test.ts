@@ -1,7 +1,7 @@
 /**
- * The context index and file digests are kept compactly (flat strings, an index written through
- * one reused buffer); these tests check that what they say is unchanged: the index file's exact
- * text, across many buffer fills, and the digest strings of files of several modes.
+ * The context index is kept as its file's bytes and written through one reused buffer, merged
+ * with what a build hashed; these tests check what it says: every entry exactly, across many
+ * buffer fills, after a merge, and the digest strings of files of several modes.
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
@@ -15,12 +15,38 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'tsbuild-memory-index-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const sha = (b: Buffer | string): string => createHash('sha256').update(b).digest('hex');
+
+/**
+ * An index file's entries as `path \0 mode size mtimeNs ino hex`, read by this test from the
+ * format context-hash.ts documents: a header line, then per file u8 'f', u16 path length, u16
+ * stat text length, u32 st_mode, path, NUL, `<size> <mtime ns> <ino> `, 64 hex digits.
+ */
+function readIndex(file: string, root: string): string[] {
+  const buf = readFileSync(file);
+  const nl = buf.indexOf(0x0a);
+  expect(buf.toString('utf8', 0, nl)).toBe(`tsbuild-context-index 3 ${JSON.stringify(root)}`);
+  const out: string[] = [];
+  for (let at = nl + 1; at < buf.length; ) {
+    expect(String.fromCharCode(buf[at]!)).toBe('f');
+    const plen = buf.readUInt16LE(at + 1);
+    const slen = buf.readUInt16LE(at + 3);
+    const mode = buf.readUInt32LE(at + 5);
+    const p = buf.toString('utf8', at + 9, at + 9 + plen);
+    expect(buf[at + 9 + plen]).toBe(0);
+    const stat = buf.toString('latin1', at + 10 + plen, at + 10 + plen + slen);
+    const hex = buf.toString('latin1', at + 10 + plen + slen, at + 10 + plen + slen + 64);
+    expect(hex).toMatch(/^[0-9a-f]{64}$/);
+    out.push(`${p}\0${mode} ${stat}${hex}`);
+    at += 10 + plen + slen + 64;
+  }
+  return out;
+}
 const past = new Date(Date.now() - 3_600_000);
 
 describe('context index: compact in memory, same bytes on disk', () => {
-  it('writes one line per file, exactly as lstat and sha256 say, for an index many times its write buffer', async () => {
+  it('writes one entry per file, exactly as lstat and sha256 say, sorted by path, for an index many times its write buffer', async () => {
     const root = path.join(tmp, 'big');
-    const expected = new Set<string>();
+    const expected: string[] = [];
     // 3,000 files with long names: an index of ~1 MB, written through a 256 KiB buffer.
     for (let d = 0; d < 30; d++) {
       const dir = path.join(root, `dir-${'ü'.repeat(20)}-${d}`);
@@ -41,20 +67,15 @@ describe('context index: compact in memory, same bytes on disk', () => {
     for (const d of readdirSync(root)) {
       for (const f of readdirSync(path.join(root, d))) {
         const abs = path.join(root, d, f);
-        const st = lstatSync(abs);
-        expected.add(`${d}/${f}\0${st.size} ${st.mtimeMs} ${st.ino} ${st.mode} ${sha(readFileSync(abs))}`);
+        const st = lstatSync(abs, { bigint: true });
+        expected.push(`${d}/${f}\0${st.mode} ${st.size} ${st.mtimeNs} ${st.ino} ${sha(readFileSync(abs))}`);
         expect(files[`${d}/${f}`]).toBe(`f:644:${sha(readFileSync(abs))}`);
       }
     }
     const indexDir = path.join(cacheDir, 'context-index');
     const [indexFile, ...others] = readdirSync(indexDir);
     expect(others).toEqual([]);
-    const text = readFileSync(path.join(indexDir, indexFile!), 'utf8');
-    expect(text.startsWith(`tsbuild-context-index 2 ${JSON.stringify(root)}\n`)).toBe(true);
-    expect(text.endsWith('\n')).toBe(true);
-    const lines = text.slice(text.indexOf('\n') + 1, -1).split('\n');
-    expect(lines).toHaveLength(3000);
-    expect(new Set(lines)).toEqual(expected);
+    expect(readIndex(path.join(indexDir, indexFile!), root)).toEqual(expected.sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
 
     // Read back: every file is answered from the index, with the same digests.
     const again = await ContextHasher.open(cacheDir, root);
@@ -62,6 +83,39 @@ describe('context index: compact in memory, same bytes on disk', () => {
     expect(again.stats).toMatchObject({ hashed: 0, fromIndex: 3000 });
     expect(filesDigest(files2)).toBe(filesDigest(files));
     expect(files2).toEqual(files);
+  });
+
+  it('merges what a later build hashed into the index: changed entries replaced, new ones in order, racy ones dropped', async () => {
+    const root = path.join(tmp, 'merge');
+    mkdirSync(root);
+    for (const n of ['b', 'd', 'f']) writeFileSync(path.join(root, n), n);
+    for (const n of ['b', 'd', 'f']) utimesSync(path.join(root, n), past, past);
+    const cacheDir = path.join(tmp, 'cache-merge');
+    const first = await ContextHasher.open(cacheDir, root);
+    await first.hashSources({ root }, ['.']);
+    await first.save();
+    const [indexFile] = readdirSync(path.join(cacheDir, 'context-index'));
+    const file = path.join(cacheDir, 'context-index', indexFile!);
+    expect(readIndex(file, root).map((e) => e.split('\0')[0])).toEqual(['b', 'd', 'f']);
+
+    writeFileSync(path.join(root, 'a'), 'new, old enough');
+    utimesSync(path.join(root, 'a'), past, past);
+    writeFileSync(path.join(root, 'd'), 'changed');
+    utimesSync(path.join(root, 'd'), past, new Date(past.getTime() + 1000));
+    writeFileSync(path.join(root, 'e'), 'new and racy'); // mtime now: hashed, never kept
+    writeFileSync(path.join(root, 'f'), 'f changed racily');
+    const second = await ContextHasher.open(cacheDir, root);
+    const files = await second.hashSources({ root }, ['.']);
+    expect(second.stats).toMatchObject({ hashed: 4, fromIndex: 1 });
+    expect(files.d).toBe(`f:644:${sha('changed')}`);
+    await second.save();
+    const entries = readIndex(file, root);
+    expect(entries.map((e) => e.split('\0')[0])).toEqual(['a', 'b', 'd']);
+    expect(entries[2]!.endsWith(sha('changed'))).toBe(true);
+
+    const third = await ContextHasher.open(cacheDir, root);
+    expect(await third.hashSources({ root }, ['.'])).toEqual(files);
+    expect(third.stats).toMatchObject({ hashed: 2, fromIndex: 3 }); // e and f are read again until they are a second old
   });
 
   it('gives each file its own mode in its digest text, from the walk, from a named file and from the index', async () => {
