@@ -262,7 +262,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const c = outputCompression(out);
     const m = await manifestFor(c);
     if (c && !compressedOne) [exported, compressedOne] = [m, true];
-    await exportImage(out, { store, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
+    await exportImage(out, { store, cache, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
   }
   return {
     manifestDigest: exported.desc.digest,

@@ -1,14 +1,17 @@
 import { createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { TsbuildError } from '../errors.js';
+import type { CacheStore } from '../cache/store.js';
+import type { Digest } from '../oci/digest.js';
 import { loadManifest, selectImage } from '../oci/image.js';
 import { OciLayout, writeOciArchive } from '../oci/layout.js';
 import { familiarName, parseReference } from '../oci/reference.js';
 import type { Store } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
 import type { OutputSpec } from './options.js';
+import { codeIdentity } from './parse-cache.js';
 
 export interface ExportContext {
   readonly store: Store;
@@ -21,6 +24,11 @@ export interface ExportContext {
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly signal?: AbortSignal;
   readonly sourceDateEpoch?: number;
+  /**
+   * Where an archive output remembers what it wrote (see `writeArchive`): with it, a rebuild of
+   * the same image to the same file leaves the file as it is instead of writing it again.
+   */
+  readonly cache?: CacheStore;
 }
 
 export class ExportError extends TsbuildError {}
@@ -54,6 +62,42 @@ async function atomicFile(dest: string, write: (out: NodeJS.WritableStream) => P
   }
 }
 
+/** An archive file as written: what its lstat said right after, to know it again. */
+interface WrittenArchive {
+  readonly dev: string;
+  readonly ino: string;
+  readonly size: string;
+  readonly mtimeNs: string;
+  readonly ctimeNs: string;
+}
+
+async function archiveStat(file: string): Promise<WrittenArchive | undefined> {
+  const st = await lstat(file, { bigint: true }).catch(() => undefined);
+  if (!st?.isFile()) return undefined;
+  return { dev: String(st.dev), ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
+}
+
+/**
+ * Writes an archive output `dest` with `write`, unless the file there is the one an earlier
+ * export wrote from the same `inputs` (the image's manifest digest, names, options) with the
+ * same code, untouched since: its lstat (device, inode, size, mtime and ctime to the
+ * nanosecond) is what was recorded right after it was renamed into place. Any write, rename or
+ * replacement of the file changes its ctime, so a file that is not byte for byte the archive
+ * these inputs give is written again. A no-op rebuild then costs a stat, not a copy of every
+ * blob of the image.
+ */
+async function writeArchive(ctx: ExportContext, dest: string, inputs: unknown, write: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<void> {
+  const cache = ctx.cache;
+  if (!cache || dest === '-') return atomicFile(dest, write);
+  const key = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.archive-output.v1', await codeIdentity(), path.resolve(dest), inputs])).digest('hex')}` as Digest;
+  const [had, now] = await Promise.all([cache.get(key).catch(() => undefined), archiveStat(dest)]);
+  const was = had?.result as WrittenArchive | undefined;
+  if (was && now && Object.entries(now).every(([k, v]) => was[k as keyof WrittenArchive] === v)) return;
+  await atomicFile(dest, write);
+  const written = await archiveStat(dest);
+  if (written) await cache.put({ key, result: { ...written }, size: 0, description: `archive ${dest}` }).catch(() => {});
+}
+
 /** Sends the built image to one output. */
 export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<void> {
   const names = 'name' in out && out.name && out.name.length > 0 ? out.name : ctx.tags;
@@ -70,22 +114,25 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
       return;
     }
     case 'oci': {
-      const item = await loadManifest(ctx.store, ctx.manifest);
       const rn = refName(names[0]);
       if (out.tar === false) {
         const layout = await OciLayout.create(out.dest);
-        await layout.write(item, rn);
+        await layout.write(await loadManifest(ctx.store, ctx.manifest), rn);
         return;
       }
-      await atomicFile(out.dest, (w) => writeOciArchive(w as never, [{ item, ...(rn ? { refName: rn } : {}) }], { mtime: ctx.sourceDateEpoch ?? 0 }));
+      const mtime = ctx.sourceDateEpoch ?? 0;
+      await writeArchive(ctx, out.dest, ['oci', ctx.manifest.digest, rn ?? null, mtime], async (w) =>
+        writeOciArchive(w as never, [{ item: await loadManifest(ctx.store, ctx.manifest), ...(rn ? { refName: rn } : {}) }], { mtime }),
+      );
       return;
     }
     case 'docker': {
-      const mod = await import('../oci/docker-archive.js');
-      const item = await loadManifest(ctx.store, ctx.manifest);
-      const image = await selectImage(ctx.store, item, ctx.platform);
       const tags = names.map((n) => familiarName(parseReference(n)) + ':' + (parseReference(n).tag ?? 'latest'));
-      await atomicFile(out.dest, (w) => (mod as unknown as { writeDockerArchive: (w: unknown, e: unknown, o?: unknown) => Promise<unknown> }).writeDockerArchive(w, [{ image, tags }]));
+      await writeArchive(ctx, out.dest, ['docker', ctx.manifest.digest, tags], async (w) => {
+        const mod = await import('../oci/docker-archive.js');
+        const image = await selectImage(ctx.store, await loadManifest(ctx.store, ctx.manifest), ctx.platform);
+        return (mod as unknown as { writeDockerArchive: (w: unknown, e: unknown, o?: unknown) => Promise<unknown> }).writeDockerArchive(w, [{ image, tags }]);
+      });
       return;
     }
     case 'local':

@@ -31,7 +31,8 @@ const AST_FORMAT = 1;
 const KEEP = 200;
 
 let codeId: Promise<string> | undefined;
-function codeIdentity(): Promise<string> {
+/** The identity of this build of tsbuild's code (the size and mtime of this module's file): what made a kept result. */
+export function codeIdentity(): Promise<string> {
   codeId ??= stat(fileURLToPath(import.meta.url)).then(
     (s) => `${s.size}:${s.mtimeMs}`,
     () => 'unknown',

@@ -314,6 +314,41 @@ describe('build(): layer compression', () => {
     expect((await stat(blob(root, gz[0]!.digest))).mtimeMs).toBe(before.mtimeMs);
   });
 
+  it('an OCI or docker archive of an unchanged image is left as it is; one changed since, or for another name, is written again', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: DF, 'data.txt': 'archive data\n'.repeat(100) });
+    const { appendFile, stat, utimes: setTimes } = await import('node:fs/promises');
+    const dest = path.join(tmp, `archive-${n}.tar`);
+    const docker = path.join(tmp, `archive-${n}.docker.tar`);
+    const outputs: BuildOptions['outputs'] = [{ type: 'oci', dest, name: ['arch:1'] }, { type: 'docker', dest: docker, name: ['arch:1'] }];
+    const first = await buildIn(root, context, { outputs });
+    const inspect = async (ref: string) => (JSON.parse((await run('skopeo', ['inspect', ref])).stdout) as { Digest: string }).Digest;
+    expect(await inspect(`oci-archive:${dest}`)).toBe(first.manifestDigest);
+    const written = await stat(dest, { bigint: true });
+    const writtenDocker = await stat(docker, { bigint: true });
+
+    const again = await buildIn(root, context, { outputs });
+    expect(again.manifestDigest).toBe(first.manifestDigest);
+    expect((await stat(dest, { bigint: true })).ctimeNs).toBe(written.ctimeNs); // not written again
+    expect((await stat(docker, { bigint: true })).ctimeNs).toBe(writtenDocker.ctimeNs);
+
+    // Changed in place, even with its old mtime put back: written again, whole.
+    await appendFile(dest, 'garbage');
+    await setTimes(dest, written.atime, written.mtime);
+    await buildIn(root, context, { outputs });
+    expect((await stat(dest)).size).toBe(Number(written.size));
+    expect(await inspect(`oci-archive:${dest}`)).toBe(first.manifestDigest);
+
+    // Another name in the archive: written again, with that name.
+    const renamed = await buildIn(root, context, { outputs: [{ type: 'oci', dest, name: ['arch:2'] }] });
+    const index = JSON.parse((await run('tar', ['-xOf', dest, 'index.json'])).stdout) as { manifests: { annotations?: Record<string, string> }[] };
+    expect(index.manifests[0]!.annotations?.['org.opencontainers.image.ref.name']).toBe('2');
+    expect(renamed.manifestDigest).toBe(first.manifestDigest);
+    // Removed: written again.
+    await rm(dest);
+    await buildIn(root, context, { outputs });
+    expect(await inspect(`oci-archive:${dest}`)).toBe(first.manifestDigest);
+  });
+
   it('compression=zstd and compression=uncompressed are honoured per output', { timeout: 120_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: DF, 'data.txt': 'zstd data\n'.repeat(1000) });
     const z = await buildIn(root, context, { outputs: [{ type: 'oci', dest: path.join(tmp, `zstd-${n}`), tar: false, compression: 'zstd', compressionLevel: 5 }] });
