@@ -20,7 +20,7 @@ import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, 
 import { SnapshotStore, mountOverlay, mountReadOnlyOverlay } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
 import { cacheKey, describeChanges, explain, withFiles, type FileSet, type KeyManifest } from '../cache/keys.js';
-import { ContextHasher } from '../cache/context-hash.js';
+import { ContextHasher, type HashRoot } from '../cache/context-hash.js';
 import { exportImage } from './export.js';
 
 /** A build failure: parse/plan diagnostics, or a failing step with its instruction and output. */
@@ -87,6 +87,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const options: BuildOptions = { ...opts, env: opts.env ?? process.env };
   const emit = (e: ProgressEvent) => options.onProgress?.(e);
   const root = resolveRootDir({ root: options.root, env: options.env! });
+  // The store and the cache are opened (directories made, dead writers' temp files swept) while
+  // the Dockerfile is read, parsed and planned.
+  const storeOpening = Store.open({ root });
+  const cacheOpening = CacheStore.open(path.join(root, 'cache'));
+  storeOpening.catch(() => {});
+  cacheOpening.catch(() => {});
   const dockerfilePath = options.dockerfile ?? path.join(options.context, 'Dockerfile');
   const rel = path.relative(process.cwd(), dockerfilePath);
   // How messages name the Dockerfile: relative to the working directory when it is below it.
@@ -135,9 +141,9 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   let planned = (await planWithCache(root, parsedWith.key, ['sources', planInputs], () => planWith(undefined, parsed.ast, planOptions))).result;
   if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
 
-  const store = await Store.open({ root });
+  const store = await storeOpening;
   const snapshots = new SnapshotStore(root);
-  const cache = await CacheStore.open(path.join(root, 'cache'));
+  const cache = await cacheOpening;
 
   // Resolve base images (reachable ones only), then plan again with their configs.
   const images = new Map<string, ResolvedImage>();
@@ -419,6 +425,9 @@ class Solver {
   /** Mounted read-only views, by their lower dirs (see `#view`); unmounted by `close()`. */
   readonly #views = new Map<string, Promise<{ dir: string; close: () => Promise<void> }>>();
   #closed = false;
+  /** Context hashings of this build, by sources and excludes (see `#contextFiles`). */
+  readonly #contextSets = new Map<string, Promise<FileSet>>();
+  #hashRoot: HashRoot | undefined;
 
   constructor(init: SolverInit) {
     this.#i = init;
@@ -878,11 +887,22 @@ class Solver {
     return out;
   }
 
-  /** What the files a step reads from the context are (type, mode, content digest). */
-  async #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<FileSet> {
-    const ctx = this.#i.context!;
-    // Without ignore patterns nothing is hidden: skip the per-file check.
-    return this.#i.hasher!.fileSet({ root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) }, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+  /**
+   * What the files a step reads from the context are (type, mode, content digest). Steps that
+   * read the same sources (`COPY data/ /data/` in two stages) share one hashing: the context is
+   * looked at once per build.
+   */
+  #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<FileSet> {
+    const k = JSON.stringify([sources, exclude]);
+    let p = this.#contextSets.get(k);
+    if (!p) {
+      const ctx = this.#i.context!;
+      // Without ignore patterns nothing is hidden: skip the per-file check.
+      this.#hashRoot ??= { root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) };
+      p = this.#i.hasher!.fileSet(this.#hashRoot, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+      this.#contextSets.set(k, p);
+    }
+    return p;
   }
 }
 

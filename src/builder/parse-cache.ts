@@ -18,7 +18,8 @@
  * most of it compiling the planner's code in a fresh process.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, readdir, rm, stat } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ParseResult } from '../parser/ast.js';
@@ -53,7 +54,8 @@ export async function loadParser(): Promise<typeof import('../parser/index.js')>
 async function memo<T>(dir: string, key: string, valid: (v: T) => boolean, compute: () => T | Promise<T>, keep: (v: T) => boolean = () => true): Promise<{ result: T; cached: boolean }> {
   const entry = path.join(dir, `${key}.json`);
   try {
-    const result = JSON.parse(await readFile(entry, 'utf8')) as T;
+    // One synchronous read of a small file: an awaited readFile is four trips through the threadpool.
+    const result = JSON.parse(readFileSync(entry, 'utf8')) as T;
     if (result && typeof result === 'object' && valid(result)) return { result, cached: true };
   } catch {
     // missing or unreadable

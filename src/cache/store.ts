@@ -16,6 +16,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, unlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { TsbuildError } from '../errors.js';
@@ -141,8 +142,8 @@ export class CacheStore {
   /** Open (creating) the store in `dir` (the `cache` directory of a tsbuild root). Sweeps dead writers' temp files. */
   static async open(dir: string, options: CacheStoreOptions = {}): Promise<CacheStore> {
     const abs = path.resolve(dir);
-    for (const sub of ['records', 'steps', 'files', 'tmp']) await mkdir(path.join(abs, sub), { recursive: true });
-    const store = new CacheStore(abs, await selfPid(), options);
+    const [pid] = await Promise.all([selfPid(), ...['records', 'steps', 'files', 'tmp'].map((sub) => mkdir(path.join(abs, sub), { recursive: true }))]);
+    const store = new CacheStore(abs, pid, options);
     await store.#sweepTemp();
     return store;
   }
@@ -274,12 +275,19 @@ export class CacheStore {
   // -------------------------------------------------------------------------------------------
   // Records
 
-  /** The record for `key`, or undefined. A hit marks the record used (for LRU pruning). */
+  /**
+   * The record for `key`, or undefined. A hit marks the record used (for LRU pruning); that
+   * write is not waited for (`list`, `du` and `prune` wait for the ones still going).
+   *
+   * The record (a small file) is read with one synchronous call: a build asks for a record per
+   * step, and an awaited `readFile` costs four round trips through the threadpool (open, stat,
+   * read, close), more than the read itself.
+   */
   async get<R extends Json = Json>(key: Digest): Promise<CacheRecord<R> | undefined> {
     const p = this.#recordPath(key);
     let text: string;
     try {
-      text = await readFile(p, 'utf8');
+      text = readFileSync(p, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw new CacheStoreError('TSBUILD_CACHE_READ', `cannot read cache record ${key}`, { cause: err });
@@ -292,9 +300,14 @@ export class CacheStore {
     }
     if (rec.key !== key) return undefined;
     const now = new Date();
-    await utimes(p, now, now).catch(() => {});
+    const touch = utimes(p, now, now).catch(() => {});
+    this.#touches.add(touch);
+    void touch.then(() => this.#touches.delete(touch));
     return rec;
   }
+
+  /** Last-use marks being written (see `get`). */
+  readonly #touches = new Set<Promise<void>>();
 
   /** Store a record (replacing one with the same key) and remember it as its step's latest. */
   async put<R extends Json>(record: PutRecord<R>): Promise<void> {
@@ -368,6 +381,7 @@ export class CacheStore {
 
   /** Every record, and the file lists (`files/` names) they refer to. */
   async #scan(): Promise<{ entries: CacheEntryInfo[]; fileLists: Map<Digest, string> }> {
+    await Promise.all(this.#touches);
     const dir = path.join(this.dir, 'records');
     const out: CacheEntryInfo[] = [];
     const fileLists = new Map<Digest, string>();
