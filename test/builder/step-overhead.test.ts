@@ -201,7 +201,7 @@ describe('writeLayer without compression', () => {
   it('writes the same tar as the gzip path, for files around the whole-read size', async () => {
     const dir = path.join(tmp, 'layer-src');
     await mkdir(path.join(dir, 'sub'), { recursive: true });
-    const sizes = { small: 10, 'sub/mid': (1 << 20) + 1, 'sub/big': (8 << 20) + 4097, 'sub/edge': 8 << 20 };
+    const sizes = { small: 10, 'sub/edge': 1 << 20, 'sub/mid': (1 << 20) + 1, 'sub/big': (8 << 20) + 4097 };
     for (const [name, size] of Object.entries(sizes)) {
       const b = Buffer.alloc(size);
       for (let i = 0; i < size; i += 4096) b[i] = (i / 4096 + name.length) & 0xff;
