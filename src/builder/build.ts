@@ -1,27 +1,34 @@
 import { createHash } from 'node:crypto';
 import { cpus } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
 import type { Digest } from '../oci/digest.js';
-import { compressionOfMediaType } from '../oci/compress.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
 import { Store, resolveRootDir } from '../oci/store.js';
 import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/types.js';
-import { applyCopy, type CopySource } from './copy.js';
+import type { CopySource } from './copy.js';
 import { openContext, resolveInRoot, type BuildContext } from './context.js';
-import { compressBlob, writeLayer, type LayerResult } from './layer.js';
+import type { LayerResult } from './layer.js';
 import type { BuildOptions, BuildResult, OutputSpec, ProgressEvent, StepResult } from './options.js';
-import { planWith, type TriggerParser } from './plan/plan.js';
+import type { TriggerParser } from './plan/plan.js';
 import { loadParser, parseWithCache, planWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
-import { SnapshotStore, mountOverlay, mountReadOnlyOverlay } from './snapshots.js';
+import type { SnapshotStore } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
 import { cacheKey, describeChanges, explain, withFiles, type FileSet, type KeyManifest } from '../cache/keys.js';
 import { ContextHasher, type HashRoot } from '../cache/context-hash.js';
-import { exportImage } from './export.js';
+
+/*
+ * What a no-op rebuild never runs is imported where it is first needed (`await import(…)`): the
+ * planner (the plan cache answers), COPY and layer writing, snapshots and overlay mounts, the
+ * exporters. In the bundles each is a chunk of its own, so a fresh process that rebuilds nothing
+ * neither compiles that code nor loads the node modules it uses (child_process, zlib, tar-stream).
+ */
+const planner = (): Promise<typeof import('./plan/plan.js')> => import('./plan/plan.js');
 
 /** A build failure: parse/plan diagnostics, or a failing step with its instruction and output. */
 export class BuildError extends TsbuildError {
@@ -101,7 +108,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   if (options.dockerfileText !== undefined) source = options.dockerfileText;
   else {
     try {
-      source = await readFile(dockerfilePath, 'utf8');
+      source = readFileSync(dockerfilePath, 'utf8');
     } catch (cause) {
       throw new BuildError('TSBUILD_DOCKERFILE_NOT_FOUND', `failed to read dockerfile ${dockerfilePath}: ${(cause as Error).message}`, { file, source: '', cause });
     }
@@ -138,11 +145,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   };
   // Plans come from the root's plan cache too, named by the parse and every planner input.
   const { source: _text, ...planInputs } = planOptions; // the text is in the parse's name
-  let planned = (await planWithCache(root, parsedWith.key, ['sources', planInputs], () => planWith(undefined, parsed.ast, planOptions))).result;
+  let planned = (await planWithCache(root, parsedWith.key, ['sources', planInputs], async () => (await planner()).planWith(undefined, parsed.ast, planOptions))).result;
   if (planned.diagnostics.some((d) => d.severity === 'error')) throw fail(planned.diagnostics);
 
   const store = await storeOpening;
-  const snapshots = new SnapshotStore(root);
+  let snapshotStore: Promise<SnapshotStore> | undefined;
+  const snapshots = (): Promise<SnapshotStore> => (snapshotStore ??= import('./snapshots.js').then((m) => new m.SnapshotStore(root)));
   const cache = await cacheOpening;
 
   // Resolve base images (reachable ones only), then plan again with their configs.
@@ -172,8 +180,8 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     let parse: TriggerParser | undefined;
     if ([...images.values()].some((i) => (i.config.config?.OnBuild ?? []).length > 0)) parse = (await loadParser()).parseDockerfile;
     const inputs = ['images', planInputs, [...images].map(([k, img]) => [k, img.config])];
-    planned = (await planWithCache(root, parsedWith.key, inputs, () =>
-      planWith(parse, parsed.ast, {
+    planned = (await planWithCache(root, parsedWith.key, inputs, async () =>
+      (await planner()).planWith(parse, parsed.ast, {
         ...planOptions,
         baseImage: (ref: string, p: string): BaseImageConfig | undefined => {
           const img = images.get(`${ref}@${p}`);
@@ -268,6 +276,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const c = outputCompression(out);
     const m = await manifestFor(c);
     if (c && !compressedOne) [exported, compressedOne] = [m, true];
+    const { exportImage } = await import('./export.js');
     await exportImage(out, { store, cache, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
   }
   return {
@@ -318,11 +327,11 @@ function outputCompression(out: OutputSpec): OutputCompression | undefined {
  * Layers that are already compressed (the base image's) are kept as they are.
  */
 async function compressedLayer(store: Store, cache: CacheStore, l: CachedLayer, c: OutputCompression): Promise<Descriptor> {
-  if (compressionOfMediaType(l.mediaType) !== 'none') return { mediaType: l.mediaType, digest: l.digest, size: l.size };
+  if ((await import('../oci/compress.js')).compressionOfMediaType(l.mediaType) !== 'none') return { mediaType: l.mediaType, digest: l.digest, size: l.size };
   const key = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.compressed-layer.v1', l.diffId, c.compression, c.level])).digest('hex')}` as Digest;
   const hit = (await cache.get(key))?.result as { digest: Digest; size: number; mediaType: string } | undefined;
   if (hit && (await store.hasBlob(hit.digest))) return { mediaType: hit.mediaType, digest: hit.digest, size: hit.size };
-  const made = await compressBlob(store.blobsDir, l.diffId, { compression: c.compression, level: c.level });
+  const made = await (await import('./layer.js')).compressBlob(store.blobsDir, l.diffId, { compression: c.compression, level: c.level });
   await cache.put({ key, result: { ...made }, size: made.size, description: `${c.compression} of layer ${l.diffId}` });
   return { mediaType: made.mediaType, digest: made.digest, size: made.size };
 }
@@ -397,7 +406,8 @@ interface SolverInit {
   readonly options: BuildOptions;
   readonly graph: BuildGraph;
   readonly store: Store;
-  readonly snapshots: SnapshotStore;
+  /** The snapshot store, made when a step first needs it. */
+  readonly snapshots: () => Promise<SnapshotStore>;
   readonly cache: CacheStore;
   readonly hasher: ContextHasher | undefined;
   readonly dockerfilePath: string;
@@ -611,7 +621,7 @@ class Solver {
     let p = this.#snapshotDirs.get(l.diffId);
     if (!p) {
       const { snapshots, store } = this.#i;
-      p = snapshots.ensure(l.diffId, () => store.openBlob(l.digest));
+      p = snapshots().then((s) => s.ensure(l.diffId, () => store.openBlob(l.digest)));
       this.#snapshotDirs.set(l.diffId, p);
       p.catch(() => this.#snapshotDirs.delete(l.diffId));
     }
@@ -619,7 +629,7 @@ class Solver {
   }
 
   async #lowerDirs(state: FsState): Promise<string[]> {
-    this.#emptyDir ??= this.#i.snapshots.empty();
+    this.#emptyDir ??= this.#i.snapshots().then((s) => s.empty());
     const dirs: string[] = [await this.#emptyDir];
     for (const l of state.layers) dirs.push(await this.#snapshotDir(l));
     // overlayfs refuses a lower dir given twice (ELOOP). Two identical steps give one layer twice;
@@ -647,7 +657,8 @@ class Solver {
   }
 
   async #mountView(lower: readonly string[]): Promise<{ dir: string; close: () => Promise<void> }> {
-    const parent = this.#i.snapshots.tempDirSync('v');
+    const { mountReadOnlyOverlay } = await import('./snapshots.js');
+    const parent = (await this.#i.snapshots()).tempDirSync('v');
     const dir = path.join(parent, 'm');
     try {
       const unmount = await mountReadOnlyOverlay(lower, dir);
@@ -693,7 +704,8 @@ class Solver {
   }
 
   async #fileOp(op: CopyOp | MkdirOp, parent: FsState, reuse?: Digest): Promise<CachedLayer> {
-    const { snapshots, options } = this.#i;
+    const { options } = this.#i;
+    const [snapshots, { mountOverlay }, { applyCopy }] = await Promise.all([this.#i.snapshots(), import('./snapshots.js'), import('./copy.js')]);
     const lower = await this.#lowerDirs(parent);
     // Files identical to those of this snapshot (checked one by one) are hard-linked from it.
     const reuseFrom = reuse && (await snapshots.has(reuse)) ? snapshots.pathFor(reuse) : undefined;
@@ -773,8 +785,9 @@ class Solver {
   }
 
   /** The uncompressed layer of `paths` under `root` (compressed once, when an output needs it: outputCompression). */
-  #writeLayer(root: string, paths: readonly string[]): Promise<LayerResult> {
+  async #writeLayer(root: string, paths: readonly string[]): Promise<LayerResult> {
     const { store, options } = this.#i;
+    const { writeLayer } = await import('./layer.js');
     return writeLayer({
       root,
       paths,
@@ -786,7 +799,8 @@ class Solver {
   }
 
   async #exec(op: ExecOp, parent: FsState, id: string, name: string): Promise<CachedLayer | undefined> {
-    const { snapshots, store, options, root } = this.#i;
+    const { store, options, root } = this.#i;
+    const snapshots = await this.#i.snapshots();
     if (!this.#runtime) this.#runtime = import('../runtime/sandbox.js').then((m) => m.createRuntime({ stateDir: path.join(root, 'runtime') }));
     const runtime = await this.#runtime;
     const lower = await this.#lowerDirs(parent);

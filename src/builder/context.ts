@@ -11,7 +11,7 @@
  * - a pattern that matches a parent directory matches everything below it;
  * - the last matching pattern wins.
  */
-import { lstat, readFile, readlink } from 'node:fs/promises';
+import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { TsbuildError } from '../errors.js';
 import { cleanPath } from '../util/path.js';
@@ -251,12 +251,19 @@ export interface BuildContext {
   isHidden(rel: string, isDir: boolean): boolean;
 }
 
-/** Open a local context directory and load its ignore rules. */
+/**
+ * Open a local context directory and load its ignore rules. (Its few calls, like those of
+ * `resolveInRoot`, are synchronous: each is a metadata call or a small read, which costs less
+ * than a trip through the threadpool.)
+ */
 export async function openContext(options: OpenContextOptions): Promise<BuildContext> {
   const root = path.resolve(options.dir);
-  const st = await lstat(root).catch((cause: unknown) => {
+  let st;
+  try {
+    st = lstatSync(root);
+  } catch (cause) {
     throw new ContextError('TSBUILD_CONTEXT_NOT_FOUND', `build context ${root} not found`, { cause });
-  });
+  }
   if (!st.isDirectory()) throw new ContextError('TSBUILD_CONTEXT_NOT_DIR', `build context ${root} is not a directory`);
   const candidates: string[] = [];
   if (options.dockerfile !== undefined) candidates.push(path.resolve(options.dockerfile) + '.dockerignore');
@@ -266,7 +273,7 @@ export async function openContext(options: OpenContextOptions): Promise<BuildCon
   for (const c of candidates) {
     let text: string;
     try {
-      text = await readFile(c, 'utf8');
+      text = readFileSync(c, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
       throw new ContextError('TSBUILD_IGNORE_READ', `cannot read ${c}`, { cause: err });
@@ -336,7 +343,7 @@ export async function resolveInRoot(root: string, p: string, options: ResolveOpt
     }
     let st;
     try {
-      st = await lstat(path.join(root, ...cur));
+      st = lstatSync(path.join(root, ...cur));
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' || code === 'ENOTDIR') {
@@ -347,7 +354,7 @@ export async function resolveInRoot(root: string, p: string, options: ResolveOpt
     }
     if (st.isSymbolicLink() && (pending.length > 0 || followFinal)) {
       if (++hops > 255) throw new PathEscapeError('TSBUILD_SYMLINK_LOOP', `too many levels of symbolic links resolving ${p}`);
-      const target = await readlink(path.join(root, ...cur));
+      const target = readlinkSync(path.join(root, ...cur));
       cur.pop();
       const parts = target.split('/').filter((s) => s !== '');
       if (target.startsWith('/')) cur.length = 0;

@@ -1,12 +1,10 @@
-import { createWriteStream } from 'node:fs';
-import { lstat, mkdir, rename, rm } from 'node:fs/promises';
+import { createWriteStream, lstatSync } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { TsbuildError } from '../errors.js';
 import type { CacheStore } from '../cache/store.js';
 import type { Digest } from '../oci/digest.js';
-import { loadManifest, selectImage } from '../oci/image.js';
-import { OciLayout, writeOciArchive } from '../oci/layout.js';
 import { familiarName, parseReference } from '../oci/reference.js';
 import type { Store } from '../oci/store.js';
 import type { Descriptor, Platform } from '../oci/types.js';
@@ -71,8 +69,13 @@ interface WrittenArchive {
   readonly ctimeNs: string;
 }
 
-async function archiveStat(file: string): Promise<WrittenArchive | undefined> {
-  const st = await lstat(file, { bigint: true }).catch(() => undefined);
+function archiveStat(file: string): WrittenArchive | undefined {
+  let st;
+  try {
+    st = lstatSync(file, { bigint: true });
+  } catch {
+    return undefined;
+  }
   if (!st?.isFile()) return undefined;
   return { dev: String(st.dev), ino: String(st.ino), size: String(st.size), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
 }
@@ -90,11 +93,12 @@ async function writeArchive(ctx: ExportContext, dest: string, inputs: unknown, w
   const cache = ctx.cache;
   if (!cache || dest === '-') return atomicFile(dest, write);
   const key = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.archive-output.v1', await codeIdentity(), path.resolve(dest), inputs])).digest('hex')}` as Digest;
-  const [had, now] = await Promise.all([cache.get(key).catch(() => undefined), archiveStat(dest)]);
+  const had = await cache.get(key).catch(() => undefined);
+  const now = archiveStat(dest);
   const was = had?.result as WrittenArchive | undefined;
   if (was && now && Object.entries(now).every(([k, v]) => was[k as keyof WrittenArchive] === v)) return;
   await atomicFile(dest, write);
-  const written = await archiveStat(dest);
+  const written = archiveStat(dest);
   if (written) await cache.put({ key, result: { ...written }, size: 0, description: `archive ${dest}` }).catch(() => {});
 }
 
@@ -114,6 +118,8 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
       return;
     }
     case 'oci': {
+      // The image and layout code (tar-stream, zlib) is loaded by the outputs that write files.
+      const [{ loadManifest }, { OciLayout, writeOciArchive }] = await Promise.all([import('../oci/image.js'), import('../oci/layout.js')]);
       const rn = refName(names[0]);
       if (out.tar === false) {
         const layout = await OciLayout.create(out.dest);
@@ -129,7 +135,7 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
     case 'docker': {
       const tags = names.map((n) => familiarName(parseReference(n)) + ':' + (parseReference(n).tag ?? 'latest'));
       await writeArchive(ctx, out.dest, ['docker', ctx.manifest.digest, tags], async (w) => {
-        const mod = await import('../oci/docker-archive.js');
+        const [mod, { loadManifest, selectImage }] = await Promise.all([import('../oci/docker-archive.js'), import('../oci/image.js')]);
         const image = await selectImage(ctx.store, await loadManifest(ctx.store, ctx.manifest), ctx.platform);
         return (mod as unknown as { writeDockerArchive: (w: unknown, e: unknown, o?: unknown) => Promise<unknown> }).writeDockerArchive(w, [{ image, tags }]);
       });
@@ -137,7 +143,7 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
     }
     case 'local':
     case 'tar': {
-      const { flattenImage } = await import('./flatten.js');
+      const [{ flattenImage }, { loadManifest, selectImage }] = await Promise.all([import('./flatten.js'), import('../oci/image.js')]);
       const item = await loadManifest(ctx.store, ctx.manifest);
       const image = await selectImage(ctx.store, item, ctx.platform);
       if (out.type === 'local') await flattenImage(image, { dir: out.dest });

@@ -18,7 +18,7 @@
  * most of it compiling the planner's code in a fresh process.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,13 +31,17 @@ const AST_FORMAT = 1;
 /** Entries kept in the cache directory. */
 const KEEP = 200;
 
-let codeId: Promise<string> | undefined;
+let codeId: string | undefined;
 /** The identity of this build of tsbuild's code (the size and mtime of this module's file): what made a kept result. */
-export function codeIdentity(): Promise<string> {
-  codeId ??= stat(fileURLToPath(import.meta.url)).then(
-    (s) => `${s.size}:${s.mtimeMs}`,
-    () => 'unknown',
-  );
+export async function codeIdentity(): Promise<string> {
+  if (codeId === undefined) {
+    try {
+      const s = statSync(fileURLToPath(import.meta.url));
+      codeId = `${s.size}:${s.mtimeMs}`;
+    } catch {
+      codeId = 'unknown';
+    }
+  }
   return codeId;
 }
 
@@ -104,7 +108,7 @@ export async function parseWithCache(root: string, source: string, file: string)
  * planned with the same `inputs` (JSON-able: every option and base image config the planner
  * reads) by the same code. A plan with errors is not kept.
  */
-export async function planWithCache(root: string, parseKey: string, inputs: unknown, plan: () => PlanResult): Promise<{ result: PlanResult; cached: boolean }> {
+export async function planWithCache(root: string, parseKey: string, inputs: unknown, plan: () => PlanResult | Promise<PlanResult>): Promise<{ result: PlanResult; cached: boolean }> {
   const key = createHash('sha256').update(`tsbuild-plan-${AST_FORMAT}\0${parseKey}\0${JSON.stringify(inputs)}`).digest('hex');
   return memo<PlanResult>(
     path.join(root, 'cache', 'plan'),

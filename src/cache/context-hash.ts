@@ -21,14 +21,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream, lstatSync, readdirSync, readFileSync, type BigIntStats } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
-import { PatternMatcher, resolveInRoot } from '../builder/context.js';
-import { expandSourcePath } from '../builder/copy.js';
+import { cleanPath, PatternMatcher, resolveInRoot } from '../builder/context.js';
 import { FileSet, sealFiles } from './keys.js';
 import { encodeRecord, HEAD, nativeListing, nodeListing, pathLength, recordMode, statLength, T_DIR, T_ERROR, T_FILE, T_LINK, targetAt, type Listing } from './native-walk.js';
 
@@ -122,13 +121,14 @@ function tag(kind: 'f' | 'd', mode: number): Buffer {
 const LINK_TAG = Buffer.from('\0l:');
 
 /**
- * Copies `src[from, to)` into `dst` at `at`; returns the bytes copied. Short runs (paths, the 64
- * hex digits) by a loop: `Buffer.copy` makes a typed-array view per call, which costs more than
- * the copy itself and feeds the GC, once or twice per file of the context.
+ * Copies `src[from, to)` into `dst` at `at`; returns the bytes copied. Short runs (most paths,
+ * the tags) by a loop: `Buffer.copy` makes a typed-array view per call, which costs more than
+ * the copy itself and feeds the GC, once or twice per file of the context. Longer ones (the 64
+ * hex digits) natively: a loop of that length costs more uncompiled, in a fresh process.
  */
 function copyBytes(src: Buffer, from: number, to: number, dst: Buffer, at: number): number {
   const n = to - from;
-  if (n > 128) return src.copy(dst, at, from, to);
+  if (n > 40) return src.copy(dst, at, from, to);
   for (let k = 0; k < n; k++) dst[at + k] = src[from + k]!;
   return n;
 }
@@ -226,7 +226,7 @@ export class ContextHasher {
     const abs = path.resolve(root);
     let parsed: { index: Buffer; starts: number[] } | undefined;
     try {
-      parsed = parseIndex(await readFile(indexPath(cacheDir, abs, 'idx')), abs);
+      parsed = parseIndex(readFileSync(indexPath(cacheDir, abs, 'idx')), abs);
     } catch {
       // absent or unreadable: start empty (the index is only an accelerator)
     }
@@ -387,7 +387,10 @@ export class ContextHasher {
     const segments: number[] = [];
 
     for (const raw of sources) {
-      const matches = await expandSourcePath(srcRoot, raw);
+      // A path without wildcards or escapes is itself (what copy.ts's expandSourcePath gives):
+      // the copier's module is loaded only for a pattern.
+      const plain = cleanPath('/' + raw).slice(1);
+      const matches = /[*?[\\]/.test(plain) ? await (await import('../builder/copy.js')).expandSourcePath(srcRoot, raw) : [plain];
       for (const m of matches) {
         signal?.throwIfAborted();
         segments.push(lines.marks.length >> 1);

@@ -18,9 +18,7 @@
  * string is made for it. Paths stay bytes until something needs them as text (ignore rules, a
  * file to read).
  */
-import { spawn } from 'node:child_process';
 import { lstatSync, readdirSync, readlinkSync, type BigIntStats } from 'node:fs';
-import { DEFAULT_HELPER_PATH, ensureHelper } from '../runtime/helper.js';
 
 /** The records of a listing, their start offsets, and whether their order is JavaScript's. */
 export interface Listing {
@@ -33,6 +31,11 @@ export interface Listing {
    */
   readonly unordered: boolean;
 }
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
 
 export const T_FILE = 0x66; // 'f'
 export const T_DIR = 0x64; // 'd'
@@ -69,7 +72,10 @@ function startsOf(buf: Buffer, from: number): number[] | undefined {
  * relative to `root`), not descending into the `skip` directories (relative to `root`), from the
  * native helper. Undefined when the helper cannot do it (then `nodeListing` does).
  */
-export async function nativeListing(root: string, start = '', skip: readonly string[] = [], helper = DEFAULT_HELPER_PATH): Promise<Listing | undefined> {
+export async function nativeListing(root: string, start = '', skip: readonly string[] = [], helper?: string): Promise<Listing | undefined> {
+  // Loaded here, not with this module: a build whose context is listed by node never loads them.
+  const [{ spawn }, { DEFAULT_HELPER_PATH, ensureHelper }] = await Promise.all([import('node:child_process'), import('../runtime/helper.js')]);
+  helper ??= DEFAULT_HELPER_PATH;
   // The runtime's check (Linux, the helper built and executable), memoized per helper path.
   if (!(await ensureHelper(helper).then(() => true, () => false))) return undefined;
   const child = spawn(helper, ['list', root, start, ...skip], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -86,26 +92,82 @@ export async function nativeListing(root: string, start = '', skip: readonly str
   return starts && { buf, starts, unordered: (buf.readUInt32LE(4) & 1) !== 0 };
 }
 
+/** Records written into one growing buffer, with their starts. */
+class RecordWriter {
+  buf = Buffer.allocUnsafe(1 << 14);
+  n = 0;
+  readonly starts: number[] = [];
+
+  #room(k: number): void {
+    if (this.n + k <= this.buf.length) return;
+    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.n + k));
+    this.buf.copy(b, 0, 0, this.n);
+    this.buf = b;
+  }
+
+  /** A record from node's `lstat` (bigint: nanoseconds and 64-bit inodes as they are). */
+  entry(rel: string, st: BigIntStats, target?: Buffer): void {
+    const mode = Number(st.mode);
+    const fmt = mode & S_IFMT;
+    const type = fmt === S_IFREG ? T_FILE : fmt === S_IFDIR ? T_DIR : fmt === S_IFLNK ? T_LINK : 0x6f;
+    const stat = type === T_FILE ? `${st.size} ${st.mtimeNs} ${st.ino} ` : '';
+    const t = type === T_LINK ? (target ?? EMPTY) : undefined;
+    this.#room(HEAD + 3 * rel.length + 1 + stat.length + (t ? 2 + t.length : 0));
+    const b = this.buf;
+    const at = this.n;
+    this.starts.push(at);
+    const plen = b.write(rel, at + HEAD);
+    // Numbers stored byte by byte: Buffer's writeUInt* check their arguments in JavaScript,
+    // which costs more than this in a fresh process, where this runs uncompiled.
+    b[at] = type;
+    b[at + 1] = plen & 0xff;
+    b[at + 2] = plen >>> 8;
+    b[at + 3] = stat.length;
+    b[at + 4] = 0;
+    b[at + 5] = mode & 0xff;
+    b[at + 6] = (mode >>> 8) & 0xff;
+    b[at + 7] = (mode >>> 16) & 0xff;
+    b[at + 8] = mode >>> 24;
+    let p = at + HEAD + plen;
+    b[p++] = 0;
+    if (stat.length > 0) p += b.write(stat, p, 'latin1');
+    if (t) {
+      b[p] = t.length & 0xff;
+      b[p + 1] = t.length >>> 8;
+      p += 2 + t.copy(b, p + 2);
+    }
+    this.n = p;
+  }
+
+  /** An 'x' record: the directory `rel` could not be read. */
+  error(rel: string, errno: number): void {
+    const p = rel === '' ? '' : `${rel}/`;
+    this.#room(HEAD + 3 * p.length + 1);
+    const b = this.buf;
+    const at = this.n;
+    this.starts.push(at);
+    b[at] = T_ERROR;
+    const plen = b.write(p, at + HEAD);
+    b.writeUInt16LE(plen, at + 1);
+    b.writeUInt16LE(0, at + 3);
+    b.writeUInt32LE(errno, at + 5);
+    b[at + HEAD + plen] = 0;
+    this.n = at + HEAD + plen + 1;
+  }
+
+  listing(): Listing {
+    this.starts.push(this.n);
+    return { buf: this.buf.subarray(0, this.n), starts: this.starts, unordered: false };
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
 /** A record for one entry, from node's `lstat` (bigint: nanoseconds and 64-bit inodes as they are). */
 export function encodeRecord(rel: string, st: BigIntStats, target?: Buffer): Buffer {
-  const path = Buffer.from(rel);
-  const type = st.isFile() ? T_FILE : st.isDirectory() ? T_DIR : st.isSymbolicLink() ? T_LINK : 0x6f;
-  const stat = type === T_FILE ? Buffer.from(`${st.size} ${st.mtimeNs} ${st.ino} `) : Buffer.alloc(0);
-  const t = type === T_LINK ? (target ?? Buffer.alloc(0)) : undefined;
-  const out = Buffer.allocUnsafe(HEAD + path.length + 1 + stat.length + (t ? 2 + t.length : 0));
-  out[0] = type;
-  out.writeUInt16LE(path.length, 1);
-  out.writeUInt16LE(stat.length, 3);
-  out.writeUInt32LE(Number(st.mode), 5);
-  path.copy(out, HEAD);
-  out[HEAD + path.length] = 0;
-  stat.copy(out, HEAD + path.length + 1);
-  if (t) {
-    const at = HEAD + path.length + 1 + stat.length;
-    out.writeUInt16LE(t.length, at);
-    t.copy(out, at + 2);
-  }
-  return out;
+  const w = new RecordWriter();
+  w.entry(rel, st, target);
+  return w.buf.subarray(0, w.n);
 }
 
 /**
@@ -114,19 +176,14 @@ export function encodeRecord(rel: string, st: BigIntStats, target?: Buffer): Buf
  * skip (at any depth; `rel` relative to root). Throws when a directory cannot be read.
  */
 export function nodeListing(root: string, start: string, prune?: (rel: string) => boolean): Listing {
-  const records: Buffer[] = [];
+  const w = new RecordWriter();
   const walk = (rel: string): void => {
     const dirAbs = rel === '' ? root : `${root}/${rel}`;
     let names: string[];
     try {
       names = readdirSync(dirAbs).sort();
     } catch (err) {
-      const head = Buffer.alloc(HEAD);
-      const p = Buffer.from(rel === '' ? '' : `${rel}/`);
-      head[0] = T_ERROR;
-      head.writeUInt16LE(p.length, 1);
-      head.writeUInt32LE(Math.abs((err as NodeJS.ErrnoException).errno ?? 5), 5); // node's errno is negative
-      records.push(head, p, Buffer.alloc(1));
+      w.error(rel, Math.abs((err as NodeJS.ErrnoException).errno ?? 5)); // node's errno is negative
       return;
     }
     // Entries in name order, a subdirectory's contents where `name/` sorts (after `name.txt`,
@@ -135,13 +192,14 @@ export function nodeListing(root: string, start: string, prune?: (rel: string) =
     for (const name of names) {
       while (subdirs.length > 0 && subdirs[0]!.k < name) walk(subdirs.shift()!.rel);
       const child = rel === '' ? name : `${rel}/${name}`;
+      const abs = `${dirAbs}/${name}`;
       let st: BigIntStats;
       try {
-        st = lstatSync(`${dirAbs}/${name}`, { bigint: true });
+        st = lstatSync(abs, { bigint: true });
       } catch {
         continue; // gone since listed
       }
-      records.push(encodeRecord(child, st, st.isSymbolicLink() ? readlinkSync(`${dirAbs}/${name}`, { encoding: 'buffer' }) : undefined));
+      w.entry(child, st, st.isSymbolicLink() ? readlinkSync(abs, { encoding: 'buffer' }) : undefined);
       if (st.isDirectory() && !prune?.(child)) {
         const item = { rel: child, k: `${name}/` };
         let j = subdirs.length;
@@ -152,6 +210,5 @@ export function nodeListing(root: string, start: string, prune?: (rel: string) =
     for (const d of subdirs) walk(d.rel);
   };
   walk(start);
-  const buf = Buffer.concat(records);
-  return { buf, starts: startsOf(buf, 0)!, unordered: false };
+  return w.listing();
 }

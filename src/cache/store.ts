@@ -16,8 +16,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { readFileSync } from 'node:fs';
-import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, unlink, utimes } from 'node:fs/promises';
+import { mkdirSync, readdirSync, readFileSync, readlinkSync, utimesSync } from 'node:fs';
+import { link, lstat, open, readdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { TsbuildError } from '../errors.js';
 import { digestHex, isDigest, type Digest } from '../oci/digest.js';
@@ -98,9 +98,9 @@ interface LockInfo {
   readonly nonce: string;
 }
 
-async function selfPid(): Promise<number> {
+function selfPid(): number {
   // The library does not touch `process`; /proc/self names our pid.
-  return Number(await readlink('/proc/self'));
+  return Number(readlinkSync('/proc/self'));
 }
 
 async function pidAlive(pid: number): Promise<boolean> {
@@ -139,11 +139,16 @@ export class CacheStore {
     this.#options = options;
   }
 
-  /** Open (creating) the store in `dir` (the `cache` directory of a tsbuild root). Sweeps dead writers' temp files. */
+  /**
+   * Open (creating) the store in `dir` (the `cache` directory of a tsbuild root). Sweeps dead
+   * writers' temp files. Its few metadata calls are synchronous: on a small machine each awaited
+   * one costs a trip through the threadpool and a wake-up of a pool thread that competes with
+   * this one for a CPU, more than the call itself.
+   */
   static async open(dir: string, options: CacheStoreOptions = {}): Promise<CacheStore> {
     const abs = path.resolve(dir);
-    const [pid] = await Promise.all([selfPid(), ...['records', 'steps', 'files', 'tmp'].map((sub) => mkdir(path.join(abs, sub), { recursive: true }))]);
-    const store = new CacheStore(abs, pid, options);
+    for (const sub of ['records', 'steps', 'files', 'tmp']) mkdirSync(path.join(abs, sub), { recursive: true });
+    const store = new CacheStore(abs, selfPid(), options);
     await store.#sweepTemp();
     return store;
   }
@@ -163,7 +168,13 @@ export class CacheStore {
 
   async #sweepTemp(): Promise<void> {
     const tmp = path.join(this.dir, 'tmp');
-    for (const name of await readdir(tmp).catch(() => [] as string[])) {
+    let names: string[];
+    try {
+      names = readdirSync(tmp);
+    } catch {
+      return;
+    }
+    for (const name of names) {
       const pid = Number(name.split('-')[0]);
       if (Number.isInteger(pid) && pid > 0 && pid !== this.#pid && !(await pidAlive(pid))) await rm(path.join(tmp, name), { force: true });
     }
@@ -276,12 +287,11 @@ export class CacheStore {
   // Records
 
   /**
-   * The record for `key`, or undefined. A hit marks the record used (for LRU pruning); that
-   * write is not waited for (`list`, `du` and `prune` wait for the ones still going).
+   * The record for `key`, or undefined. A hit marks the record used (for LRU pruning).
    *
-   * The record (a small file) is read with one synchronous call: a build asks for a record per
-   * step, and an awaited `readFile` costs four round trips through the threadpool (open, stat,
-   * read, close), more than the read itself.
+   * The record (a small file) is read, and marked, with synchronous calls: a build asks for a
+   * record per step, and an awaited `readFile` costs four round trips through the threadpool
+   * (open, stat, read, close), more than the read itself.
    */
   async get<R extends Json = Json>(key: Digest): Promise<CacheRecord<R> | undefined> {
     const p = this.#recordPath(key);
@@ -299,15 +309,14 @@ export class CacheStore {
       return undefined; // cannot happen with atomic writes; treat as a miss
     }
     if (rec.key !== key) return undefined;
-    const now = new Date();
-    const touch = utimes(p, now, now).catch(() => {});
-    this.#touches.add(touch);
-    void touch.then(() => this.#touches.delete(touch));
+    try {
+      const now = new Date();
+      utimesSync(p, now, now);
+    } catch {
+      // removed meanwhile by a prune: still a hit for this build
+    }
     return rec;
   }
-
-  /** Last-use marks being written (see `get`). */
-  readonly #touches = new Set<Promise<void>>();
 
   /** Store a record (replacing one with the same key) and remember it as its step's latest. */
   async put<R extends Json>(record: PutRecord<R>): Promise<void> {
@@ -381,7 +390,6 @@ export class CacheStore {
 
   /** Every record, and the file lists (`files/` names) they refer to. */
   async #scan(): Promise<{ entries: CacheEntryInfo[]; fileLists: Map<Digest, string> }> {
-    await Promise.all(this.#touches);
     const dir = path.join(this.dir, 'records');
     const out: CacheEntryInfo[] = [];
     const fileLists = new Map<Digest, string>();
