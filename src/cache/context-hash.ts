@@ -7,20 +7,22 @@
  * `f:<mode>:<sha256 hex>` for a regular file, `l:<target>` for a symlink, `d:<mode>` for a
  * directory, `missing` for a named source that does not exist. Never the mtime, owner or inode.
  *
- * How an unchanged tree costs little: a directory source is listed in one go (native-walk.ts:
- * binary records in path order, by the native helper for big trees), the index is kept as the
- * file's bytes (entries in the same order, each one a listing record plus the digest), and each
- * listed file is compared with the index entry at a cursor, as bytes. The digest lines
- * (`path \0 digest \n`, what the step's key digests: keys.ts `FileSet`) are copied from the
- * listing and the index. Strings are made only for what needs them: ignore and exclude rules, a
- * file to read, a record to explain a miss.
+ * How an unchanged tree costs little, two ways. A big one (its index has `NATIVE_WALK_MIN`
+ * files or more) is listed in one go by the native helper (native-walk.ts: binary records in
+ * path order), the index is kept as the file's bytes (entries in the same order, each one a
+ * listing record plus the digest), and each listed file is compared with the index entry at a
+ * cursor, as bytes. The digest lines (`path \0 digest \n`, what the step's key digests:
+ * keys.ts `FileSet`) are copied from the listing and the index; strings are made only for what
+ * needs them (ignore and exclude rules, a file to read, a record to explain a miss). A small one
+ * is walked with node's `lstat` and compared as strings with a map made from the index: in a
+ * fresh process, where this code runs uncompiled, a few hundred entries cost less that way.
  *
  * Racy writes (a file changed within the same clock tick as it was hashed) are handled as git
  * does: an index entry is trusted only if the file's mtime was at least a second older than the
  * moment it was hashed.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createReadStream, lstatSync, readdirSync, readFileSync, type BigIntStats } from 'node:fs';
+import { createReadStream, lstatSync, readdirSync, readFileSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { getSystemErrorName } from 'node:util';
@@ -28,7 +30,7 @@ import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { cleanPath, PatternMatcher, resolveInRoot } from '../builder/context.js';
-import { FileSet, sealFiles } from './keys.js';
+import { FileSet } from './keys.js';
 import { encodeRecord, HEAD, nativeListing, nodeListing, pathLength, recordMode, statLength, T_DIR, T_ERROR, T_FILE, T_LINK, targetAt, type Listing } from './native-walk.js';
 
 export class ContextHashError extends TsbuildError {}
@@ -119,6 +121,24 @@ function tag(kind: 'f' | 'd', mode: number): Buffer {
   return t;
 }
 const LINK_TAG = Buffer.from('\0l:');
+
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const S_IFLNK = 0o120000;
+
+const modeTexts = new Map<number, string>();
+/** Permission bits in octal, as digests show them (`644`); memoized, there are few. */
+function modeText(mode: number): string {
+  const m = mode & 0o7777;
+  let t = modeTexts.get(m);
+  if (t === undefined) modeTexts.set(m, (t = m.toString(8)));
+  return t;
+}
+/** `f:<mode>:`, the start of a regular file's digest text. */
+function fileTag(mode: number): string {
+  return `f:${modeText(mode)}:`;
+}
 
 /**
  * Copies `src[from, to)` into `dst` at `at`; returns the bytes copied. Short runs (most paths,
@@ -212,6 +232,8 @@ export class ContextHasher {
   /** Entries of files hashed by this hasher (null: drop the old one), by path: written by `save`. */
   readonly #updates = new Map<string, Buffer | null>();
   readonly stats: HashStats = { hashed: 0, fromIndex: 0, bytes: 0 };
+  /** The index as strings (path → `<st_mode> <stat text><hex>`), for small trees (`#smallFile`); made on first use. */
+  #map: Map<string, string> | undefined;
   #prefetched: { readonly skip: readonly string[]; readonly listing: Promise<Listing | undefined> } | undefined;
 
   private constructor(root: string, cacheDir: string, index: Buffer, starts: readonly number[]) {
@@ -293,11 +315,36 @@ export class ContextHasher {
     return -1;
   }
 
-  #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number): void {
+  #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number, text?: string): void {
     this.stats.hashed++;
     this.stats.bytes += bytes;
     // Racy (changed within a second of hashing): never trusted, so not kept.
-    this.#updates.set(rel, mtimeMs < startedAt - 1000 ? Buffer.concat([head, Buffer.from(hex, 'latin1')]) : null);
+    const trusted = mtimeMs < startedAt - 1000;
+    this.#updates.set(rel, trusted ? Buffer.concat([head, Buffer.from(hex, 'latin1')]) : null);
+    if (this.#map) {
+      if (trusted) this.#map.set(rel, (text ?? `${recordMode(head, 0)} ${head.toString('latin1', HEAD + pathLength(head, 0) + 1)}`) + hex);
+      else this.#map.delete(rel);
+    }
+  }
+
+  /** `#map`, made from the index as read. */
+  #indexMap(): Map<string, string> {
+    if (this.#map) return this.#map;
+    const map = new Map<string, string>();
+    const idx = this.#index;
+    const starts = this.#starts;
+    for (let i = 0; i + 1 < starts.length; i++) {
+      const s = starts[i]!;
+      const p = s + HEAD + pathLength(idx, s);
+      map.set(idx.toString('utf8', s + HEAD, p), `${recordMode(idx, s)} ${idx.toString('latin1', p + 1, starts[i + 1]!)}`);
+    }
+    // entries this hasher made before the map was (a mixed use of one hasher: rare)
+    for (const [rel, e] of this.#updates) {
+      if (e === null) map.delete(rel);
+      else map.set(rel, `${recordMode(e, 0)} ${e.toString('latin1', HEAD + pathLength(e, 0) + 1)}`);
+    }
+    this.#map = map;
+    return map;
   }
 
   /**
@@ -374,6 +421,7 @@ export class ContextHasher {
    * read inline, larger ones streamed afterwards.
    */
   async fileSet(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<FileSet> {
+    if (this.#prefetched === undefined && this.#indexed < NATIVE_WALK_MIN) return this.#smallSet(from, sources, options);
     const lines = new Lines();
     const large: LargeFile[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
@@ -387,11 +435,7 @@ export class ContextHasher {
     const segments: number[] = [];
 
     for (const raw of sources) {
-      // A path without wildcards or escapes is itself (what copy.ts's expandSourcePath gives):
-      // the copier's module is loaded only for a pattern.
-      const plain = cleanPath('/' + raw).slice(1);
-      const matches = /[*?[\\]/.test(plain) ? await (await import('../builder/copy.js')).expandSourcePath(srcRoot, raw) : [plain];
-      for (const m of matches) {
+      for (const m of await this.#expand(srcRoot, raw)) {
         signal?.throwIfAborted();
         segments.push(lines.marks.length >> 1);
         const key = m === '' ? '.' : m;
@@ -457,7 +501,165 @@ export class ContextHasher {
       keys.push(k);
       vals.push(v);
     }
-    return FileSet.fromRecord(sealFiles(keys, vals));
+    return FileSet.of(keys, vals);
+  }
+
+  /** The sources the expansion of `raw` names (wildcards expanded). */
+  async #expand(srcRoot: HashRoot, raw: string): Promise<string[]> {
+    // A path without wildcards or escapes is itself (what copy.ts's expandSourcePath gives):
+    // the copier's module is loaded only for a pattern.
+    const plain = cleanPath('/' + raw).slice(1);
+    return /[*?[\\]/.test(plain) ? (await import('../builder/copy.js')).expandSourcePath(srcRoot, raw) : [plain];
+  }
+
+  /**
+   * `fileSet` for a small tree: walked with node's `lstat`, entries compared with `#map` as
+   * strings, the lines kept as two arrays. The same lines as the listing way gives (tested).
+   */
+  async #smallSet(from: HashRoot, sources: readonly string[], options: HashSourcesOptions): Promise<FileSet> {
+    // Parallel arrays in walk order; the walk visits each directory's entries in the order
+    // their full paths sort (a directory's contents sort as `name/`), so that they usually
+    // come out sorted and the final sort is a check.
+    const keys: string[] = [];
+    const vals: string[] = [];
+    const large: { i: number; rel: string; st: BigIntStats }[] = [];
+    const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
+    const isHidden = from.isHidden;
+    const signal = options.signal;
+    const srcRoot = { root: this.root, ...(isHidden ? { isHidden } : {}) };
+    const map = this.#indexMap();
+
+    const visitFile = (realRel: string, shown: string, abs: string, st: BigIntStats): void => {
+      keys.push(shown);
+      if (st.size > INLINE_MAX) {
+        large.push({ i: vals.length, rel: realRel, st });
+        vals.push('');
+        return;
+      }
+      const mode = Number(st.mode);
+      const text = `${mode} ${st.size} ${st.mtimeNs} ${st.ino} `;
+      const e = map.get(realRel);
+      let hex: string;
+      if (e !== undefined && e.length === text.length + HEX && e.startsWith(text)) {
+        this.stats.fromIndex++;
+        hex = e.slice(text.length);
+      } else {
+        const startedAt = Date.now();
+        let data: Buffer;
+        try {
+          data = readFileSync(abs);
+        } catch (cause) {
+          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${realRel} in ${this.root}`, { cause });
+        }
+        hex = createHash('sha256').update(data).digest('hex');
+        this.#remember(realRel, encodeRecord(realRel, st), Number(st.mtimeNs / 1000000n), startedAt, hex, data.length, text);
+      }
+      vals.push(`${fileTag(mode)}${hex}`);
+    };
+
+    const walkDir = (realRel: string, shownRel: string, relInSource: string, dirAbs: string): void => {
+      if (signal?.aborted) throw new ContextHashError('TSBUILD_ABORTED', 'context hashing aborted', { cause: signal.reason });
+      let names: string[];
+      try {
+        names = readdirSync(dirAbs).sort();
+      } catch (cause) {
+        const code = (cause as NodeJS.ErrnoException).code;
+        throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read directory ${realRel || '.'} in ${this.root}${code ? `: ${code}` : ''}`, { cause });
+      }
+      // Entries in name order, a subdirectory's contents where `name/` sorts (after `name.txt`,
+      // before `name0`): so the walk's output is in sorted path order.
+      let subdirs: { name: string; k: string }[] | undefined;
+      const descend = (name: string): void => {
+        walkDir(realRel === '' ? name : `${realRel}/${name}`, shownRel === '.' ? name : `${shownRel}/${name}`, relInSource === '' ? name : `${relInSource}/${name}`, `${dirAbs}/${name}`);
+      };
+      for (const name of names) {
+        while (subdirs !== undefined && subdirs.length > 0 && subdirs[0]!.k < name) descend(subdirs.shift()!.name);
+        const childReal = realRel === '' ? name : `${realRel}/${name}`;
+        const childAbs = `${dirAbs}/${name}`;
+        let cs: BigIntStats;
+        try {
+          cs = lstatSync(childAbs, { bigint: true });
+        } catch {
+          continue; // gone since listed
+        }
+        const fmt = Number(cs.mode) & S_IFMT;
+        const isDir = fmt === S_IFDIR;
+        if (exclude) {
+          const childInSource = relInSource === '' ? name : `${relInSource}/${name}`;
+          if (exclude.matches(childInSource) && (!isDir || exclude.canSkipDir(childInSource))) continue;
+        }
+        if (isHidden?.(childReal, isDir)) continue;
+        // One string for both when the source is the directory itself (`COPY . .`): kept once.
+        const childShown = shownRel === realRel || (shownRel === '.' && realRel === '') ? childReal : shownRel === '.' ? name : `${shownRel}/${name}`;
+        if (isDir) {
+          keys.push(childShown);
+          vals.push(`d:${modeText(Number(cs.mode))}`);
+          const item = { name, k: `${name}/` };
+          if (subdirs === undefined) subdirs = [item];
+          else {
+            // keep sorted by `name/` (usually an append)
+            let j = subdirs.length;
+            while (j > 0 && subdirs[j - 1]!.k > item.k) j--;
+            subdirs.splice(j, 0, item);
+          }
+        } else if (fmt === S_IFLNK) {
+          keys.push(childShown);
+          vals.push(`l:${readlinkSync(childAbs)}`);
+        } else if (fmt === S_IFREG) {
+          visitFile(childReal, childShown, childAbs, cs);
+        }
+        // sockets, fifos, devices: not copied, not keyed
+      }
+      if (subdirs !== undefined) for (const d of subdirs) descend(d.name);
+    };
+
+    for (const raw of sources) {
+      for (const m of await this.#expand(srcRoot, raw)) {
+        signal?.throwIfAborted();
+        const key = m === '' ? '.' : m;
+        const r = await resolveInRoot(this.root, m, { isHidden });
+        if (!r.exists) {
+          keys.push(key);
+          vals.push('missing');
+          continue;
+        }
+        let st: BigIntStats;
+        try {
+          st = lstatSync(r.abs, { bigint: true });
+          if (st.isSymbolicLink()) throw new Error('unresolved link');
+        } catch (cause) {
+          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${m} in ${this.root}`, { cause });
+        }
+        if (st.isDirectory()) {
+          keys.push(key);
+          vals.push(`d:${modeText(Number(st.mode))}`);
+          walkDir(r.rel, key, '', r.rel === '' ? this.root : path.join(this.root, r.rel));
+        } else if (st.isFile()) visitFile(r.rel, key, path.join(this.root, r.rel), st);
+      }
+    }
+
+    if (large.length > 0) {
+      const limit = pLimit(options.concurrency ?? 4);
+      await Promise.all(
+        large.map((f) =>
+          limit(async () => {
+            signal?.throwIfAborted();
+            const startedAt = Date.now();
+            const h = createHash('sha256');
+            let bytes = 0;
+            for await (const chunk of createReadStream(path.join(this.root, f.rel))) {
+              h.update(chunk as Buffer);
+              bytes += (chunk as Buffer).length;
+            }
+            const hex = h.digest('hex');
+            const mode = Number(f.st.mode);
+            this.#remember(f.rel, encodeRecord(f.rel, f.st), Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes, `${mode} ${f.st.size} ${f.st.mtimeNs} ${f.st.ino} `);
+            vals[f.i] = `${fileTag(mode)}${hex}`;
+          }),
+        ),
+      );
+    }
+    return FileSet.of(keys, vals);
   }
 
   /**

@@ -140,6 +140,20 @@ export function filesDigest(files: Readonly<Record<string, string>> | undefined)
   return digestLines(sortedKeys(files), (k) => files[k]!);
 }
 
+/** Paths sorted, a path given twice keeping its last digest. */
+function sortUnique(paths: readonly string[], digests: readonly string[]): { keys: readonly string[]; vals: readonly string[] } {
+  if (isSorted(paths)) return { keys: paths, vals: digests };
+  const order = paths.map((_, i) => i).sort((a, b) => (paths[a]! < paths[b]! ? -1 : paths[a]! > paths[b]! ? 1 : b - a));
+  const keys: string[] = [];
+  const vals: string[] = [];
+  for (const i of order) {
+    if (keys.length > 0 && keys[keys.length - 1] === paths[i]) continue; // the later one (sorted first) won
+    keys.push(paths[i]!);
+    vals.push(digests[i]!);
+  }
+  return { keys, vals };
+}
+
 /**
  * A file record made once from parallel arrays (path, `FileDigest`), with its `filesDigest`
  * computed from the arrays and remembered, so that keying it again costs nothing. Sorts the
@@ -147,49 +161,40 @@ export function filesDigest(files: Readonly<Record<string, string>> | undefined)
  * frozen: its digest could not follow a change.
  */
 export function sealFiles(paths: readonly string[], digests: readonly string[]): Readonly<Record<string, string>> {
-  let keys = paths;
-  let vals = digests;
-  if (!isSorted(paths)) {
-    const order = paths.map((_, i) => i).sort((a, b) => (paths[a]! < paths[b]! ? -1 : paths[a]! > paths[b]! ? 1 : b - a));
-    const k: string[] = [];
-    const v: string[] = [];
-    for (const i of order) {
-      if (k.length > 0 && k[k.length - 1] === paths[i]) continue; // the later one (sorted first) won
-      k.push(paths[i]!);
-      v.push(digests[i]!);
-    }
-    keys = k;
-    vals = v;
-  }
-  const out: Record<string, string> = {};
-  for (let i = 0; i < keys.length; i++) out[keys[i]!] = vals[i]!;
-  Object.freeze(out);
-  sealed.set(out, digestLines(keys, (_, i) => vals[i]!));
-  return out;
+  return FileSet.of(paths, digests).record();
 }
 
 /**
- * The files a step reads, kept as the text their digest is made of: one `path \0 FileDigest \n`
- * line per path, in sorted path order, in one buffer (context hashing writes them straight from
- * a listing and its index: no string per file). The path → digest record is made only when it
- * is asked for (`record()`: to explain a miss, to keep a manifest); a hit needs only `digest`.
+ * The files a step reads, kept as what their digest is made of, `path \0 FileDigest \n` lines in
+ * sorted path order: either in one buffer (context hashing writes them straight from a listing
+ * and its index, without a string per file) or as two arrays of strings. The path → digest
+ * record is made only when it is asked for (`record()`: to explain a miss, to keep a manifest);
+ * a hit needs only `digest`.
  */
 export class FileSet {
   /** `filesDigest` of the record: sha256 of the lines. */
   readonly digest: Digest;
   /** Paths in the set. */
   readonly size: number;
-  readonly #lines: Buffer;
+  readonly #lines: Buffer | undefined;
   /** Per line its start and the offset of its NUL, then the end of the last line. */
-  readonly #marks: readonly number[];
+  readonly #marks: readonly number[] | undefined;
+  readonly #keys: readonly string[] | undefined;
+  readonly #vals: readonly string[] | undefined;
   #record: Readonly<Record<string, string>> | undefined;
 
-  private constructor(lines: Buffer, marks: readonly number[], record?: Readonly<Record<string, string>>) {
-    this.#lines = lines;
-    this.#marks = marks;
-    this.size = (marks.length - 1) >> 1;
-    this.digest = `sha256:${createHash('sha256').update(lines).digest('hex')}` as Digest;
-    if (record) this.#seal(record);
+  private constructor(from: { lines: Buffer; marks: readonly number[] } | { keys: readonly string[]; vals: readonly string[] }) {
+    if ('lines' in from) {
+      this.#lines = from.lines;
+      this.#marks = from.marks;
+      this.size = (from.marks.length - 1) >> 1;
+      this.digest = `sha256:${createHash('sha256').update(from.lines).digest('hex')}` as Digest;
+    } else {
+      this.#keys = from.keys;
+      this.#vals = from.vals;
+      this.size = from.keys.length;
+      this.digest = digestLines(from.keys, (_, i) => from.vals[i]!);
+    }
   }
 
   /**
@@ -197,25 +202,20 @@ export class FileSet {
    * caller's promise. `marks` as kept by the set: each line's start and NUL, then the end.
    */
   static fromSortedLines(lines: Buffer, marks: readonly number[]): FileSet {
-    return new FileSet(lines, marks);
+    return new FileSet({ lines, marks });
   }
 
-  /** From a record (sorted here). */
+  /** From paths and their digests, in any order (sorted here; a path given twice keeps its last digest). */
+  static of(paths: readonly string[], digests: readonly string[]): FileSet {
+    return new FileSet(sortUnique(paths, digests));
+  }
+
+  /** From a record. */
   static fromRecord(files: Readonly<Record<string, string>>): FileSet {
     const keys = sortedKeys(files);
-    const marks: number[] = [];
-    let text = '';
-    let n = 0;
-    for (const k of keys) {
-      marks.push(n);
-      n += Buffer.byteLength(k);
-      marks.push(n);
-      const v = files[k]!;
-      n += 2 + Buffer.byteLength(v);
-      text += `${k}\0${v}\n`;
-    }
-    marks.push(n);
-    return new FileSet(Buffer.from(text), marks, Object.isFrozen(files) ? files : undefined);
+    const set = new FileSet({ keys, vals: keys.map((k) => files[k]!) });
+    if (Object.isFrozen(files)) set.#seal(files);
+    return set;
   }
 
   #seal(record: Readonly<Record<string, string>>): void {
@@ -226,10 +226,11 @@ export class FileSet {
   /** The paths and digests as a record: frozen, keys in sorted order, its `filesDigest` known. */
   record(): Readonly<Record<string, string>> {
     if (this.#record) return this.#record;
-    const b = this.#lines;
-    const m = this.#marks;
     const out: Record<string, string> = {};
-    for (let i = 0; i + 2 < m.length; i += 2) out[b.toString('utf8', m[i]!, m[i + 1]!)] = b.toString('utf8', m[i + 1]! + 1, m[i + 2]! - 1);
+    for (let i = 0; i < this.size; i++) {
+      const [k, v] = this.line(i);
+      out[k] = v;
+    }
     Object.freeze(out);
     this.#seal(out);
     return out;
@@ -237,8 +238,9 @@ export class FileSet {
 
   /** Path and digest of line `i` (0-based, in order). */
   line(i: number): [string, string] {
-    const b = this.#lines;
-    const m = this.#marks;
+    if (this.#keys) return [this.#keys[i]!, this.#vals![i]!];
+    const b = this.#lines!;
+    const m = this.#marks!;
     return [b.toString('utf8', m[2 * i]!, m[2 * i + 1]!), b.toString('utf8', m[2 * i + 1]! + 1, m[2 * i + 2]! - 1)];
   }
 }

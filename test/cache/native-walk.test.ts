@@ -121,15 +121,26 @@ describe('listings (the native helper with fstatat, node with lstat)', () => {
     const from = { root: ctx.root, isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) };
     const cacheDir = path.join(tmp, 'cache');
 
-    const first = await ContextHasher.open(cacheDir, root); // empty index: node's listing
+    // Several sources at once: files, a symlinked directory, a missing one, excludes, a repeat.
+    const many = ['d3', 'd7/sub/f9.txt', 'nope', 'd3-link', 'd5', 'd3/sub/f1.txt'];
+    const manyOptions = { exclude: ['**/f3*', 'deep'] };
+
+    const first = await ContextHasher.open(cacheDir, root); // empty index: a small tree, walked by node
     const viaNode = await first.hashSources(from, ['.']);
     expect(first.stats.hashed).toBeGreaterThanOrEqual(2100);
+    const manyViaNode = await first.hashSources(from, many, manyOptions);
     await first.save();
 
     const second = await ContextHasher.open(cacheDir, root); // 2,100 entries: the native listing
     const viaHelper = await second.hashSources(from, ['.']);
     expect(second.stats.hashed).toBe(0);
     expect(second.stats.fromIndex).toBe(first.stats.hashed);
+    expect(await second.hashSources(from, many, manyOptions)).toEqual(manyViaNode);
+    expect(Object.keys(manyViaNode)).toContain('nope');
+    expect(manyViaNode.nope).toBe('missing');
+    // Excludes match below each source: `deep` is d3-link's own child, d3's is `sub/deep`.
+    expect(Object.keys(manyViaNode).filter((k) => /\/f3[^/]*$/.test(k) || k.includes('/deep'))).toEqual(['d3/sub/deep', 'd3/sub/deep/kept.txt']);
+    expect(second.stats.hashed).toBe(0);
     expect(viaHelper).toEqual(viaNode);
     expect(Object.keys(viaHelper)).toEqual(Object.keys(viaNode)); // the same order: the wide names sorted as strings
     expect(Object.keys(viaHelper).some((k) => k.includes('node_modules'))).toBe(false);
