@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { cpus } from 'node:os';
+import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
@@ -441,7 +441,7 @@ class Solver {
 
   constructor(init: SolverInit) {
     this.#i = init;
-    this.#limit = pLimit(Math.max(1, init.options.parallelism ?? cpus().length));
+    this.#limit = pLimit(Math.max(1, init.options.parallelism ?? availableParallelism()));
   }
 
   /** Resolves once every started stage and step has finished, failed or stopped. */
