@@ -232,7 +232,7 @@ export class ContextHasher {
   /** Entries of files hashed by this hasher (null: drop the old one), by path: written by `save`. */
   readonly #updates = new Map<string, Buffer | null>();
   readonly stats: HashStats = { hashed: 0, fromIndex: 0, bytes: 0 };
-  /** The index as strings (path → `<st_mode> <stat text><hex>`), for small trees (`#smallFile`); made on first use. */
+  /** The index as read, as strings (path → `<st_mode> <stat text><hex>`), for small trees (`#smallSet`); made on first use. */
   #map: Map<string, string> | undefined;
   #prefetched: { readonly skip: readonly string[]; readonly listing: Promise<Listing | undefined> } | undefined;
 
@@ -315,35 +315,43 @@ export class ContextHasher {
     return -1;
   }
 
-  #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number, text?: string): void {
+  #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number): void {
     this.stats.hashed++;
     this.stats.bytes += bytes;
     // Racy (changed within a second of hashing): never trusted, so not kept.
-    const trusted = mtimeMs < startedAt - 1000;
-    this.#updates.set(rel, trusted ? Buffer.concat([head, Buffer.from(hex, 'latin1')]) : null);
-    if (this.#map) {
-      if (trusted) this.#map.set(rel, (text ?? `${recordMode(head, 0)} ${head.toString('latin1', HEAD + pathLength(head, 0) + 1)}`) + hex);
-      else this.#map.delete(rel);
-    }
+    this.#updates.set(rel, mtimeMs < startedAt - 1000 ? Buffer.concat([head, Buffer.from(hex, 'latin1')]) : null);
   }
 
-  /** `#map`, made from the index as read. */
+  /** An index entry (`Buffer`: head and hex) as `#map` keeps it: `<st_mode> <stat text><hex>`. */
+  static #entryText(e: Buffer, at: number, end: number): string {
+    return `${recordMode(e, at)} ${e.toString('latin1', at + HEAD + pathLength(e, at) + 1, end)}`;
+  }
+
+  /**
+   * The digest `#map` or this hasher's own entries (`#updates`) give for a file whose mode and
+   * stat text are `text` (`<st_mode> <size> <mtime ns> <ino> `), if one matches.
+   */
+  #smallLookup(rel: string, text: string): string | undefined {
+    this.#map ??= this.#indexMap();
+    let e = this.#map.get(rel);
+    if ((e === undefined || !e.startsWith(text)) && this.#updates.size > 0) {
+      const u = this.#updates.get(rel);
+      e = u ? ContextHasher.#entryText(u, 0, u.length) : undefined;
+    }
+    if (e === undefined || e.length !== text.length + HEX || !e.startsWith(text)) return undefined;
+    this.stats.fromIndex++;
+    return e.slice(text.length);
+  }
+
+  /** The index as read, as strings. */
   #indexMap(): Map<string, string> {
-    if (this.#map) return this.#map;
     const map = new Map<string, string>();
     const idx = this.#index;
     const starts = this.#starts;
     for (let i = 0; i + 1 < starts.length; i++) {
       const s = starts[i]!;
-      const p = s + HEAD + pathLength(idx, s);
-      map.set(idx.toString('utf8', s + HEAD, p), `${recordMode(idx, s)} ${idx.toString('latin1', p + 1, starts[i + 1]!)}`);
+      map.set(idx.toString('utf8', s + HEAD, s + HEAD + pathLength(idx, s)), ContextHasher.#entryText(idx, s, starts[i + 1]!));
     }
-    // entries this hasher made before the map was (a mixed use of one hasher: rare)
-    for (const [rel, e] of this.#updates) {
-      if (e === null) map.delete(rel);
-      else map.set(rel, `${recordMode(e, 0)} ${e.toString('latin1', HEAD + pathLength(e, 0) + 1)}`);
-    }
-    this.#map = map;
     return map;
   }
 
@@ -527,7 +535,6 @@ export class ContextHasher {
     const isHidden = from.isHidden;
     const signal = options.signal;
     const srcRoot = { root: this.root, ...(isHidden ? { isHidden } : {}) };
-    const map = this.#indexMap();
 
     const visitFile = (realRel: string, shown: string, abs: string, st: BigIntStats): void => {
       keys.push(shown);
@@ -537,13 +544,8 @@ export class ContextHasher {
         return;
       }
       const mode = Number(st.mode);
-      const text = `${mode} ${st.size} ${st.mtimeNs} ${st.ino} `;
-      const e = map.get(realRel);
-      let hex: string;
-      if (e !== undefined && e.length === text.length + HEX && e.startsWith(text)) {
-        this.stats.fromIndex++;
-        hex = e.slice(text.length);
-      } else {
+      let hex = this.#smallLookup(realRel, `${mode} ${st.size} ${st.mtimeNs} ${st.ino} `);
+      if (hex === undefined) {
         const startedAt = Date.now();
         let data: Buffer;
         try {
@@ -552,7 +554,7 @@ export class ContextHasher {
           throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${realRel} in ${this.root}`, { cause });
         }
         hex = createHash('sha256').update(data).digest('hex');
-        this.#remember(realRel, encodeRecord(realRel, st), Number(st.mtimeNs / 1000000n), startedAt, hex, data.length, text);
+        this.#remember(realRel, encodeRecord(realRel, st), Number(st.mtimeNs / 1000000n), startedAt, hex, data.length);
       }
       vals.push(`${fileTag(mode)}${hex}`);
     };
@@ -653,7 +655,7 @@ export class ContextHasher {
             }
             const hex = h.digest('hex');
             const mode = Number(f.st.mode);
-            this.#remember(f.rel, encodeRecord(f.rel, f.st), Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes, `${mode} ${f.st.size} ${f.st.mtimeNs} ${f.st.ino} `);
+            this.#remember(f.rel, encodeRecord(f.rel, f.st), Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes);
             vals[f.i] = `${fileTag(mode)}${hex}`;
           }),
         ),

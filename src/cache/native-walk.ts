@@ -94,9 +94,13 @@ export async function nativeListing(root: string, start = '', skip: readonly str
 
 /** Records written into one growing buffer, with their starts. */
 class RecordWriter {
-  buf = Buffer.allocUnsafe(1 << 14);
+  buf: Buffer;
   n = 0;
   readonly starts: number[] = [];
+
+  constructor(capacity = 1 << 14) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
 
   #room(k: number): void {
     if (this.n + k <= this.buf.length) return;
@@ -165,7 +169,8 @@ const EMPTY = Buffer.alloc(0);
 
 /** A record for one entry, from node's `lstat` (bigint: nanoseconds and 64-bit inodes as they are). */
 export function encodeRecord(rel: string, st: BigIntStats, target?: Buffer): Buffer {
-  const w = new RecordWriter();
+  // Sized to fit (small: from node's pool), since the caller may keep it.
+  const w = new RecordWriter(HEAD + 3 * rel.length + 1 + 64 + (target ? 2 + target.length : 0));
   w.entry(rel, st, target);
   return w.buf.subarray(0, w.n);
 }
