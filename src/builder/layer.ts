@@ -8,22 +8,19 @@
  * `<blobDir>/sha256/<hex>`. With `compression: 'none'` only the tar is stored (named by its
  * diffID) and `compressBlob` makes the gzip blob later, when an exporter needs it (lazy blobs).
  */
-import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream, lstatSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, createReadStream, createWriteStream, lstatSync, openSync, readdirSync, readlinkSync, readSync } from 'node:fs';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
+import { Readable, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
 import { compressStream, createGzipStream, layerMediaType } from '../oci/compress.js';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
-import { putBlobFile } from '../oci/store.js';
-import { tarMode } from '../util/tar.js';
+import { TAR_END_BYTES, tarPadding, writeTarHeader, type TarHeaderFields } from '../oci/tar-writer.js';
+import { flatString } from './context.js';
 
 export class LayerError extends TsbuildError {}
-
-type TarHeader = Parameters<tar.Pack['entry']>[0];
 
 export const MEDIA_TYPE_LAYER_TAR = 'application/vnd.oci.image.layer.v1.tar';
 export const MEDIA_TYPE_LAYER_GZIP = 'application/vnd.oci.image.layer.v1.tar+gzip';
@@ -69,20 +66,34 @@ export interface LayerResult {
   readonly entries: number;
 }
 
-/** Compare slash paths component by component, so a directory's children follow it directly. */
+/**
+ * Compare slash paths component by component, so a directory's children follow it directly:
+ * components compare by their UTF-8 bytes (code points), a path before the paths it is a prefix
+ * of. The same order as comparing the split components, without splitting: at the first
+ * character that differs, a `/` (a component's end) comes first.
+ */
 export function comparePaths(a: string, b: string): number {
-  const pa = a.split('/');
-  const pb = b.split('/');
-  const n = Math.min(pa.length, pb.length);
+  const n = Math.min(a.length, b.length);
   for (let i = 0; i < n; i++) {
-    const x = pa[i]!;
-    const y = pb[i]!;
-    if (x !== y) return Buffer.compare(Buffer.from(x), Buffer.from(y));
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x !== y) return pathUnit(x) - pathUnit(y);
   }
-  return pa.length - pb.length;
+  return a.length - b.length;
 }
 
+/** A UTF-16 unit's rank in the order above: `/` lowest, surrogates (code points past U+FFFF) after U+FFFF. */
+function pathUnit(c: number): number {
+  if (c === 0x2f) return -1;
+  if (c < 0xd800) return c;
+  return c < 0xe000 ? c + 0x2000 : c - 0x800;
+}
+
+/** A path with empty, `.` or `..` components, or a leading or trailing slash. */
+const UNCLEAN = /^\/|\/$|\/\/|(?:^|\/)\.\.?(?:\/|$)/;
+
 function normalize(rel: string): string {
+  if (!UNCLEAN.test(rel)) return rel;
   const parts: string[] = [];
   for (const p of rel.split('/')) {
     if (p === '' || p === '.') continue;
@@ -95,182 +106,219 @@ function normalize(rel: string): string {
 /** Every path under root (unsorted). Synchronous: one readdir per directory, no per-file stat. */
 function walkAll(root: string, rel: string, out: string[]): void {
   for (const d of readdirSync(rel === '' ? root : path.join(root, rel), { withFileTypes: true })) {
-    const r = rel === '' ? d.name : `${rel}/${d.name}`;
+    const r = flatString(rel === '' ? d.name : `${rel}/${d.name}`);
     out.push(r);
     if (d.isDirectory()) walkAll(root, r, out);
   }
 }
 
-type Item = { readonly kind: 'path'; readonly rel: string } | { readonly kind: 'whiteout'; readonly rel: string; readonly parentRel: string };
+interface Whiteout {
+  readonly rel: string;
+  readonly parentRel: string;
+}
 
-/** The sorted list of entries a layer holds: given paths plus all their parents, plus whiteouts. */
-export async function layerEntries(options: Pick<WriteLayerOptions, 'root' | 'paths' | 'whiteouts' | 'opaqueDirs'>): Promise<Item[]> {
-  const set = new Set<string>();
-  const whiteouts = new Map<string, string>();
-  let listed: string[];
-  if (options.paths === undefined) {
-    listed = [];
-    walkAll(options.root, '', listed);
-  } else listed = options.paths.map(normalize).filter((p) => p !== '');
-  const addParents = (rel: string): void => {
-    const parts = rel.split('/');
-    for (let i = 1; i < parts.length; i++) set.add(parts.slice(0, i).join('/'));
-  };
-  for (const p of listed) {
-    set.add(p);
-    addParents(p);
+/**
+ * What a layer holds, in tar order: `paths` (listed paths plus every parent of one, sorted
+ * component-wise, once each) and `whiteouts` (sorted; after a path of the same name). One array
+ * of the caller's strings plus the parents it lacked: no object per entry.
+ */
+interface LayerPlan {
+  readonly paths: readonly string[];
+  readonly whiteouts: readonly Whiteout[];
+}
+
+function isParentOf(dir: string, p: string): boolean {
+  return p.length > dir.length && p.charCodeAt(dir.length) === 0x2f && p.startsWith(dir);
+}
+
+function planLayer(options: Pick<WriteLayerOptions, 'root' | 'paths' | 'whiteouts' | 'opaqueDirs'>): LayerPlan {
+  const listed: string[] = [];
+  if (options.paths === undefined) walkAll(options.root, '', listed);
+  else {
+    for (const p of options.paths) {
+      const rel = normalize(p);
+      if (rel !== '') listed.push(rel);
+    }
   }
+  const whiteouts: Whiteout[] = [];
   for (const w of options.whiteouts ?? []) {
     const rel = normalize(w);
     const dir = path.posix.dirname(rel);
-    const name = `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(rel)}`;
-    whiteouts.set(name, dir === '.' ? '' : dir);
-    if (dir !== '.') {
-      set.add(dir);
-      addParents(dir);
-    }
+    whiteouts.push({ rel: `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(rel)}`, parentRel: dir === '.' ? '' : dir });
+    if (dir !== '.') listed.push(dir);
   }
   for (const o of options.opaqueDirs ?? []) {
     const dir = normalize(o);
-    whiteouts.set(`${dir === '' ? '' : dir + '/'}.wh..wh..opq`, dir);
-    if (dir !== '') {
-      set.add(dir);
-      addParents(dir);
-    }
+    whiteouts.push({ rel: `${dir === '' ? '' : dir + '/'}.wh..wh..opq`, parentRel: dir });
+    if (dir !== '') listed.push(dir);
   }
-  const items: Item[] = [...set].map((rel) => ({ kind: 'path' as const, rel }));
-  for (const [rel, parentRel] of whiteouts) items.push({ kind: 'whiteout', rel, parentRel });
-  items.sort((a, b) => comparePaths(a.rel, b.rel));
-  return items;
+  listed.sort(comparePaths);
+  // In this order a directory comes right before what is under it, so the parents a path lacks
+  // are the ones missing from the chain of directories above it seen so far (`chain`).
+  const paths: string[] = [];
+  const chain: string[] = [];
+  for (const p of listed) {
+    if (paths.length > 0 && paths[paths.length - 1] === p) continue;
+    while (chain.length > 0 && !isParentOf(chain[chain.length - 1]!, p)) chain.pop();
+    const top = chain[chain.length - 1];
+    for (let i = p.indexOf('/', top === undefined ? 0 : top.length + 1); i !== -1; i = p.indexOf('/', i + 1)) {
+      const parent = p.slice(0, i);
+      paths.push(parent);
+      chain.push(parent);
+    }
+    paths.push(p);
+    chain.push(p);
+  }
+  // A whiteout named twice is written once (the last one's parent, as a map keeps it).
+  const byName = new Map<string, Whiteout>();
+  for (const w of whiteouts) byName.set(w.rel, w);
+  return { paths, whiteouts: [...byName.values()].sort((a, b) => comparePaths(a.rel, b.rel)) };
 }
 
-function clamp(mtime: Date, epoch: number | undefined): Date {
-  if (epoch === undefined) return new Date(Math.floor(mtime.getTime() / 1000) * 1000);
+/** What `clamp` did to a Date, in milliseconds (whole seconds; the epoch caps later times). */
+function clampMs(ms: number, epoch: number | undefined): number {
+  const whole = Math.floor(ms / 1000) * 1000;
+  if (epoch === undefined) return whole;
   const e = epoch * 1000;
-  return mtime.getTime() > e ? new Date(e) : new Date(Math.floor(mtime.getTime() / 1000) * 1000);
+  return ms > e ? timeClip(e) : whole;
+}
+
+/** ECMAScript TimeClip: the value a Date made from `ms` holds. */
+function timeClip(ms: number): number {
+  return Math.abs(ms) > 8.64e15 ? NaN : Math.trunc(ms);
 }
 
 /**
- * Files up to this size are read whole (one sync read) instead of streamed; bigger ones stream
- * in pieces of this size. Whole reads are cheaper (a thread-pool round trip per piece costs more
- * than the read), but each is a buffer held until the blob writer has written it, with up to
- * three batches behind it: at 8 MiB a context of 5 MiB files held ~20 MB more at the peak of a
- * build than one of 1 MiB files (memory must not grow with file size).
+ * Bytes per tar chunk. Headers are encoded and file contents read straight into chunks of this
+ * size (a big file in as many as it needs), so the memory a layer write holds is two chunks,
+ * whatever the number or the size of its files.
  */
-const WHOLE_FILE = 1 << 20;
-/** Output batch size between tar-stream and the hash/gzip/file stages. */
-const BATCH = 1 << 20;
+const CHUNK = 1 << 20;
 
-/**
- * Joins tar-stream's many small pushes (a 512-byte header, a small body, its padding) into
- * ~1 MiB chunks, so the stages after it see tens of writes instead of tens of thousands.
- */
-class Coalescer extends Transform {
-  #parts: Buffer[] = [];
-  #size = 0;
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.#parts.push(chunk);
-    this.#size += chunk.length;
-    if (this.#size >= BATCH) this.#emit();
-    cb();
-  }
-  override _flush(cb: TransformCallback): void {
-    if (this.#size > 0) this.#emit();
-    cb();
-  }
-  #emit(): void {
-    const out = this.#parts.length === 1 ? this.#parts[0]! : Buffer.concat(this.#parts, this.#size);
-    this.#parts = [];
-    this.#size = 0;
-    this.push(out);
-  }
+function changedSize(rel: string, listed: number, read: string): LayerError {
+  return new LayerError('TSBUILD_LAYER_CHANGED', `${rel} changed size while the layer was written (${listed} bytes when listed, ${read} when read)`);
 }
 
 /**
- * Add the layer's entries to `pack` (not finalized). Returns the entry count. Metadata and small
- * files are read synchronously (a thread-pool round trip per call costs more than the call here);
- * each entry is awaited, so tar-stream's back-pressure bounds memory to about one file.
+ * The layer's tar in chunks of up to CHUNK bytes, read synchronously (a thread-pool round trip
+ * per call would cost more than the call; the consumer's writes are where the event loop runs).
+ * With `reuse`, two buffers take turns: a chunk stays valid until the second `next()` after the
+ * one that returned it, so a consumer must be done with it by then (hashed and written). Without,
+ * each chunk has a buffer of its own. `count.entries` is the number of entries written.
  */
-async function packInto(options: WriteLayerOptions, items: readonly Item[], pack: tar.Pack): Promise<number> {
+function* layerTar(options: WriteLayerOptions, plan: LayerPlan, reuse: boolean, count: { entries: number }): Generator<Buffer, void, undefined> {
+  const spare = reuse ? [Buffer.allocUnsafeSlow(CHUNK)] : undefined;
+  let buf = Buffer.allocUnsafeSlow(CHUNK);
+  let at = 0;
+  /** The filled part of `buf`; the next chunk goes to the other buffer (or a new one). */
+  const take = (): Buffer => {
+    const out = buf.subarray(0, at);
+    if (spare) {
+      const next = spare.pop()!;
+      spare.push(buf);
+      buf = next;
+    } else buf = Buffer.allocUnsafeSlow(CHUNK);
+    at = 0;
+    return out;
+  };
   const seen = new Map<string, string>();
-  let count = 0;
-  const put = (h: TarHeader, body?: Buffer | Readable): Promise<void> =>
-    new Promise<void>((resolve, reject) => {
-      const header = { ...h, mode: tarMode(h.mode ?? 0o644) };
-      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
-      if (body === undefined) {
-        if (header.type === 'file' || header.type === undefined) pack.entry(header, Buffer.alloc(0), done);
-        else pack.entry(header, done);
-        return;
-      }
-      if (Buffer.isBuffer(body)) {
-        pack.entry(header, body, done);
-        return;
-      }
-      const sink = pack.entry(header, done);
-      body.on('error', reject);
-      body.pipe(sink as unknown as Writable);
-    });
-  for (const item of items) {
-    if (options.signal?.aborted) throw new LayerError('TSBUILD_ABORTED', 'layer writing aborted', { cause: options.signal.reason });
-    count++;
-    if (item.kind === 'whiteout') {
-      let mtime = new Date(0);
-      if (item.parentRel !== '') mtime = lstatSync(path.join(options.root, item.parentRel), { throwIfNoEntry: false })?.mtime ?? mtime;
-      await put({ name: item.rel, type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, uname: '', gname: '', mtime: clamp(mtime, options.sourceDateEpoch) });
-      continue;
+  const { paths, whiteouts } = plan;
+  let w = 0;
+  for (let i = 0; i <= paths.length; i++) {
+    const rel = paths[i];
+    // The whiteouts that sort before this path (after the last path: those left).
+    for (; w < whiteouts.length && (rel === undefined || comparePaths(whiteouts[w]!.rel, rel) < 0); w++) {
+      const wh = whiteouts[w]!;
+      const mtime = wh.parentRel === '' ? 0 : (lstatSync(path.join(options.root, wh.parentRel), { throwIfNoEntry: false })?.mtime.getTime() ?? 0);
+      const h: TarHeaderFields = { name: wh.rel, type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeMs: clampMs(mtime, options.sourceDateEpoch) };
+      const end = writeTarHeader(buf, at, CHUNK, h);
+      if (end < 0) {
+        yield take();
+        at = headerAtStart(buf, h);
+      } else at = end;
+      count.entries++;
     }
-    const abs = path.join(options.root, item.rel);
+    if (rel === undefined) break;
+    if (options.signal?.aborted) throw new LayerError('TSBUILD_ABORTED', 'layer writing aborted', { cause: options.signal.reason });
+    const abs = path.join(options.root, rel);
     const st = lstatSync(abs);
-    const base = {
-      uid: st.uid,
-      gid: st.gid,
-      uname: '',
-      gname: '',
-      mode: st.mode & 0o7777,
-      mtime: clamp(st.mtime, options.sourceDateEpoch),
-    };
+    const mtimeMs = clampMs(st.mtime.getTime(), options.sourceDateEpoch);
+    let h: TarHeaderFields;
+    let read = false;
     if (st.isDirectory()) {
-      await put({ ...base, name: item.rel + '/', type: 'directory' });
+      h = { name: rel + '/', type: 'directory', size: 0, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
     } else if (st.isSymbolicLink()) {
-      await put({ ...base, name: item.rel, type: 'symlink', linkname: readlinkSync(abs) });
+      h = { name: rel, type: 'symlink', size: 0, linkname: readlinkSync(abs), mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
     } else if (st.isFile()) {
-      if (st.nlink > 1) {
-        const key = `${st.dev}:${st.ino}`;
-        const first = seen.get(key);
-        if (first !== undefined) {
-          await put({ ...base, name: item.rel, type: 'link', linkname: first, size: 0 });
-          continue;
-        }
-        seen.set(key, item.rel);
-      }
-      if (st.size <= WHOLE_FILE) {
-        const data = readFileSync(abs);
-        // The header must describe what was stat'ed; a file that changed under us is an error, as when streaming.
-        if (data.length !== st.size) throw new LayerError('TSBUILD_LAYER_CHANGED', `${item.rel} changed size while the layer was written (${st.size} -> ${data.length} bytes)`);
-        await put({ ...base, name: item.rel, type: 'file', size: st.size }, data);
+      const first = st.nlink > 1 ? seen.get(`${st.dev}:${st.ino}`) : undefined;
+      if (first !== undefined) {
+        h = { name: rel, type: 'link', size: 0, linkname: first, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
       } else {
-        await put({ ...base, name: item.rel, type: 'file', size: st.size }, createReadStream(abs, { highWaterMark: WHOLE_FILE }));
+        if (st.nlink > 1) seen.set(`${st.dev}:${st.ino}`, rel);
+        h = { name: rel, type: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+        read = st.size > 0;
       }
     } else if (st.isCharacterDevice() && options.overlayWhiteouts && st.rdev === 0) {
-      const dir = path.posix.dirname(item.rel);
-      const name = `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(item.rel)}`;
-      await put({ ...base, name, type: 'file', size: 0, mode: 0o644 });
+      const dir = path.posix.dirname(rel);
+      h = { name: `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(rel)}`, type: 'file', size: 0, mode: 0o644, uid: st.uid, gid: st.gid, mtimeMs };
     } else if (st.isCharacterDevice() || st.isBlockDevice()) {
       const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn) | Number((BigInt(st.rdev) >> 32n) & ~0xfffn);
       const minor = Number(BigInt(st.rdev) & 0xffn) | Number((BigInt(st.rdev) >> 12n) & ~0xffn);
-      await put({ ...base, name: item.rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', devmajor: major, devminor: minor });
+      h = { name: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', size: 0, devmajor: major, devminor: minor, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
     } else if (st.isFIFO()) {
-      await put({ ...base, name: item.rel, type: 'fifo' });
+      h = { name: rel, type: 'fifo', size: 0, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
     } else {
-      count--; // sockets have no tar form
+      continue; // sockets have no tar form
     }
+    const end = writeTarHeader(buf, at, CHUNK, h);
+    if (end < 0) {
+      yield take();
+      at = headerAtStart(buf, h);
+    } else at = end;
+    count.entries++;
+    if (!read) continue;
+    // The content, read into the chunk; one byte more is asked for at the end, to see a file
+    // that grew since it was stat'ed (the header must describe what is written).
+    const fd = openSync(abs, 'r');
+    try {
+      let left = h.size;
+      let pos = 0;
+      for (;;) {
+        if (at === CHUNK) yield take();
+        const n = readSync(fd, buf, at, Math.min(CHUNK - at, left + 1), pos);
+        if (n === 0) break;
+        if (n > left) throw changedSize(rel, h.size, 'more');
+        at += n;
+        pos += n;
+        left -= n;
+      }
+      if (left > 0) throw changedSize(rel, h.size, String(h.size - left));
+    } finally {
+      closeSync(fd);
+    }
+    // Entries start on a block boundary and CHUNK is a multiple of the block: the padding fits.
+    const pad = tarPadding(h.size);
+    buf.fill(0, at, at + pad);
+    at += pad;
   }
-  return count;
+  if (CHUNK - at < TAR_END_BYTES) yield take();
+  buf.fill(0, at, at + TAR_END_BYTES);
+  at += TAR_END_BYTES;
+  yield buf.subarray(0, at);
 }
 
-/** Write `stream` to a temp file in blobDir, fsync, and rename it to `sha256/<hex>` once `name()` is known. */
-async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promise<void>, name: () => Digest): Promise<void> {
+/** The header of `h` at the start of an empty chunk, or an error when even that has no room for it. */
+function headerAtStart(buf: Buffer, h: TarHeaderFields): number {
+  const at = writeTarHeader(buf, 0, CHUNK, h);
+  if (at < 0) throw new LayerError('TSBUILD_LAYER_PATH', `layer path ${JSON.stringify(h.name.slice(0, 100))}… is too long for a tar header`);
+  return at;
+}
+
+/**
+ * Write a blob through `fill` (given the temp file in blobDir), fsync it, and rename it to
+ * `sha256/<hex>` once `name()` is known; on failure the temp file is removed.
+ */
+async function storeAtomically(blobDir: string, fill: (fh: FileHandle) => Promise<void>, name: () => Digest): Promise<void> {
   const dir = path.join(blobDir, 'sha256');
   const tmpDir = path.join(blobDir, 'tmp');
   await mkdir(dir, { recursive: true });
@@ -278,7 +326,7 @@ async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promi
   const tmp = path.join(tmpDir, `layer-${randomBytes(8).toString('hex')}`);
   const fh = await open(tmp, 'wx', 0o644);
   try {
-    await sinks(createWriteStream('', { fd: fh.fd, autoClose: false }));
+    await fill(fh);
     await fh.sync();
   } catch (err) {
     await fh.close().catch(() => {});
@@ -296,60 +344,71 @@ async function storeAtomically(blobDir: string, sinks: (file: Writable) => Promi
   }
 }
 
+/** A stream over the file handle, left open (storeAtomically closes it). */
+function fileStream(fh: FileHandle): Writable {
+  return createWriteStream('', { fd: fh.fd, autoClose: false });
+}
+
+/** Writes all of `chunk` at `position`. */
+async function writeAll(fh: FileHandle, chunk: Buffer, position: number): Promise<void> {
+  for (let off = 0; off < chunk.length; ) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position + off);
+    if (bytesWritten === 0) throw new LayerError('TSBUILD_LAYER_WRITE', `writing a layer blob stopped at byte ${position + off}`);
+    off += bytesWritten;
+  }
+}
+
 /**
  * Write a layer: a deterministic tar of `paths` (plus parents) under `root`, hashed and
  * (by default) gzipped in one streaming pass, stored atomically in `blobDir`.
  */
 export async function writeLayer(options: WriteLayerOptions): Promise<LayerResult> {
   const compression = options.compression ?? 'gzip';
-  const items = await layerEntries(options);
-  const pack = tar.pack();
-  // A failure while producing entries destroys `pack`, possibly before the pipeline below has
-  // attached its listeners; `producing` carries the error, so an 'error' event must not crash.
-  pack.on('error', () => {});
+  const plan = planLayer(options);
+  const count = { entries: 0 };
   /** Digest and size of the tar, and of the stored blob (the same object when not compressed). */
   let tarSum: { digest: Digest; size: number } | undefined;
   let blobSum: { digest: Digest; size: number } | undefined;
-  let entries = 0;
-  const producing = packInto(options, items, pack).then(
-    (n) => {
-      entries = n;
-      pack.finalize();
-    },
-    (err: unknown) => {
-      pack.destroy(err as Error);
-      throw err;
-    },
-  );
-  producing.catch(() => {}); // awaited below; this only marks the rejection as handled early
-  const source = pack as unknown as Readable;
   if (compression === 'gzip') {
     await storeAtomically(
       options.blobDir,
-      async (file) => {
+      async (fh) => {
         const tarHash = new DigestingStream();
         const blobHash = new DigestingStream();
-        await Promise.all([pipeline(source, new Coalescer(), tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, file), producing]);
+        // The gzip stream keeps pieces of its input after taking it: each chunk is a buffer of its own.
+        const source = Readable.from(layerTar(options, plan, false, count), { objectMode: true, highWaterMark: 1 });
+        await pipeline(source, tarHash, createGzipStream(options.gzipLevel ?? 6), blobHash, fileStream(fh));
         tarSum = { digest: tarHash.digest, size: tarHash.size };
         blobSum = { digest: blobHash.digest, size: blobHash.size };
       },
       () => blobSum!.digest,
     );
   } else {
-    // The tar is the blob: the store's writer hashes and writes it in batches, atomically. A
-    // failed entry destroys `pack` (the write then fails); a failed write stops `pack`.
-    const tmpDir = path.join(options.blobDir, 'tmp');
-    await mkdir(tmpDir, { recursive: true });
-    await mkdir(path.join(options.blobDir, 'sha256'), { recursive: true });
-    const storing = putBlobFile(options.blobDir, tmpDir, source, {}, 'layer').catch((err: unknown) => {
-      pack.destroy(err as Error);
-      throw err;
-    });
-    // Both settle before returning: the writer removes its temp file when the entries fail.
-    const [stored, produced] = await Promise.allSettled([storing, producing]);
-    if (produced.status === 'rejected') throw produced.reason;
-    if (stored.status === 'rejected') throw stored.reason;
-    tarSum = blobSum = stored.value;
+    // The tar is the blob. Each chunk is hashed, then written while the next one is filled; the
+    // write is awaited before the one after, whose buffer it is (see layerTar).
+    await storeAtomically(
+      options.blobDir,
+      async (fh) => {
+        const hash = createHash('sha256');
+        let size = 0;
+        let writing: Promise<void> | undefined;
+        try {
+          for (const chunk of layerTar(options, plan, true, count)) {
+            hash.update(chunk);
+            if (writing) await writing;
+            writing = writeAll(fh, chunk, size);
+            writing.catch(() => {}); // awaited next round or below; a failure must not go unhandled meanwhile
+            size += chunk.length;
+          }
+          await writing;
+        } finally {
+          // No write may still be running when the temp file is closed and removed.
+          await writing?.catch(() => {});
+        }
+        tarSum = blobSum = { digest: `sha256:${hash.digest('hex')}` as Digest, size };
+      },
+      () => tarSum!.digest,
+    );
   }
   return {
     diffId: tarSum!.digest,
@@ -357,7 +416,7 @@ export async function writeLayer(options: WriteLayerOptions): Promise<LayerResul
     size: blobSum!.size,
     uncompressedSize: tarSum!.size,
     mediaType: compression === 'gzip' ? MEDIA_TYPE_LAYER_GZIP : MEDIA_TYPE_LAYER_TAR,
-    entries,
+    entries: count.entries,
   };
 }
 
@@ -377,8 +436,8 @@ export async function compressBlob(
   const input = createReadStream(src);
   await storeAtomically(
     blobDir,
-    async (file) => {
-      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, file);
+    async (fh) => {
+      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, fileStream(fh));
       if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
     },
     () => out.digest,
