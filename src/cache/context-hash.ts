@@ -478,13 +478,7 @@ export class ContextHasher {
           limit(async () => {
             signal?.throwIfAborted();
             const startedAt = Date.now();
-            const h = createHash('sha256');
-            let bytes = 0;
-            for await (const chunk of createReadStream(path.join(this.root, f.rel))) {
-              h.update(chunk as Buffer);
-              bytes += (chunk as Buffer).length;
-            }
-            const hex = h.digest('hex');
+            const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
             this.#remember(f.rel, f.head, f.mtimeMs, startedAt, hex, bytes);
             lines.buf.write(hex, f.pos, 'latin1');
           }),
@@ -647,13 +641,7 @@ export class ContextHasher {
           limit(async () => {
             signal?.throwIfAborted();
             const startedAt = Date.now();
-            const h = createHash('sha256');
-            let bytes = 0;
-            for await (const chunk of createReadStream(path.join(this.root, f.rel))) {
-              h.update(chunk as Buffer);
-              bytes += (chunk as Buffer).length;
-            }
-            const hex = h.digest('hex');
+            const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
             const mode = Number(f.st.mode);
             this.#remember(f.rel, encodeRecord(f.rel, f.st), Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes);
             vals[f.i] = `${fileTag(mode)}${hex}`;
@@ -889,4 +877,15 @@ export async function hashContextSources(
   const set = await hasher.fileSet(from, sources, options);
   await hasher.save();
   return { digest: set.digest, files: set.record(), stats: hasher.stats };
+}
+
+/** The sha256 (hex) and length of a file's content, streamed (files too big to read whole). */
+async function hashFile(abs: string): Promise<{ hex: string; bytes: number }> {
+  const h = createHash('sha256');
+  let bytes = 0;
+  for await (const chunk of createReadStream(abs)) {
+    h.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { hex: h.digest('hex'), bytes };
 }
