@@ -315,6 +315,19 @@ export class ContextHasher {
     return -1;
   }
 
+  /** A source path resolved in the context (links followed) and its lstat; undefined when it does not exist. */
+  async #source(m: string, isHidden: HashRoot['isHidden']): Promise<{ rel: string; st: BigIntStats } | undefined> {
+    const r = await resolveInRoot(this.root, m, { isHidden });
+    if (!r.exists) return undefined;
+    try {
+      const st = lstatSync(r.abs, { bigint: true });
+      if (st.isSymbolicLink()) throw new Error('unresolved link');
+      return { rel: r.rel, st };
+    } catch (cause) {
+      throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${m} in ${this.root}`, { cause });
+    }
+  }
+
   #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number): void {
     this.stats.hashed++;
     this.stats.bytes += bytes;
@@ -468,18 +481,12 @@ export class ContextHasher {
         signal?.throwIfAborted();
         segments.push(lines.marks.length >> 1);
         const key = m === '' ? '.' : m;
-        const r = await resolveInRoot(this.root, m, { isHidden });
-        if (!r.exists) {
+        const r = await this.#source(m, isHidden);
+        if (!r) {
           lines.text(key, 'missing');
           continue;
         }
-        let st: BigIntStats;
-        try {
-          st = lstatSync(r.abs, { bigint: true });
-          if (st.isSymbolicLink()) throw new Error('unresolved link');
-        } catch (cause) {
-          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${m} in ${this.root}`, { cause });
-        }
+        const { st } = r;
         if (st.isDirectory()) {
           const { listing, from: i0, to: i1 } = await this.#listing(r.rel, rules);
           if (listing.unordered) ordered = false;
@@ -634,19 +641,13 @@ export class ContextHasher {
       for (const m of await this.#expand(srcRoot, raw)) {
         signal?.throwIfAborted();
         const key = m === '' ? '.' : m;
-        const r = await resolveInRoot(this.root, m, { isHidden });
-        if (!r.exists) {
+        const r = await this.#source(m, isHidden);
+        if (!r) {
           keys.push(key);
           vals.push('missing');
           continue;
         }
-        let st: BigIntStats;
-        try {
-          st = lstatSync(r.abs, { bigint: true });
-          if (st.isSymbolicLink()) throw new Error('unresolved link');
-        } catch (cause) {
-          throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${m} in ${this.root}`, { cause });
-        }
+        const { st } = r;
         if (st.isDirectory()) {
           keys.push(key);
           vals.push(`d:${modeText(Number(st.mode))}`);
