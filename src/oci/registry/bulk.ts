@@ -240,8 +240,7 @@ const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 
 /** The request line and fields; refuses a name or value that would split the message. */
 function requestHead(req: HttpRequest): string {
-  const target = `${req.url.pathname || '/'}${req.url.search}`;
-  if (/\s/.test(target)) throw Object.assign(new TypeError(`invalid request target ${JSON.stringify(target)}`), { code: 'ERR_UNESCAPED_CHARACTERS' });
+  const target = `${req.url.pathname || '/'}${req.url.search}`; // URL has percent-encoded any space
   let text = `GET ${target} HTTP/1.1\r\nHost: ${req.url.host}\r\nUser-Agent: tsbuild\r\n`;
   for (const [name, value] of Object.entries(req.headers ?? {})) {
     const lower = name.toLowerCase();
