@@ -6,10 +6,12 @@
 //   point, so instanceof holds across them), and what a dynamic import() reaches is a chunk of
 //   its own, loaded when first needed. Loading a few chunks costs node far less than the ~120
 //   modules tsc writes one by one: the first parse in a fresh process starts sooner.
-// - The command line, dist/cli.js, as one file without splitting: what a dynamic import()
-//   reaches is still evaluated only when needed (a no-op rebuild never runs the parser's or the
-//   registry client's module code), and one file is what node loads fastest (measured: a 01
-//   no-op rebuild 0.24 s from one file, 0.32 s from the 25 chunks a split CLI loads).
+// - The command line as one CommonJS script without splitting, dist/cli/main.cjs, which
+//   dist/cli.js runs with V8's code cache (src/cli/loader.ts): what a dynamic import() reaches is
+//   still evaluated only when needed (a no-op rebuild never runs the parser's or the registry
+//   client's module code), and one file is what node loads fastest (measured: a 01 no-op rebuild
+//   0.24 s from one file, 0.32 s from the 25 chunks a split CLI loads); the code cache saves
+//   its compilation (20-30 ms, and the functions a run compiles).
 // - tar-stream and p-limit (and what they use) are bundled in: node's loader takes 20-30 ms to
 //   load tar-stream's dozen CommonJS files from an ES module, the bundled copy a few ms. The
 //   other npm packages stay external (fast-glob is loaded only when a wildcard needs it).
@@ -45,13 +47,39 @@ await build({
   outdir: join(repo, 'dist'),
   chunkNames: 'chunks/[name]-[hash]',
 });
-// The command line: one file.
+// The command line: one CommonJS script, dist/cli/main.cjs, run with V8's code cache by
+// dist/cli/loader.js (src/cli/loader.ts), which dist/cli.js imports.
+// - A CommonJS script has no top-level await: the parser's chevrotain.ts (which awaits the npm
+//   package when there is no vendored copy) is swapped for chevrotain-vendored.ts.
+// - No dynamic import() is left in it (node loses the callback for a script's import() when V8
+//   takes its functions from a code cache): esbuild turns each one into a require(), which for
+//   a module bundled in is still evaluated only when first needed, and for node's built-in
+//   modules still loads them on first use (net, tls, zlib stay unloaded in a no-op rebuild).
+// - import.meta.url is the script's own file URL, made from __filename.
 await build({
   ...common,
   splitting: false,
-  entryPoints: [join(repo, 'src', 'cli.ts')],
-  outfile: join(repo, 'dist', 'cli.js'),
+  format: 'cjs',
+  entryPoints: [join(repo, 'src', 'cli', 'main.ts')],
+  outfile: join(repo, 'dist', 'cli', 'main.cjs'),
+  supported: { 'dynamic-import': false },
+  define: { 'import.meta.url': '__tsbuildImportMetaUrl' },
+  banner: { js: 'var __tsbuildImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+  plugins: [
+    {
+      name: 'vendored-chevrotain',
+      setup(b) {
+        b.onResolve({ filter: /^\.\/chevrotain\.js$/ }, (args) =>
+          args.importer.endsWith(join('src', 'parser', 'tokens.ts')) ? { path: join(repo, 'src', 'parser', 'chevrotain-vendored.ts') } : undefined,
+        );
+      },
+    },
+  ],
 });
+// Its loader (node's built-in modules only), and the `tsbuild` command: an ES module that
+// imports the loader beside it, not bundled.
+await build({ ...common, splitting: false, entryPoints: [join(repo, 'src', 'cli', 'loader.ts')], outfile: join(repo, 'dist', 'cli', 'loader.js') });
+await build({ entryPoints: [join(repo, 'src', 'cli.ts')], outfile: join(repo, 'dist', 'cli.js'), platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning' });
 
 // Chevrotain as one CommonJS script, loaded through vm.Script with V8's code cache (see
 // src/parser/chevrotain-loader.ts), and that cache for this node after a warm-up parse.

@@ -3,55 +3,34 @@
  *
  * Before the first parse, node must load Chevrotain (~140 KB of minified code) and V8 must compile
  * the functions that building a lexer and a parser run: 30–40 ms on a small machine, most of a
- * first parse. Node 22 can keep compiled code between runs (`module.enableCompileCache`); Node 20
- * cannot for ES modules, but `vm.Script` accepts V8's code cache for a script. So the build
- * (`scripts/bundle.mjs`) writes Chevrotain as one CommonJS script, `dist/vendor/chevrotain.cjs`,
- * and, after a warm-up parse in a child process, the code cache of that script with every
- * function the parser used compiled: `dist/vendor/chevrotain.<node version>.v8cache`. Loading both
- * takes about half the time. V8 checks the cache (its version, flags and the source's hash) and
- * compiles normally when it does not match (another node version): never worse than without it.
+ * first parse. So the build (`scripts/bundle.mjs`) writes Chevrotain as one CommonJS script,
+ * `dist/vendor/chevrotain.cjs`, run with V8's code cache made after a warm-up parse
+ * (util/code-cache.ts): `dist/vendor/chevrotain.<node version>-<arch>.v8cache`. Loading both
+ * takes about half the time.
  *
  * `loadVendoredChevrotain` returns undefined when the script is not there (running from `src/`
- * under the tests, or a package built without it); tokens.ts then imports the npm package.
+ * under the tests, or a package built without it); chevrotain.ts then imports the npm package.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { Script } from 'node:vm';
+import { runCachedScript, writeCodeCache, type CachedScript } from '../util/code-cache.js';
 import { packageFile } from '../util/package-root.js';
 
 type Chevrotain = typeof import('chevrotain');
 
-let loaded: { script: Script; file: string; rejected: boolean } | undefined;
-
-/** Name of the code cache for this process's node (V8 caches are specific to a V8 build). */
-export function codeCacheFile(dir: string): string {
-  return path.join(dir, `chevrotain.${process.version}-${process.arch}.v8cache`);
-}
+let loaded: CachedScript<Chevrotain> | undefined;
 
 /** Chevrotain from `dist/vendor/chevrotain.cjs` with V8's code cache when there is one, else undefined. */
 export function loadVendoredChevrotain(): Chevrotain | undefined {
-  let dir: string;
+  let file: string;
   try {
-    dir = packageFile('dist/vendor');
+    file = path.join(packageFile('dist/vendor'), 'chevrotain.cjs');
   } catch {
     return undefined;
   }
-  const file = path.join(dir, 'chevrotain.cjs');
   if (!existsSync(file)) return undefined;
-  let cachedData: Buffer | undefined;
-  try {
-    cachedData = readFileSync(codeCacheFile(dir));
-  } catch {
-    cachedData = undefined;
-  }
-  // The same wrapper as node's CommonJS loader, so the script sees `exports`, `module` and `require`.
-  const source = `(function (exports, require, module, __filename, __dirname) {${readFileSync(file, 'utf8')}\n})`;
-  const script = new Script(source, { filename: file, ...(cachedData ? { cachedData } : {}) });
-  const module = { exports: {} as Chevrotain };
-  (script.runInThisContext() as (e: unknown, r: unknown, m: unknown, f: string, d: string) => void)(module.exports, createRequire(file), module, file, dir);
-  loaded = { script, file, rejected: cachedData !== undefined && script.cachedDataRejected === true };
-  const mod = module.exports;
+  loaded = runCachedScript<Chevrotain>(file);
+  const mod = loaded.exports;
   return typeof mod.CstParser === 'function' && typeof mod.Lexer === 'function' ? mod : undefined;
 }
 
@@ -70,13 +49,7 @@ export function chevrotainCodeCache(): Buffer | undefined {
  * Chevrotain was not loaded from the vendored script.
  */
 export function writeChevrotainCodeCache(): string | undefined {
-  const data = chevrotainCodeCache();
-  if (!data || !loaded) return undefined;
-  const out = codeCacheFile(path.dirname(loaded.file));
-  const tmp = `${out}.${process.pid}.tmp`;
-  writeFileSync(tmp, data);
-  renameSync(tmp, out);
-  return out;
+  return loaded ? writeCodeCache(loaded) : undefined;
 }
 
 /** Whether V8 refused the code cache it was given (another node version): for the benchmark's report. */
