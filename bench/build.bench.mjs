@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..');
-const cli = join(repo, 'dist', 'cli.js');
+const cli = join(repo, 'dist', 'cli.cjs'); // the bin
 const labDir = process.env.LAB_DIR ?? resolve(repo, '../shared/lab');
 const labState = process.env.LAB_STATE ?? join(process.env.TMPDIR ?? '/tmp', 'tsbuild-lab');
 const workloadsDir = join(labDir, 'workloads');

@@ -18,7 +18,7 @@
 // - Chevrotain as one CommonJS script with V8's code cache, below.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { chmodSync, readFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -76,10 +76,22 @@ await build({
     },
   ],
 });
-// Its loader (node's built-in modules only), and the `tsbuild` command: an ES module that
-// imports the loader beside it, not bundled.
+// Its loader (node's built-in modules only), and dist/cli.js: an ES module that imports the
+// loader beside it, not bundled.
 await build({ ...common, splitting: false, entryPoints: [join(repo, 'src', 'cli', 'loader.ts')], outfile: join(repo, 'dist', 'cli', 'loader.js') });
 await build({ entryPoints: [join(repo, 'src', 'cli.ts')], outfile: join(repo, 'dist', 'cli.js'), platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning' });
+// The command as package.json's bin gives it: the loader in a CommonJS file (node starts a
+// CommonJS entry without its ES module loader: 15-25 ms less).
+await build({
+  ...common,
+  splitting: false,
+  format: 'cjs',
+  stdin: { contents: "import { loadCommandLine } from './cli/loader.ts';\nvoid loadCommandLine().runProcess();\n", resolveDir: join(repo, 'src'), sourcefile: 'cli.cjs.ts', loader: 'ts' },
+  outfile: join(repo, 'dist', 'cli.cjs'),
+  define: { 'import.meta.url': '__tsbuildImportMetaUrl' },
+  banner: { js: '#!/usr/bin/env node\nvar __tsbuildImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+});
+for (const f of ['cli.js', 'cli.cjs']) chmodSync(join(repo, 'dist', f), 0o755);
 
 // Chevrotain as one CommonJS script, loaded through vm.Script with V8's code cache (see
 // src/parser/chevrotain-loader.ts), and that cache for this node after a warm-up parse.

@@ -1,5 +1,5 @@
 /**
- * The built command line (dist/cli.js) runs dist/cli/main.cjs with V8's code cache
+ * The built command line (dist/cli.cjs, the package's bin, and dist/cli.js) runs dist/cli/main.cjs with V8's code cache
  * (src/cli/loader.ts, src/util/code-cache.ts). Run against dist (built by `npm test` before
  * vitest), in fresh node processes.
  */
@@ -65,8 +65,11 @@ describe('the command line from dist/cli/main.cjs with V8 code cache', () => {
   it('runs without a cache (an install that skipped its scripts)', () => {
     const copy = copyPackage();
     rmSync(path.join(copy, 'dist/cli', `main.${process.version}-${process.arch}.v8cache`));
-    const r = spawnSync(process.execPath, [path.join(copy, 'dist/cli.js'), '--version'], { encoding: 'utf8' });
-    expect(r.stdout).toBe(`tsbuild ${version}\n`);
+    // the bin (a CommonJS file) and the same as an ES module
+    for (const entry of ['dist/cli.cjs', 'dist/cli.js']) {
+      const r = spawnSync(process.execPath, [path.join(copy, entry), '--version'], { encoding: 'utf8' });
+      expect(r.stdout, entry).toBe(`tsbuild ${version}\n`);
+    }
   });
 
   it('a module loaded on first use (the registry client: node:net, node:http) works from the cached code', () => {
@@ -74,7 +77,7 @@ describe('the command line from dist/cli/main.cjs with V8 code cache', () => {
     // the bundle must load such modules another way, or this fails with "A dynamic import
     // callback was not specified" instead of the registry error.
     const root = temp();
-    const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist/cli.js'), 'pull', '--root', root, '127.0.0.1:1/nothing/here:latest'], { encoding: 'utf8' });
+    const r = spawnSync(process.execPath, [path.join(repoRoot, 'dist/cli.cjs'), 'pull', '--root', root, '127.0.0.1:1/nothing/here:latest'], { encoding: 'utf8' });
     expect(r.status).not.toBe(0);
     expect(r.stderr).not.toMatch(/dynamic import/);
     expect(r.stderr).toMatch(/127\.0\.0\.1:1/);
