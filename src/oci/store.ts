@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, mkdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
@@ -305,6 +305,9 @@ function isManifestLike(mediaType: string): boolean {
  * (one file per tag, replaced by atomic rename, so concurrent writers never corrupt it).
  * Temp files live in `tmp/`, on the same filesystem as the blobs.
  */
+/** Blobs up to this size are read synchronously by `readBlob`. */
+const SMALL_BLOB = 1 << 20;
+
 export class Store implements BlobSource, BlobSink {
   readonly dir: string;
   readonly blobsDir: string;
@@ -323,12 +326,17 @@ export class Store implements BlobSource, BlobSink {
     return Store.openDir(path.join(resolveRootDir(options), 'store'));
   }
 
-  /** Opens (creating if needed) a store in exactly `dir`. */
+  /**
+   * Opens (creating if needed) a store in exactly `dir`. Metadata calls here and below that
+   * take microseconds (mkdir, stat, utimes, reading a tag or a small blob) are synchronous: awaited,
+   * each is a round trip through the threadpool and a wake-up, which a no-op rebuild makes
+   * dozens of.
+   */
   static async openDir(dir: string): Promise<Store> {
     const s = new Store(path.resolve(dir));
-    await fs.mkdir(path.join(s.blobsDir, 'sha256'), { recursive: true });
-    await fs.mkdir(s.tagsDir, { recursive: true });
-    await fs.mkdir(s.tmpDir, { recursive: true });
+    mkdirSync(path.join(s.blobsDir, 'sha256'), { recursive: true });
+    mkdirSync(s.tagsDir, { recursive: true });
+    mkdirSync(s.tmpDir, { recursive: true });
     return s;
   }
 
@@ -338,12 +346,7 @@ export class Store implements BlobSource, BlobSink {
 
   /** Size of a stored blob, or undefined. */
   async statBlob(digest: Digest): Promise<number | undefined> {
-    try {
-      return (await fs.stat(this.blobPath(digest))).size;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
+    return statSync(this.blobPath(digest), { throwIfNoEntry: false })?.size;
   }
 
   async hasBlob(digest: Digest): Promise<boolean> {
@@ -359,7 +362,11 @@ export class Store implements BlobSource, BlobSink {
       if (have !== undefined && (expected.size === undefined || expected.size === have)) {
         // Refresh mtime so a concurrent GC's grace period covers this new reference.
         const now = new Date();
-        await fs.utimes(this.blobPath(expected.digest), now, now).catch(() => undefined);
+        try {
+          utimesSync(this.blobPath(expected.digest), now, now);
+        } catch {
+          // best effort (a read-only store)
+        }
         dropInput(source);
         return { digest: expected.digest, size: have };
       }
@@ -382,9 +389,11 @@ export class Store implements BlobSource, BlobSink {
   }
 
   async readBlob(digest: Digest): Promise<Buffer> {
+    const file = this.blobPath(digest);
     let data: Buffer;
     try {
-      data = await fs.readFile(this.blobPath(digest));
+      // a manifest or a config synchronously; a layer (a caller may ask) through the threadpool
+      data = statSync(file).size <= SMALL_BLOB ? readFileSync(file) : await fs.readFile(file);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(digest, `store ${this.dir}`, { cause: err });
       throw err;
@@ -461,7 +470,7 @@ export class Store implements BlobSource, BlobSink {
   private async readTagFile(file: string, expectName?: string): Promise<TagEntry | undefined> {
     let text: string;
     try {
-      text = await fs.readFile(file, 'utf8');
+      text = readFileSync(file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
