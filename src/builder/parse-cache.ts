@@ -68,7 +68,7 @@ async function memo<T>(dir: string, key: string, valid: (v: T) => boolean, compu
   if (keep(result)) {
     try {
       await mkdir(dir, { recursive: true });
-      await writeFileAtomic(entry, JSON.stringify(result));
+      await writeFileAtomic(entry, JSON.stringify(result), 0o644, { syncDir: false });
       await trim(dir);
     } catch {
       // not kept: the next build does the work again

@@ -49,6 +49,7 @@ export {
   resolveRootDir,
   putBlobFile,
   writeFileAtomic,
+  syncBlobDirs,
   verifyingStream,
   childDescriptors,
   mediaTypeOf,

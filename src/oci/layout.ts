@@ -7,7 +7,7 @@ import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
 import { digestAlgorithm, digestHex, isDigest, sha256, type Digest } from './digest.js';
 import { collectBlobs, loadManifest, selectImage, type Image, type ImageOrIndex } from './image.js';
-import { BlobNotFoundError, DigestMismatchError, putBlobFile, verifyingStream, writeFileAtomic, type BlobInput, type BlobSink, type BlobSource } from './store.js';
+import { BlobNotFoundError, DigestMismatchError, putBlobFile, syncBlobDirs, verifyingStream, writeFileAtomic, type BlobInput, type BlobSink, type BlobSource } from './store.js';
 import { MediaType, type Descriptor, type ImageIndex, type Platform } from './types.js';
 
 /** The annotation naming an entry of a layout's index.json (`oci:DIR:NAME` in skopeo). */
@@ -151,6 +151,7 @@ export class OciLayout implements BlobSource, BlobSink {
       refName !== undefined ? d.annotations?.[REF_NAME_ANNOTATION] !== refName : !(d.digest === descriptor.digest && d.annotations?.[REF_NAME_ANNOTATION] === undefined),
     );
     manifests.push(entry);
+    await syncBlobDirs(path.join(this.dir, 'blobs'));
     await writeFileAtomic(path.join(this.dir, 'index.json'), JSON.stringify({ ...index, schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
   }
 

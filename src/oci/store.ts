@@ -1,5 +1,5 @@
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { constants as fsc, mkdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
+import { constants as fsc, mkdirSync, readdirSync, readFileSync, statSync, utimesSync } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import { homedir } from 'node:os';
 import * as path from 'node:path';
@@ -155,14 +155,19 @@ function sameDescriptor(a: Descriptor, b: Descriptor): boolean {
   return JSON.stringify([a.mediaType, a.digest, a.size, a.annotations ?? null, a.platform ?? null]) === JSON.stringify([b.mediaType, b.digest, b.size, b.annotations ?? null, b.platform ?? null]);
 }
 
-/** Writes `data` to `file` atomically: temp file in the same dir, fsync, rename, fsync dir. */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): Promise<void> {
+/**
+ * Writes `data` to `file` atomically: temp file in the same dir, fsync, rename, then (unless
+ * `syncDir` is false) fsync of the directory, which makes the rename itself durable. A file that
+ * only saves work (a cache of results) can skip the directory's sync: a crash of the machine then
+ * loses at most the new file, never leaves a torn one.
+ */
+export async function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644, options: { syncDir?: boolean } = {}): Promise<void> {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.tmp-${path.basename(file)}-${randomBytes(6).toString('hex')}`);
   const fh = await fs.open(tmp, 'wx', mode);
   try {
     await fh.writeFile(data);
-    await fh.sync();
+    await fh.datasync();
   } finally {
     await fh.close();
   }
@@ -172,10 +177,11 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, m
     await fs.rm(tmp, { force: true });
     throw err;
   }
-  await fsyncDir(dir);
+  if (options.syncDir !== false) await fsyncDir(dir);
 }
 
-async function fsyncDir(dir: string): Promise<void> {
+/** fsync of a directory: the renames and unlinks in it so far are durable. */
+export async function fsyncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, fsc.O_RDONLY | fsc.O_DIRECTORY);
   try {
     await fh.sync();
@@ -185,9 +191,26 @@ async function fsyncDir(dir: string): Promise<void> {
 }
 
 /**
+ * Makes the blobs renamed into `blobsRoot/<algorithm>/` so far durable (one fsync per algorithm
+ * directory). `putBlobFile` leaves that to whoever writes a reference to its blobs (a tag, a
+ * layout's index.json): one directory sync per reference instead of one per blob, and a
+ * reference that survives a crash of the machine never names a blob that did not.
+ */
+export async function syncBlobDirs(blobsRoot: string): Promise<void> {
+  let algorithms: string[];
+  try {
+    algorithms = readdirSync(blobsRoot);
+  } catch {
+    return;
+  }
+  await Promise.all(algorithms.filter((a) => /^[a-z0-9]+$/.test(a)).map((a) => fsyncDir(path.join(blobsRoot, a))));
+}
+
+/**
  * Streams `input` into a temp file under `tmpDir` while hashing, fsyncs it, checks it against
  * `expected`, and renames it to `finalPathOf(digest)`. Two writers of the same blob each use
- * their own temp file; the rename is atomic, so readers see either nothing or a whole blob.
+ * their own temp file; the rename is atomic, so readers see either nothing or a whole blob. The
+ * rename is made durable by the next `syncBlobDirs` (a tag or an index naming the blob).
  */
 export async function putBlobFile(
   blobsRoot: string,
@@ -209,7 +232,7 @@ export async function putBlobFile(
   let size: number;
   try {
     size = await writeHashed(fh, await openInput(input), hash);
-    await fh.sync();
+    await fh.datasync();
   } catch (err) {
     await fh.close().catch(() => undefined);
     await fs.rm(tmp, { force: true });
@@ -224,7 +247,6 @@ export async function putBlobFile(
     const final = path.join(dir, digestHex(digest));
     await fs.mkdir(dir, { recursive: true });
     await fs.rename(tmp, final);
-    await fsyncDir(dir);
   } catch (err) {
     await fs.rm(tmp, { force: true });
     throw err;
@@ -450,6 +472,7 @@ export class Store implements BlobSource, BlobSink {
     const current = await this.readTagFile(this.tagFile(name), name).catch(() => undefined);
     if (current && sameDescriptor(current.descriptor, desc)) return current;
     const entry: TagEntry = { name, reference, descriptor: desc, updated: new Date().toISOString() };
+    await syncBlobDirs(this.blobsDir);
     await writeFileAtomic(this.tagFile(name), JSON.stringify({ name, descriptor: desc, updated: entry.updated }) + '\n');
     return entry;
   }
