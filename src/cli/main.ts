@@ -36,6 +36,9 @@ Commands:
   prune     Remove build cache
   du        Show cache and store disk usage
 
+Global options (before the command):
+  --root DIR  Store, cache and runtime root for any command (env TSBUILD_ROOT)
+
 Run 'tsbuild COMMAND --help' for more information on a command.
 `;
 
@@ -49,6 +52,10 @@ export async function main(argv: string[], ctx: CliContext): Promise<number> {
     ctx.stdout.write(`tsbuild ${await version()}\n`);
     return 0;
   }
+  // `--root DIR` before the command (`tsbuild --root /data pull …`) is for every command, as
+  // docker's global flags are: it is what TSBUILD_ROOT says, and a command's own --root wins.
+  const root = leadingRoot(argv);
+  if (root) return main(root.rest, { ...ctx, env: { ...ctx.env, TSBUILD_ROOT: root.dir } });
   const load = COMMANDS[first];
   const [name, args] = load ? [first, rest] : ['build', argv];
   try {
@@ -64,6 +71,13 @@ export async function main(argv: string[], ctx: CliContext): Promise<number> {
   }
 }
 
+/** A leading `--root DIR` / `--root=DIR`, and the arguments after it. */
+function leadingRoot(argv: string[]): { dir: string; rest: string[] } | undefined {
+  const [first, second] = argv;
+  if (first === '--root' && second !== undefined && !second.startsWith('-')) return { dir: second, rest: argv.slice(2) };
+  if (first?.startsWith('--root=') && first.length > '--root='.length) return { dir: first.slice('--root='.length), rest: argv.slice(1) };
+  return undefined;
+}
 
 async function version(): Promise<string> {
   const { readFile } = await import('node:fs/promises');

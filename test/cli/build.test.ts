@@ -87,6 +87,21 @@ describe('tsbuild build', () => {
     expect(await readdir(path.join(local, 'bin'))).toContain('busybox');
   });
 
+  it('--root before the command is for every command (as docker\'s global flags are)', async () => {
+    const other = path.join(tmp, 'root-global');
+    await makeBusyboxImage(other);
+    // the default command (build) and a named one
+    const b = await runCli(['--root', other, '-t', 'global/root:1', '--progress', 'plain', context], { cwd: tmp, env: { TSBUILD_ROOT: root } });
+    expect(b.code, b.stderr).toBe(0);
+    const listed = await runCli([`--root=${other}`, 'images'], { cwd: tmp, env: { TSBUILD_ROOT: root } });
+    expect(listed.stdout).toMatch(/global\/root\s+1/);
+    const elsewhere = await runCli(['images'], { cwd: tmp, env: { TSBUILD_ROOT: root } });
+    expect(elsewhere.stdout).not.toMatch(/global\/root/);
+    // a command's own --root wins
+    const own = await runCli(['--root', root, 'images', '--root', other], { cwd: tmp });
+    expect(own.stdout).toMatch(/global\/root\s+1/);
+  });
+
   it('json progress is one event per line; a cached rebuild says CACHED', async () => {
     await cli(['build', '--progress', 'plain', 'ctx']);
     const r = await cli(['build', '--progress', 'json', 'ctx']);
