@@ -13,9 +13,11 @@
  * listing record plus the digest), and each listed file is compared with the index entry at a
  * cursor, as bytes. The digest lines (`path \0 digest \n`, what the step's key digests:
  * keys.ts `FileSet`) are copied from the listing and the index; strings are made only for what
- * needs them (ignore and exclude rules, a file to read, a record to explain a miss). A small one
- * is walked with node's `lstat` and compared as strings with a map made from the index: in a
- * fresh process, where this code runs uncompiled, a few hundred entries cost less that way.
+ * needs them (ignore and exclude rules, a file to read, a record to explain a miss). A tree
+ * without an index (a cold build: its size unknown) is listed the same way. A small one (an
+ * index under `NATIVE_WALK_MIN` files) is walked with node's `lstat` and compared as strings
+ * with a map made from the index: in a fresh process, where this code runs uncompiled, a few
+ * hundred entries cost less that way.
  *
  * Racy writes (a file changed within the same clock tick as it was hashed) are handled as git
  * does: an index entry is trusted only if the file's mtime was at least a second older than the
@@ -60,7 +62,9 @@ const HEX = 64;
 const INLINE_MAX = 1 << 20;
 /**
  * Index size (files seen before under this root) from which directory sources are listed by the
- * native helper: it costs a process spawn (a few ms) and saves about 5 us per entry.
+ * native helper: it costs a process spawn (a few ms) and saves about 5 us per entry. Without an
+ * index (a cold build) they are listed by it too: the tree's size is not known, every file is
+ * read anyway, and the listing way keeps nothing per file but bytes (see `#ubuf`).
  */
 const NATIVE_WALK_MIN = 2000;
 /** The index is written through one buffer of this size. */
@@ -88,6 +92,12 @@ function indexPath(cacheDir: string, root: string, ext: 'idx' | 'json'): string 
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/** The type of an entry this hasher made for a file it hashed racily: it drops the index's entry and is not written. */
+const T_DROP = 0x2d; // '-'
+
+/** Length of the index entry (or `T_DROP` entry) at `at` of `b`: record head, stat text, hex. */
+const entryLength = (b: Buffer, at: number): number => HEAD + pathLength(b, at) + 1 + statLength(b, at) + HEX;
 
 /** The entries of an index file for `root` and where each starts (then the end); undefined if it is not one. */
 function parseIndex(file: Buffer, root: string): { index: Buffer; starts: number[] } | undefined {
@@ -161,7 +171,19 @@ class Lines {
 
   room(k: number): void {
     if (this.n + k <= this.buf.length) return;
-    const b = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.n + k));
+    this.#grow(Math.max(this.buf.length * 2, this.n + k));
+  }
+
+  /**
+   * Room for `k` more bytes, made at once and to size: a buffer grown by doubling leaves each
+   * earlier copy behind as garbage, external memory that only a full collection frees.
+   */
+  reserve(k: number): void {
+    if (this.n + k > this.buf.length) this.#grow(this.n + k);
+  }
+
+  #grow(size: number): void {
+    const b = Buffer.allocUnsafeSlow(size);
     this.buf.copy(b, 0, 0, this.n);
     this.buf = b;
   }
@@ -229,8 +251,19 @@ export class ContextHasher {
   readonly #starts: readonly number[];
   /** The entry the next lookup tries first: listings come in the index's order. */
   #cursor = 0;
-  /** Entries of files hashed by this hasher (null: drop the old one), by path: written by `save`. */
-  readonly #updates = new Map<string, Buffer | null>();
+  /**
+   * Entries of files hashed by this hasher, written by `save`: index entries (head and hex) back
+   * to back in `#ubuf`, in the order they were made, with their starts. A racy one (never to be
+   * trusted: it drops the old entry) has `T_DROP` for its type. No object or string per entry:
+   * a cold build of a 20,000-file context keeps them all until the end, and objects kept that
+   * long make V8 grow its young generation (it doubles when what survives its collections adds
+   * up to its size).
+   */
+  #ubuf = EMPTY;
+  #un = 0;
+  readonly #ustarts: number[] = [];
+  /** Where each run of `#ustarts` sorted by path (byte order) starts; the last run is the newest. */
+  readonly #runs: number[] = [];
   readonly stats: HashStats = { hashed: 0, fromIndex: 0, bytes: 0 };
   /** The index as read, as strings (path → `<st_mode> <stat text><hex>`), for small trees (`#smallSet`); made on first use. */
   #map: Map<string, string> | undefined;
@@ -309,9 +342,32 @@ export class ContextHasher {
 
   /** The entry this hasher made for the file (hashed earlier in this process), if it still matches. */
   #updated(b: Buffer, at: number, plen: number, len: number): number {
-    if (this.#updates.size === 0) return -1;
-    const e = this.#updates.get(b.toString('utf8', at + HEAD, at + HEAD + plen));
-    if (e && e.length === len + HEX && b.compare(e, 0, len, at, at + len) === 0) return this.#found(e, 0, len);
+    const s = this.#newest(b, at + HEAD, at + HEAD + plen);
+    if (s < 0) return -1;
+    const u = this.#ubuf;
+    if (entryLength(u, s) === len + HEX && b.compare(u, s, s + len, at, at + len) === 0) return this.#found(u, 0, s + len);
+    return -1;
+  }
+
+  /** Where in `#ubuf` the newest entry this hasher made for the path `p[from, to)` starts; -1 if none. */
+  #newest(p: Buffer, from: number, to: number): number {
+    const u = this.#ubuf;
+    const starts = this.#ustarts;
+    const runs = this.#runs;
+    for (let r = runs.length - 1; r >= 0; r--) {
+      let lo = runs[r]!;
+      let hi = r + 1 < runs.length ? runs[r + 1]! : starts.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        const s = starts[mid]!;
+        if (u.compare(p, from, to, s + HEAD, s + HEAD + pathLength(u, s)) < 0) lo = mid + 1;
+        else hi = mid;
+      }
+      if (lo < (r + 1 < runs.length ? runs[r + 1]! : starts.length)) {
+        const s = starts[lo]!;
+        if (u.compare(p, from, to, s + HEAD, s + HEAD + pathLength(u, s)) === 0) return s;
+      }
+    }
     return -1;
   }
 
@@ -328,32 +384,35 @@ export class ContextHasher {
     }
   }
 
-  #remember(rel: string, head: Buffer, mtimeMs: number, startedAt: number, hex: string, bytes: number): void {
-    this.stats.hashed++;
-    this.stats.bytes += bytes;
-    // Racy (changed within a second of hashing): never trusted, so not kept.
-    this.#updates.set(rel, mtimeMs < startedAt - 1000 ? this.#keep(head, hex) : null);
+  /** Room in `#ubuf` for `k` more bytes, made at once and to size (see `Lines.reserve`). */
+  #reserve(k: number): void {
+    if (this.#un + k <= this.#ubuf.length) return;
+    const b = Buffer.allocUnsafeSlow(this.#un + k);
+    this.#ubuf.copy(b, 0, 0, this.#un);
+    this.#ubuf = b;
   }
 
-  #arena = Buffer.alloc(0);
-  #arenaAt = 0;
   /**
-   * An index entry (head and hex) copied into a block of its own kind: a small Buffer from
-   * concat is a slice of node's shared 8 KiB pool, which the small files read for hashing fill
-   * too, so each kept entry would hold a whole 8 KiB block until the index is saved (~24 MB at
-   * 20,000 files).
+   * Keeps the entry of a file just hashed: its record up to the stat text (`src[at, at + len)`)
+   * and its hex, copied into `#ubuf` (a buffer of its own: a small Buffer would be a slice of
+   * node's shared 8 KiB pool, which the files read for hashing fill too, and would pin a whole
+   * block each).
    */
-  #keep(head: Buffer, hex: string): Buffer {
-    const n = head.length + hex.length;
-    if (this.#arenaAt + n > this.#arena.length) {
-      this.#arena = Buffer.allocUnsafeSlow(Math.max(64 << 10, n));
-      this.#arenaAt = 0;
-    }
-    const e = this.#arena.subarray(this.#arenaAt, this.#arenaAt + n);
-    head.copy(e);
-    e.write(hex, head.length, 'latin1');
-    this.#arenaAt += n;
-    return e;
+  #remember(src: Buffer, at: number, len: number, mtimeMs: number, startedAt: number, hex: string, bytes: number): void {
+    this.stats.hashed++;
+    this.stats.bytes += bytes;
+    if (this.#un + len + HEX > this.#ubuf.length) this.#reserve(Math.max(64 << 10, 2 * this.#ubuf.length, this.#un + len + HEX) - this.#un);
+    const u = this.#ubuf;
+    const s = this.#un;
+    copyBytes(src, at, at + len, u, s);
+    // Racy (changed within a second of hashing): never trusted, so not kept (the old entry is dropped).
+    if (!(mtimeMs < startedAt - 1000)) u[s] = T_DROP;
+    u.write(hex, s + len, 'latin1');
+    this.#un = s + len + HEX;
+    const k = this.#ustarts.length;
+    const prev = k > 0 ? this.#ustarts[k - 1]! : -1;
+    if (prev < 0 || u.compare(u, s + HEAD, s + HEAD + pathLength(u, s), prev + HEAD, prev + HEAD + pathLength(u, prev)) >= 0) this.#runs.push(k);
+    this.#ustarts.push(s);
   }
 
   /** An index entry (`Buffer`: head and hex) as `#map` keeps it: `<st_mode> <stat text><hex>`. */
@@ -368,9 +427,11 @@ export class ContextHasher {
   #smallLookup(rel: string, text: string): string | undefined {
     this.#map ??= this.#indexMap();
     let e = this.#map.get(rel);
-    if ((e === undefined || !e.startsWith(text)) && this.#updates.size > 0) {
-      const u = this.#updates.get(rel);
-      e = u ? ContextHasher.#entryText(u, 0, u.length) : undefined;
+    if ((e === undefined || !e.startsWith(text)) && this.#ustarts.length > 0) {
+      const p = Buffer.from(rel);
+      const s = this.#newest(p, 0, p.length);
+      const u = this.#ubuf;
+      e = s >= 0 && u[s] === T_FILE ? ContextHasher.#entryText(u, s, s + entryLength(u, s)) : undefined;
     }
     if (e === undefined || e.length !== text.length + HEX || !e.startsWith(text)) return undefined;
     this.stats.fromIndex++;
@@ -432,7 +493,7 @@ export class ContextHasher {
       return { listing: pre, from, to: lowerBound(pre, p) };
     }
     let listing: Listing | undefined;
-    if (this.#indexed >= NATIVE_WALK_MIN) listing = await nativeListing(this.root, rel, this.#hiddenDirsIn(rel, rules?.isHidden));
+    if (this.#indexed >= NATIVE_WALK_MIN || this.#indexed === 0) listing = await nativeListing(this.root, rel, this.#hiddenDirsIn(rel, rules?.isHidden));
     if (!listing) {
       const prefix = rel === '' ? 0 : rel.length + 1;
       const prune = rules
@@ -463,7 +524,7 @@ export class ContextHasher {
    * read inline, larger ones streamed afterwards.
    */
   async fileSet(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<FileSet> {
-    if (this.#prefetched === undefined && this.#indexed < NATIVE_WALK_MIN) return this.#smallSet(from, sources, options);
+    if (this.#prefetched === undefined && this.#indexed > 0 && this.#indexed < NATIVE_WALK_MIN) return this.#smallSet(from, sources, options);
     const lines = new Lines();
     const large: LargeFile[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
@@ -507,7 +568,7 @@ export class ContextHasher {
             signal?.throwIfAborted();
             const startedAt = Date.now();
             const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
-            this.#remember(f.rel, f.head, f.mtimeMs, startedAt, hex, bytes);
+            this.#remember(f.head, 0, f.head.length, f.mtimeMs, startedAt, hex, bytes);
             lines.buf.write(hex, f.pos, 'latin1');
           }),
         ),
@@ -560,13 +621,13 @@ export class ContextHasher {
 
     const visitFile = (realRel: string, shown: string, abs: string, st: BigIntStats): void => {
       keys.push(shown);
-      if (st.size > INLINE_MAX) {
+      const mode = Number(st.mode);
+      let hex = this.#smallLookup(realRel, `${mode} ${st.size} ${st.mtimeNs} ${st.ino} `);
+      if (hex === undefined && st.size > INLINE_MAX) {
         large.push({ i: vals.length, rel: realRel, st });
         vals.push('');
         return;
       }
-      const mode = Number(st.mode);
-      let hex = this.#smallLookup(realRel, `${mode} ${st.size} ${st.mtimeNs} ${st.ino} `);
       if (hex === undefined) {
         const startedAt = Date.now();
         let data: Buffer;
@@ -576,7 +637,8 @@ export class ContextHasher {
           throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${realRel} in ${this.root}`, { cause });
         }
         hex = createHash('sha256').update(data).digest('hex');
-        this.#remember(realRel, encodeRecord(realRel, st), Number(st.mtimeNs / 1000000n), startedAt, hex, data.length);
+        const head = encodeRecord(realRel, st);
+        this.#remember(head, 0, head.length, Number(st.mtimeNs / 1000000n), startedAt, hex, data.length);
       }
       vals.push(`${fileTag(mode)}${hex}`);
     };
@@ -665,7 +727,8 @@ export class ContextHasher {
             const startedAt = Date.now();
             const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
             const mode = Number(f.st.mode);
-            this.#remember(f.rel, encodeRecord(f.rel, f.st), Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes);
+            const head = encodeRecord(f.rel, f.st);
+            this.#remember(head, 0, head.length, Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes);
             vals[f.i] = `${fileTag(mode)}${hex}`;
           }),
         ),
@@ -692,6 +755,25 @@ export class ContextHasher {
     const jumps = rules ? new Map<number, number>() : undefined;
     // The source's own line where it sorts: first, except `.` (after `-x`, before `.a` and `a`).
     let ownPending = true;
+    // Room for the lines (and, without an index, where every file is read, for the entries
+    // to keep), reserved once from the records: an upper bound, close for files.
+    let lineBytes = keyBytes.length + own.length;
+    let entryBytes = 0;
+    const extra = Math.max(0, (prefix?.length ?? 0) - strip);
+    for (let i = i0; i < i1; i++) {
+      const at = starts[i]!;
+      const plen = pathLength(b, at);
+      lineBytes += plen + extra + 9;
+      if (b[at] === T_FILE) {
+        lineBytes += HEX + 1;
+        entryBytes += HEAD + plen + 1 + statLength(b, at) + HEX;
+      } else if (b[at] === T_LINK) {
+        const t = targetAt(b, at);
+        lineBytes += LINK_TAG.length + (b[t]! | (b[t + 1]! << 8)) + 1;
+      }
+    }
+    lines.reserve(lineBytes);
+    if (this.#indexed === 0) this.#reserve(entryBytes);
     if (key !== '.') {
       lines.path(undefined, keyBytes, 0, keyBytes.length, own.length);
       lines.put(own);
@@ -777,9 +859,8 @@ export class ContextHasher {
     } else {
       const rel = b.toString('utf8', at + HEAD, at + HEAD + plen);
       const { size, mtimeMs } = sizeAndMtime(b, at);
-      const head = Buffer.from(b.subarray(at, at + len));
       if (size > INLINE_MAX) {
-        large.push({ pos: lines.n, rel, head, mtimeMs });
+        large.push({ pos: lines.n, rel, head: Buffer.from(b.subarray(at, at + len)), mtimeMs });
         lines.n += HEX; // written once read
       } else {
         const startedAt = Date.now();
@@ -790,7 +871,7 @@ export class ContextHasher {
           throw new ContextHashError('TSBUILD_CONTEXT_HASH', `cannot read ${rel} in ${this.root}`, { cause });
         }
         const hex = createHash('sha256').update(data).digest('hex');
-        this.#remember(rel, head, mtimeMs, startedAt, hex, data.length);
+        this.#remember(b, at, len, mtimeMs, startedAt, hex, data.length);
         lines.n += lines.buf.write(hex, lines.n, 'latin1');
       }
     }
@@ -799,18 +880,18 @@ export class ContextHasher {
 
   /** Write the index back (atomically: temp file, fsync, rename) if anything was hashed. */
   async save(): Promise<void> {
-    if (this.#updates.size === 0) return;
+    if (this.#ustarts.length === 0) return;
     const file = indexPath(this.#cacheDir, this.root, 'idx');
     const dir = path.dirname(file);
     await mkdir(dir, { recursive: true });
-    // The new entries in path byte order (usually already: they come in listing order).
-    const ups = [...this.#updates].map(([rel, entry]) => ({ p: Buffer.from(rel), entry }));
-    for (let i = 1; i < ups.length; i++) {
-      if (Buffer.compare(ups[i - 1]!.p, ups[i]!.p) > 0) {
-        ups.sort((a, c) => Buffer.compare(a.p, c.p));
-        break;
-      }
-    }
+    // The new entries in path byte order, the newest first for a path hashed twice: already so
+    // when they came in one run (listing order); else sorted, runs merged (a stable sort of
+    // numbers: no object per entry).
+    const u = this.#ubuf;
+    const ustarts = this.#ustarts;
+    const pathCompare = (x: number, y: number): number => u.compare(u, y + HEAD, y + HEAD + pathLength(u, y), x + HEAD, x + HEAD + pathLength(u, x));
+    let ups: readonly number[] = ustarts;
+    if (this.#runs.length > 1) ups = ustarts.slice().sort((x, y) => pathCompare(x, y) || y - x);
     const tmp = `${file}.tmp-${randomBytes(6).toString('hex')}`;
     const fh = await open(tmp, 'wx', 0o644);
     try {
@@ -831,7 +912,7 @@ export class ContextHasher {
       };
       const header = Buffer.from(`${INDEX_MAGIC}${JSON.stringify(this.root)}\n`);
       await put(header, 0, header.length);
-      // Merged with the entries read: a path in both takes the new entry (or none, if null).
+      // Merged with the entries read: a path in both takes the new entry (or none, if racy).
       const idx = this.#index;
       const starts = this.#starts;
       let i = 0;
@@ -842,16 +923,17 @@ export class ContextHasher {
         else if (j >= ups.length) c = -1;
         else {
           const s = starts[i]!;
-          const p = ups[j]!.p;
-          c = idx.compare(p, 0, p.length, s + HEAD, s + HEAD + pathLength(idx, s));
+          const e = ups[j]!;
+          c = idx.compare(u, e + HEAD, e + HEAD + pathLength(u, e), s + HEAD, s + HEAD + pathLength(idx, s));
         }
         if (c < 0) {
           await put(idx, starts[i]!, starts[i + 1]!);
           i++;
         } else {
-          const e = ups[j]!.entry;
-          if (e) await put(e, 0, e.length);
-          j++;
+          const e = ups[j]!;
+          if (u[e] === T_FILE) await put(u, e, e + entryLength(u, e));
+          // older entries for the same path (hashed twice): skipped
+          for (j++; j < ups.length && pathCompare(e, ups[j]!) === 0; j++);
           if (c === 0) i++;
         }
       }
@@ -866,7 +948,10 @@ export class ContextHasher {
     }
     await rename(tmp, file);
     await rm(indexPath(this.#cacheDir, this.root, 'json'), { force: true }); // the version 1 index, if any
-    this.#updates.clear();
+    this.#ubuf = EMPTY;
+    this.#un = 0;
+    this.#ustarts.length = 0;
+    this.#runs.length = 0;
   }
 }
 

@@ -223,7 +223,13 @@ export class FileSet {
     sealed.set(record, this.digest);
   }
 
-  /** The paths and digests as a record: frozen, keys in sorted order, its `filesDigest` known. */
+  /**
+   * The paths and digests as a record: frozen, keys in sorted order, its `filesDigest` known.
+   * Made anew at each call (unless the set was made from a record): a set made from lines is
+   * often kept for a whole build (shared by the steps that read the same sources), and a record
+   * of a big context, a string per path and per digest, would be kept with it, long after the
+   * one step that needed it (to keep or explain its manifest).
+   */
   record(): Readonly<Record<string, string>> {
     if (this.#record) return this.#record;
     const out: Record<string, string> = {};
@@ -232,7 +238,7 @@ export class FileSet {
       out[k] = v;
     }
     Object.freeze(out);
-    this.#seal(out);
+    sealed.set(out, this.digest);
     return out;
   }
 

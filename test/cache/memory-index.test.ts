@@ -4,7 +4,8 @@
  * buffer fills, after a merge, and the digest strings of files of several modes.
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -116,6 +117,63 @@ describe('context index: compact in memory, same bytes on disk', () => {
     const third = await ContextHasher.open(cacheDir, root);
     expect(await third.hashSources({ root }, ['.'])).toEqual(files);
     expect(third.stats).toMatchObject({ hashed: 2, fromIndex: 3 }); // e and f are read again until they are a second old
+  });
+
+  it('hashes a tree without an index through the listing, as the small-tree walk does, and keeps the same index', async () => {
+    const root = path.join(tmp, 'cold');
+    for (let d = 0; d < 6; d++) {
+      mkdirSync(path.join(root, `d${d}`, 'sub'), { recursive: true });
+      for (let f = 0; f < 12; f++) writeFileSync(path.join(root, `d${d}`, f % 3 ? '' : 'sub', `f${f}.txt`), `${d}/${f}`);
+    }
+    // Large files (read after the walk, in whatever order their reads end) and wide names.
+    for (const n of ['d1/big-b', 'd4/big-a', 'big-c']) writeFileSync(path.join(root, n), Buffer.alloc((1 << 20) + 100 * n.length, n));
+    for (const n of ['ｚ', '😀', 'a-b']) writeFileSync(path.join(root, 'd2', n), n);
+    symlinkSync('d3/sub', path.join(root, 'link'));
+    for (const f of execFileSync('find', [root, '-type', 'f'], { encoding: 'utf8' }).trim().split('\n')) utimesSync(f, past, past);
+    writeFileSync(path.join(root, 'd5', 'racy'), 'too fresh to keep');
+    const from = { root };
+    const sources = ['d3', 'd0/f1.txt', 'nope', 'link', 'd2', '.'];
+    const options = { exclude: ['**/f4*'] };
+
+    // Without an index: the listing way, for every source.
+    const coldDir = path.join(tmp, 'cache-cold');
+    const cold = await ContextHasher.open(coldDir, root);
+    const all = await cold.hashSources(from, ['.']);
+    const files = Object.keys(all).filter((k) => all[k]!.startsWith('f:'));
+    expect(files.length).toBe(6 * 12 + 3 + 3 + 1);
+    expect(cold.stats.hashed).toBe(files.length);
+    const many = await cold.hashSources(from, sources, options);
+    // The second call reads nothing: what this hasher hashed answers, except the racy file.
+    expect(cold.stats.hashed).toBe(files.length + 1);
+    expect(cold.stats.fromIndex).toBeGreaterThanOrEqual(Object.keys(many).filter((k) => many[k]!.startsWith('f:')).length - 1); // a file under two sources is looked up twice
+    await cold.save();
+
+    // With a small index (one file): node's lstat walk, compared as strings.
+    const smallDir = path.join(tmp, 'cache-small');
+    const primer = await ContextHasher.open(smallDir, root);
+    await primer.hashSources(from, ['d0/f1.txt']);
+    await primer.save();
+    const small = await ContextHasher.open(smallDir, root);
+    expect(await small.hashSources(from, ['.'])).toEqual(all);
+    expect(Object.keys(await small.hashSources(from, sources, options))).toEqual(Object.keys(many));
+    expect(await small.hashSources(from, sources, options)).toEqual(many);
+    expect(small.stats.hashed).toBe(files.length - 1 + 2); // all but the primed one, and the racy one each time
+    await small.save();
+
+    // The same index either way: every file but the racy one, sorted by path bytes, each as lstat and sha256 say.
+    const index = (dir: string): string => path.join(dir, 'context-index', readdirSync(path.join(dir, 'context-index'))[0]!);
+    expect(readFileSync(index(coldDir)).equals(readFileSync(index(smallDir)))).toBe(true);
+    const entries = readIndex(index(coldDir), root);
+    const paths = entries.map((e) => e.split('\0')[0]!);
+    expect(paths).toEqual(files.filter((f) => f !== 'd5/racy').sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    for (const e of entries) {
+      const [p, rest] = e.split('\0') as [string, string];
+      const st = lstatSync(path.join(root, p), { bigint: true });
+      expect(rest).toBe(`${st.mode} ${st.size} ${st.mtimeNs} ${st.ino} ${sha(readFileSync(path.join(root, p)))}`);
+    }
+    const again = await ContextHasher.open(coldDir, root);
+    expect(await again.hashSources(from, ['.'])).toEqual(all);
+    expect(again.stats).toMatchObject({ hashed: 1, fromIndex: files.length - 1 });
   });
 
   it('gives each file its own mode in its digest text, from the walk, from a named file and from the index', async () => {
