@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -15,7 +15,12 @@ import { autoDecompress } from '../oci/compress.js';
  * Unpacked layers, one directory per layer diffID, in overlayfs format (whiteouts are 0/0
  * character devices, opaque directories carry `trusted.overlay.opaque=y`), so a stack of them
  * is the lower directories of an overlay mount. Directories are complete or absent: a layer is
- * unpacked into a temp directory and renamed into place.
+ * unpacked into a temp directory and renamed into place, and removed (`gc`) by renaming it out
+ * before deleting it.
+ *
+ * A build marks each snapshot it mounts or makes as used now (`used/<name>`, an empty file whose
+ * mtime says when): `gc` leaves alone what was used within its grace period, so a build that
+ * runs beside a prune keeps the layers it stands on.
  */
 export class SnapshotStore {
   readonly dir: string;
@@ -28,6 +33,73 @@ export class SnapshotStore {
   /** Short path, because overlay's lowerdir option is limited to a page. */
   pathFor(diffId: Digest): string {
     return path.join(this.dir, digestHex(diffId).slice(0, 24));
+  }
+
+  #markUsed(diffId: Digest): void {
+    const f = path.join(this.dir, 'used', digestHex(diffId).slice(0, 24));
+    const now = new Date();
+    try {
+      utimesSync(f, now, now);
+    } catch {
+      try {
+        mkdirSync(path.dirname(f), { recursive: true });
+        closeSync(openSync(f, 'w'));
+      } catch {
+        // best effort: without a mark, the snapshot's own mtime (when it was made) counts
+      }
+    }
+  }
+
+  /**
+   * Removes the snapshots no diffID in `live` names that were not used within `graceMs`
+   * (default 10 minutes, as the store's blob GC), and temp directories (of killed builds) older
+   * than that. Each snapshot is renamed out of place before it is deleted, so that no build ever
+   * sees half of one. Returns how many snapshots went and their size on disk.
+   */
+  async gc(live: ReadonlySet<Digest>, options: { graceMs?: number; dryRun?: boolean } = {}): Promise<{ removed: number; freedBytes: number }> {
+    const grace = options.graceMs ?? 10 * 60 * 1000;
+    const now = Date.now();
+    const keep = new Set([...live].map((d) => digestHex(d).slice(0, 24)));
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return { removed: 0, freedBytes: 0 };
+    }
+    let removed = 0;
+    let freedBytes = 0;
+    for (const name of names) {
+      if (!/^[0-9a-f]{24}$/.test(name) || keep.has(name)) continue;
+      const dir = path.join(this.dir, name);
+      const used = statSync(path.join(this.dir, 'used', name), { throwIfNoEntry: false }) ?? statSync(dir, { throwIfNoEntry: false });
+      if (!used || now - used.mtimeMs < grace) continue;
+      const bytes = diskUsage(dir);
+      if (!options.dryRun) {
+        const out = this.tempDirSync('gc');
+        try {
+          renameSync(dir, path.join(out, name));
+        } catch {
+          rmSync(out, { recursive: true, force: true });
+          continue; // gone meanwhile
+        }
+        rmSync(out, { recursive: true, force: true });
+        rmSync(path.join(this.dir, 'used', name), { force: true });
+      }
+      removed++;
+      freedBytes += bytes;
+    }
+    let temps: string[] = [];
+    try {
+      temps = readdirSync(this.tmpDir);
+    } catch {
+      // none
+    }
+    for (const t of temps) {
+      const p = path.join(this.tmpDir, t);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (st && now - st.mtimeMs >= grace && !options.dryRun) rmSync(p, { recursive: true, force: true });
+    }
+    return { removed, freedBytes };
   }
 
   async has(diffId: Digest): Promise<boolean> {
@@ -78,6 +150,7 @@ export class SnapshotStore {
   /** Moves a finished directory (an overlay upper dir, or an unpacked layer) into place for `diffId`. */
   async commit(dir: string, diffId: Digest): Promise<string> {
     const dest = this.pathFor(diffId);
+    this.#markUsed(diffId);
     try {
       await rename(dir, dest);
     } catch (err) {
@@ -90,7 +163,10 @@ export class SnapshotStore {
 
   /** Unpacks a (compressed or not) layer blob for `diffId`, unless present. Returns its directory. */
   async ensure(diffId: Digest, open: () => Promise<Readable>): Promise<string> {
-    if (await this.has(diffId)) return this.pathFor(diffId);
+    if (await this.has(diffId)) {
+      this.#markUsed(diffId);
+      return this.pathFor(diffId);
+    }
     const tmp = await this.tempDir('u');
     try {
       await unpackOverlayLayer(await open(), tmp);
@@ -107,6 +183,28 @@ export class SnapshotStore {
     await mkdir(d, { recursive: true });
     return d;
   }
+}
+
+/** Bytes a directory tree takes on disk (allocated blocks), not following links. */
+function diskUsage(dir: string): number {
+  let total = 0;
+  const walk = (d: string): void => {
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      return;
+    }
+    for (const n of names) {
+      const p = path.join(d, n);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (!st) continue;
+      total += st.blocks * 512;
+      if (st.isDirectory()) walk(p);
+    }
+  };
+  walk(dir);
+  return total;
 }
 
 export class LayerUnpackError extends TsbuildError {}

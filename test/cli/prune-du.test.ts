@@ -1,8 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { SnapshotStore } from '../../src/builder/snapshots.js';
 import { CacheStore } from '../../src/cache/store.js';
 import { humanDuration, humanSize, tabwrite } from '../../src/cli/commands/du.js';
 import type { Digest } from '../../src/oci/digest.js';
@@ -242,6 +243,42 @@ describe('tsbuild prune', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toContain('invalid argument "lots" for "--keep-storage" flag');
     expect(await records(f)).toHaveLength(5);
+  });
+
+  it('removes the unpacked layers (snapshots) nothing names any more, past the grace period', async () => {
+    const f = await fixture('snapshots');
+    const snapshots = new SnapshotStore(f.root);
+    const hourAgo = new Date(Date.now() - HOUR);
+    const make = async (d: Digest, age = hourAgo): Promise<string> => {
+      const dir = snapshots.pathFor(d);
+      await mkdir(path.join(dir, 'etc'), { recursive: true });
+      await writeFile(path.join(dir, 'etc', 'file'), 'x'.repeat(5000));
+      await utimes(dir, age, age);
+      return dir;
+    };
+    // the tagged image's layers: its config names them
+    const imageLayers = [key('diff:image1'), key('diff:image2')];
+    const config = await f.store.putBlob(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: imageLayers } }));
+    const manifest = await f.store.putBlob(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...config }, layers: [] }));
+    await f.store.tag('example.com/app:layers', { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest });
+    const dirs = Object.fromEntries(await Promise.all([...Object.keys(f.rec).map((n) => [n, key(`diff:${n}`)] as const), ['image1', imageLayers[0]!] as const, ['image2', imageLayers[1]!] as const, ['orphan', key('diff:orphan')] as const].map(async ([n, d]) => [n, await make(d)] as const)));
+    dirs.young = await make(key('diff:young'), new Date()); // made by a build in flight
+    dirs.mounted = await make(key('diff:mounted'));
+    await snapshots.ensure(key('diff:mounted'), () => Promise.reject(new Error('present: not unpacked'))); // a build in flight uses it
+    const leftover = path.join(snapshots.tmpDir, 'u-killedbuild');
+    await mkdir(path.join(leftover, 'x'), { recursive: true });
+    await utimes(leftover, hourAgo, hourAgo);
+
+    const r = await runCli(['prune', '--force', '--root', f.root]);
+    expect(r.code, r.stderr).toBe(0);
+    // the default prune removed the records old, day, recent and fresh: their layers go, with the orphan
+    expect(r.stdout).toMatch(/Unused snapshots:\t5 unpacked layers removed, \d+(\.\d+)?kB\n/);
+    const exists = (d: string) => stat(d).then(() => true, () => false);
+    for (const n of ['old', 'day', 'recent', 'fresh', 'orphan']) expect(await exists(dirs[n]!), n).toBe(false);
+    for (const n of ['shared', 'image1', 'image2', 'young', 'mounted']) expect(await exists(dirs[n]!), n).toBe(true);
+    expect(await exists(leftover)).toBe(false);
+    // nothing half-removed is left in the snapshots' directory
+    expect((await readdir(snapshots.dir)).filter((n) => /^[0-9a-f]{24}$/.test(n)).sort()).toEqual(['shared', 'image1', 'image2', 'young', 'mounted'].map((n) => path.basename(dirs[n]!)).sort());
   });
 
   it('keeps blobs written within the grace period (a build in flight) even when unreferenced', async () => {

@@ -45,12 +45,17 @@ export interface CacheUsage {
 
 /** Every `digest` string in a record's result (the layer blob, today). */
 export function resultBlobs(result: Json): Digest[] {
+  return resultDigests(result, 'digest');
+}
+
+/** The digests under `field` anywhere in a cache record's result (`digest`: blobs; `diffId`: layers' diffIDs). */
+export function resultDigests(result: Json, field: 'digest' | 'diffId'): Digest[] {
   const out: Digest[] = [];
   const walk = (v: Json) => {
     if (Array.isArray(v)) v.forEach(walk);
     else if (v !== null && typeof v === 'object') {
       for (const [k, x] of Object.entries(v)) {
-        if (k === 'digest' && typeof x === 'string' && isDigest(x)) out.push(x);
+        if (k === field && typeof x === 'string' && isDigest(x)) out.push(x);
         else if (x !== undefined) walk(x);
       }
     }
