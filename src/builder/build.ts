@@ -19,7 +19,7 @@ import { loadParser, parseWithCache, planWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import type { SnapshotStore } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
-import { cacheKey, describeChanges, explain, withFiles, type FileSet, type KeyManifest } from '../cache/keys.js';
+import { cacheKey, describeChanges, explain, filesToKeep, withFiles, type FileSet, type KeyManifest } from '../cache/keys.js';
 import { ContextHasher, type HashRoot } from '../cache/context-hash.js';
 
 /*
@@ -589,7 +589,7 @@ class Solver {
       // Both records under one hold of the cache lock, written side by side.
       await cache.withLock(() =>
         Promise.all([
-          cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest: withFiles(manifest, files) }),
+          cache.put({ key: key as never, result: { layer: layer ? { ...layer } : null } as never, size: layer?.size ?? 0, stepId, description: name, manifest, files: filesToKeep(manifest, files) }),
           sameContent && layer ? cache.put({ key: sameContent, result: { diffId: layer.diffId }, size: 0, description: `files of ${name}` }) : undefined,
         ]),
       );

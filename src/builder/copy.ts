@@ -358,7 +358,8 @@ const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(r
  * entries, so an abort and other steps keep running.
  */
 class Copier {
-  readonly changed = new Set<string>();
+  /** Paths written, in the order written, repeats included (a directory is marked when made and when its metadata is set): an array, not a Set, since a big copy keeps one string per file here until its layer is written. */
+  readonly changed: string[] = [];
   readonly env: CopyEnv;
   readonly mode: ModeSpec | undefined;
   readonly owner: Owner | undefined;
@@ -407,7 +408,7 @@ class Copier {
 
   /** Record a written path (kept until the layer is written: flat, see `flatString`). */
   mark(rel: string): void {
-    if (rel !== '') this.changed.add(flatString(rel));
+    if (rel !== '') this.changed.push(flatString(rel));
   }
 
   /** `MkdirAll` inside destRoot: created directories get 0755 (or --chmod), the --chown owner, createdTime. */
@@ -676,7 +677,16 @@ export async function applyCopy(spec: CopySpec, env: CopyEnv): Promise<CopyResul
     }
     await copyPathSource(c, spec, source.path, dest);
   }
-  return { changed: [...c.changed].sort(), reused: c.reused };
+  return { changed: sortedUnique(c.changed), reused: c.reused };
+}
+
+/** `a` sorted, each string once (in place). */
+function sortedUnique(a: string[]): string[] {
+  a.sort();
+  let n = 0;
+  for (const s of a) if (n === 0 || a[n - 1] !== s) a[n++] = s;
+  a.length = n;
+  return a;
 }
 
 async function copyInline(c: Copier, name: string, content: string | Uint8Array, dest: string): Promise<void> {

@@ -242,6 +242,66 @@ export class FileSet {
     return out;
   }
 
+  /**
+   * The record as JSON (what `JSON.stringify(set.record())` gives), as UTF-8 bytes, made without
+   * the record: a line whose path and digest are plain ASCII (no `"`, `\\` or control character)
+   * is copied as it is, any other is turned into text and quoted by `JSON.stringify`. A set
+   * with a path that is an array index (whose key a record puts first) gives the record's JSON.
+   */
+  json(): Buffer {
+    const b = this.#lines;
+    const m = this.#marks;
+    if (b === undefined || m === undefined) return Buffer.from(JSON.stringify(this.record()));
+    const plain = (from: number, to: number): boolean => {
+      for (let k = from; k < to; k++) {
+        const c = b[k]!;
+        if (c < 0x20 || c === 0x22 || c === 0x5c || c > 0x7f) return false;
+      }
+      return true;
+    };
+    // Lines that need quoting, by index: their JSON text (`"path":"digest"`); rare.
+    const quoted = new Map<number, Buffer>();
+    let size = 2 + Math.max(0, this.size - 1); // braces and commas
+    for (let i = 0; i < this.size; i++) {
+      const p0 = m[2 * i]!;
+      const p1 = m[2 * i + 1]!;
+      const end = m[2 * i + 2]! - 1;
+      let isIndex = p1 - p0 <= 10 && p1 > p0 && (b[p0] !== 0x30 || p1 - p0 === 1);
+      for (let k = p0; isIndex && k < p1; k++) isIndex = b[k]! >= 0x30 && b[k]! <= 0x39;
+      if (isIndex) return Buffer.from(JSON.stringify(this.record()));
+      if (plain(p0, p1) && plain(p1 + 1, end)) size += p1 - p0 + (end - p1 - 1) + 5;
+      else {
+        const [k, v] = this.line(i);
+        const q = Buffer.from(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
+        quoted.set(i, q);
+        size += q.length;
+      }
+    }
+    const out = Buffer.allocUnsafeSlow(size);
+    let n = 0;
+    out[n++] = 0x7b;
+    for (let i = 0; i < this.size; i++) {
+      if (i > 0) out[n++] = 0x2c;
+      const q = quoted.get(i);
+      if (q !== undefined) {
+        n += q.copy(out, n);
+        continue;
+      }
+      const p0 = m[2 * i]!;
+      const p1 = m[2 * i + 1]!;
+      const end = m[2 * i + 2]! - 1;
+      out[n++] = 0x22;
+      n += b.copy(out, n, p0, p1);
+      out[n++] = 0x22;
+      out[n++] = 0x3a;
+      out[n++] = 0x22;
+      n += b.copy(out, n, p1 + 1, end);
+      out[n++] = 0x22;
+    }
+    out[n++] = 0x7d;
+    return out;
+  }
+
   /** Path and digest of line `i` (0-based, in order). */
   line(i: number): [string, string] {
     if (this.#keys) return [this.#keys[i]!, this.#vals![i]!];
@@ -268,6 +328,14 @@ export function keyManifest(inputs: KeyInputs): KeyManifest {
     filesDigest: set ? set.digest : filesDigest(files),
     ...(files ? { files } : {}),
   };
+}
+
+/**
+ * The set whose paths a cache record of `manifest` should keep beside it when the manifest has
+ * none: the store writes them from the set's lines (`FileSet.json`), without a record.
+ */
+export function filesToKeep(manifest: KeyManifest, files: FileSet | Readonly<Record<string, string>> | undefined): FileSet | undefined {
+  return manifest.files || !(files instanceof FileSet) ? undefined : files;
 }
 
 /** `manifest` with the paths of `files` (a `FileSet` made it), for keeping or explaining it. */

@@ -21,7 +21,7 @@ import { link, lstat, open, readdir, readFile, rename, rm, unlink } from 'node:f
 import path from 'node:path';
 import { TsbuildError } from '../errors.js';
 import { digestHex, isDigest, type Digest } from '../oci/digest.js';
-import type { Json, KeyManifest } from './keys.js';
+import type { FileSet, Json, KeyManifest } from './keys.js';
 
 export class CacheStoreError extends TsbuildError {}
 
@@ -51,6 +51,8 @@ export interface PutRecord<R extends Json = Json> {
   readonly stepId?: string;
   readonly description?: string;
   readonly manifest?: KeyManifest;
+  /** The manifest's file list when it has none (keys.ts `filesToKeep`): written from the set's lines, no record made. */
+  readonly files?: FileSet;
 }
 
 export interface CacheEntryInfo {
@@ -186,7 +188,7 @@ export class CacheStore {
    * may lose the newest records, which only costs their steps being run again, and a record
    * whose layer blob was lost is a miss (`hasBlob` is checked on every hit).
    */
-  async #writeAtomic(dest: string, data: string): Promise<void> {
+  async #writeAtomic(dest: string, data: string | Buffer): Promise<void> {
     const tmp = path.join(this.dir, 'tmp', `${this.#pid}-${randomBytes(8).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o644);
     try {
@@ -327,7 +329,7 @@ export class CacheStore {
     // The manifest's file list goes to files/, named by its digest; the record keeps the rest.
     let manifest = record.manifest;
     let filesFile: string | undefined;
-    let filesBody: string | undefined;
+    let filesBody: string | Buffer | undefined;
     if (manifest?.files) {
       const { files, ...rest } = manifest;
       filesFile = this.#filesPath(rest.filesDigest);
@@ -335,6 +337,9 @@ export class CacheStore {
         filesBody = JSON.stringify(files);
         manifest = rest;
       }
+    } else if (manifest && record.files) {
+      filesFile = this.#filesPath(manifest.filesDigest);
+      if (filesFile) filesBody = record.files.json();
     }
     const full: CacheRecord<R> = {
       key: record.key,

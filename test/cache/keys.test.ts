@@ -209,6 +209,28 @@ describe('context hash walk', () => {
     expect(withFiles(byRecord.manifest, { ...record })).toBe(byRecord.manifest);
   });
 
+  it('a FileSet writes the JSON of its record without making it, for paths that need quoting and for index-like names', async () => {
+    const plain = await mkdtemp(path.join(tmpRoot, 'json-'));
+    await mkdir(path.join(plain, 'sub dir'), { recursive: true });
+    for (const n of ['a"quote', 'back\\slash', 'new\nline', 'tab\tx', 'ünï.txt', '😀', 'del\x7f', 'sub dir/f.txt', '01', '1x', '-', '~']) await writeFile(path.join(plain, n), n);
+    await symlink('to "there"\\', path.join(plain, 'link'));
+    await symlink('ünï.txt', path.join(plain, 'link2'));
+    const withIndex = await mkdtemp(path.join(tmpRoot, 'json-'));
+    for (const n of ['b', '10', '2', 'a']) await writeFile(path.join(withIndex, n), n);
+    for (const dir of [plain, withIndex]) {
+      const hasher = await ContextHasher.open(path.join(tmpRoot, 'c-json'), dir);
+      const set = await hasher.fileSet({ root: dir }, ['.']);
+      const json = set.json();
+      expect(json.toString('utf8')).toBe(JSON.stringify(set.record()));
+      expect(JSON.parse(json.toString('utf8'))).toEqual(set.record());
+      const again = await hasher.fileSet({ root: dir }, ['sub dir', 'a"quote', 'b']);
+      expect(again.json().toString('utf8')).toBe(JSON.stringify(again.record()));
+    }
+    const arrays = FileSet.of(['b', 'a'], ['1', '2']);
+    expect(arrays.json().toString('utf8')).toBe('{"a":"2","b":"1"}');
+    expect(FileSet.of([], []).json().toString('utf8')).toBe('{}');
+  });
+
   it('persists the index as one record per file and reloads it', async () => {
     const ctx = await makeContext();
     const old = new Date(Date.now() - 60_000);

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promi
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cacheKey, describeChanges, explain } from '../../src/cache/keys.js';
+import { cacheKey, describeChanges, explain, FileSet, filesToKeep, withFiles } from '../../src/cache/keys.js';
 import { CacheStore, parseDuration, parseSize } from '../../src/cache/store.js';
 import type { Digest } from '../../src/oci/digest.js';
 
@@ -60,6 +60,25 @@ describe('CacheStore', () => {
     // A pruned record takes its file list along.
     await store.prune({ all: true });
     expect(await readdir(path.join(dir, 'files'))).toEqual([]);
+  });
+
+  it('writes a file list from a FileSet when the manifest has none, the same bytes as from its record', async () => {
+    const dir = path.join(tmpRoot, 'files-set');
+    const store = await CacheStore.open(dir);
+    const paths = Array.from({ length: 300 }, (_, i) => `src/${i % 7 === 0 ? 'q"' : ''}f${i}.ts`);
+    const set = FileSet.of(paths, paths.map((p) => `f:644:${createHash('sha256').update(p).digest('hex')}`));
+    const bySet = cacheKey({ op: { type: 'tsbuild.file.copy.v1', sources: ['.'] }, inputs: { parent: key('p') }, files: set });
+    expect(bySet.manifest.files).toBeUndefined();
+    expect(filesToKeep(bySet.manifest, set)).toBe(set);
+    await store.put({ key: bySet.key, result: { layer: null }, stepId: 'Dockerfile#0#3', manifest: bySet.manifest, files: filesToKeep(bySet.manifest, set) });
+    const [name] = await readdir(path.join(dir, 'files'));
+    expect(name).toBe(`${bySet.manifest.filesDigest.slice(7)}.json`);
+    expect(await readFile(path.join(dir, 'files', name!), 'utf8')).toBe(JSON.stringify(set.record()));
+    expect((await store.previous('Dockerfile#0#3'))?.manifest).toEqual(withFiles(bySet.manifest, set));
+    // A manifest with its list keeps it: the set is not asked.
+    const withList = withFiles(bySet.manifest, set);
+    expect(filesToKeep(withList, set)).toBeUndefined();
+    expect(filesToKeep(bySet.manifest, set.record())).toBeUndefined();
   });
 
   it('stores, finds and explains records', async () => {
