@@ -244,14 +244,25 @@ export class FileSet {
 
   /**
    * The record as JSON (what `JSON.stringify(set.record())` gives), as UTF-8 bytes, made without
-   * the record: a line whose path and digest are plain ASCII (no `"`, `\\` or control character)
-   * is copied as it is, any other is turned into text and quoted by `JSON.stringify`. A set
-   * with a path that is an array index (whose key a record puts first) gives the record's JSON.
+   * the record (see `jsonChunks`).
    */
   json(): Buffer {
+    return Buffer.concat([...this.jsonChunks()]);
+  }
+
+  /**
+   * `json()` in pieces of up to `size` bytes, made as they are asked for: a line whose path and
+   * digest are plain ASCII (no `"`, `\\` or control character) is copied as it is, any other
+   * is turned into text and quoted by `JSON.stringify`. A set with a path that is an array
+   * index (a key a record puts first) gives the record's JSON, in one piece.
+   */
+  *jsonChunks(size = 1 << 16): Generator<Buffer> {
     const b = this.#lines;
     const m = this.#marks;
-    if (b === undefined || m === undefined) return Buffer.from(JSON.stringify(this.record()));
+    if (b === undefined || m === undefined || this.#hasIndexPath(b, m)) {
+      yield Buffer.from(JSON.stringify(this.record()));
+      return;
+    }
     const plain = (from: number, to: number): boolean => {
       for (let k = from; k < to; k++) {
         const c = b[k]!;
@@ -259,47 +270,59 @@ export class FileSet {
       }
       return true;
     };
-    // Lines that need quoting, by index: their JSON text (`"path":"digest"`); rare.
-    const quoted = new Map<number, Buffer>();
-    let size = 2 + Math.max(0, this.size - 1); // braces and commas
+    let out = Buffer.allocUnsafe(size);
+    let n = 0;
+    // Pieces filled, to hand out after the line that filled them.
+    const full: Buffer[] = [];
+    const put = (src: Buffer, from: number, to: number): void => {
+      while (from < to) {
+        if (n === out.length) {
+          full.push(out);
+          out = Buffer.allocUnsafe(size);
+          n = 0;
+        }
+        const k = Math.min(to - from, out.length - n);
+        n += src.copy(out, n, from, from + k);
+        from += k;
+      }
+    };
+    const QUOTE = Buffer.from('"');
+    const COLON = Buffer.from('":"');
+    const COMMA = Buffer.from(',');
+    put(Buffer.from('{'), 0, 1);
     for (let i = 0; i < this.size; i++) {
+      if (i > 0) put(COMMA, 0, 1);
       const p0 = m[2 * i]!;
       const p1 = m[2 * i + 1]!;
       const end = m[2 * i + 2]! - 1;
-      let isIndex = p1 - p0 <= 10 && p1 > p0 && (b[p0] !== 0x30 || p1 - p0 === 1);
-      for (let k = p0; isIndex && k < p1; k++) isIndex = b[k]! >= 0x30 && b[k]! <= 0x39;
-      if (isIndex) return Buffer.from(JSON.stringify(this.record()));
-      if (plain(p0, p1) && plain(p1 + 1, end)) size += p1 - p0 + (end - p1 - 1) + 5;
-      else {
+      if (plain(p0, p1) && plain(p1 + 1, end)) {
+        put(QUOTE, 0, 1);
+        put(b, p0, p1);
+        put(COLON, 0, 3);
+        put(b, p1 + 1, end);
+        put(QUOTE, 0, 1);
+      } else {
         const [k, v] = this.line(i);
         const q = Buffer.from(`${JSON.stringify(k)}:${JSON.stringify(v)}`);
-        quoted.set(i, q);
-        size += q.length;
+        put(q, 0, q.length);
       }
+      while (full.length > 0) yield full.shift()!;
     }
-    const out = Buffer.allocUnsafeSlow(size);
-    let n = 0;
-    out[n++] = 0x7b;
+    put(Buffer.from('}'), 0, 1);
+    while (full.length > 0) yield full.shift()!;
+    if (n > 0) yield out.subarray(0, n);
+  }
+
+  /** Whether a path of the lines is all digits without a leading zero (an array index, or close). */
+  #hasIndexPath(b: Buffer, m: readonly number[]): boolean {
     for (let i = 0; i < this.size; i++) {
-      if (i > 0) out[n++] = 0x2c;
-      const q = quoted.get(i);
-      if (q !== undefined) {
-        n += q.copy(out, n);
-        continue;
-      }
       const p0 = m[2 * i]!;
       const p1 = m[2 * i + 1]!;
-      const end = m[2 * i + 2]! - 1;
-      out[n++] = 0x22;
-      n += b.copy(out, n, p0, p1);
-      out[n++] = 0x22;
-      out[n++] = 0x3a;
-      out[n++] = 0x22;
-      n += b.copy(out, n, p1 + 1, end);
-      out[n++] = 0x22;
+      let isIndex = p1 - p0 <= 10 && p1 > p0 && (b[p0] !== 0x30 || p1 - p0 === 1);
+      for (let k = p0; isIndex && k < p1; k++) isIndex = b[k]! >= 0x30 && b[k]! <= 0x39;
+      if (isIndex) return true;
     }
-    out[n++] = 0x7d;
-    return out;
+    return false;
   }
 
   /** Path and digest of line `i` (0-based, in order). */
@@ -332,7 +355,7 @@ export function keyManifest(inputs: KeyInputs): KeyManifest {
 
 /**
  * The set whose paths a cache record of `manifest` should keep beside it when the manifest has
- * none: the store writes them from the set's lines (`FileSet.json`), without a record.
+ * none: the store writes them from the set's lines (`FileSet.jsonChunks`), without a record.
  */
 export function filesToKeep(manifest: KeyManifest, files: FileSet | Readonly<Record<string, string>> | undefined): FileSet | undefined {
   return manifest.files || !(files instanceof FileSet) ? undefined : files;

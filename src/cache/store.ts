@@ -188,11 +188,12 @@ export class CacheStore {
    * may lose the newest records, which only costs their steps being run again, and a record
    * whose layer blob was lost is a miss (`hasBlob` is checked on every hit).
    */
-  async #writeAtomic(dest: string, data: string | Buffer): Promise<void> {
+  async #writeAtomic(dest: string, data: string | Iterable<Buffer>): Promise<void> {
     const tmp = path.join(this.dir, 'tmp', `${this.#pid}-${randomBytes(8).toString('hex')}`);
     const fh = await open(tmp, 'wx', 0o644);
     try {
-      await fh.writeFile(data);
+      if (typeof data === 'string') await fh.writeFile(data);
+      else for (const b of data) for (let off = 0; off < b.length; ) off += (await fh.write(b, off, b.length - off)).bytesWritten;
       await fh.datasync();
       await fh.close();
     } catch (err) {
@@ -329,7 +330,7 @@ export class CacheStore {
     // The manifest's file list goes to files/, named by its digest; the record keeps the rest.
     let manifest = record.manifest;
     let filesFile: string | undefined;
-    let filesBody: string | Buffer | undefined;
+    let filesBody: string | Iterable<Buffer> | undefined;
     if (manifest?.files) {
       const { files, ...rest } = manifest;
       filesFile = this.#filesPath(rest.filesDigest);
@@ -339,7 +340,7 @@ export class CacheStore {
       }
     } else if (manifest && record.files) {
       filesFile = this.#filesPath(manifest.filesDigest);
-      if (filesFile) filesBody = record.files.json();
+      if (filesFile) filesBody = record.files.jsonChunks(); // made while written, a piece at a time
     }
     const full: CacheRecord<R> = {
       key: record.key,

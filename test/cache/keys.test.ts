@@ -212,17 +212,23 @@ describe('context hash walk', () => {
   it('a FileSet writes the JSON of its record without making it, for paths that need quoting and for index-like names', async () => {
     const plain = await mkdtemp(path.join(tmpRoot, 'json-'));
     await mkdir(path.join(plain, 'sub dir'), { recursive: true });
-    for (const n of ['a"quote', 'back\\slash', 'new\nline', 'tab\tx', 'ünï.txt', '😀', 'del\x7f', 'sub dir/f.txt', '01', '1x', '-', '~']) await writeFile(path.join(plain, n), n);
+    for (const n of ['a"quote', 'back\\slash', 'new\nline', 'tab\tx', 'ünï.txt', 'del\x7f', 'sub dir/f.txt', '01', '1x', '-', '~']) await writeFile(path.join(plain, n), n);
     await symlink('to "there"\\', path.join(plain, 'link'));
     await symlink('ünï.txt', path.join(plain, 'link2'));
     const withIndex = await mkdtemp(path.join(tmpRoot, 'json-'));
-    for (const n of ['b', '10', '2', 'a']) await writeFile(path.join(withIndex, n), n);
+    // Index-like names (a record puts them first), and a name past U+FFFF (the lines are sorted as strings: arrays).
+    for (const n of ['b', '10', '2', 'a', '😀']) await writeFile(path.join(withIndex, n), n);
     for (const dir of [plain, withIndex]) {
       const hasher = await ContextHasher.open(path.join(tmpRoot, 'c-json'), dir);
       const set = await hasher.fileSet({ root: dir }, ['.']);
       const json = set.json();
       expect(json.toString('utf8')).toBe(JSON.stringify(set.record()));
       expect(JSON.parse(json.toString('utf8'))).toEqual(set.record());
+      // In small pieces, as the store writes it: the same bytes, no piece over the size asked.
+      const pieces = [...set.jsonChunks(7)];
+      expect(Buffer.concat(pieces).equals(json)).toBe(true);
+      if (dir === plain) expect(pieces.map((p) => p.length <= 7 && p.length > 0)).toEqual(pieces.map(() => true));
+      else expect(pieces.length).toBe(1); // the record's JSON
       const again = await hasher.fileSet({ root: dir }, ['sub dir', 'a"quote', 'b']);
       expect(again.json().toString('utf8')).toBe(JSON.stringify(again.record()));
     }
