@@ -388,12 +388,13 @@ class Copier {
   }
 
   /** Count one entry; every `YIELD_EVERY` entries, let the event loop run and check for an abort. */
-  async tick(): Promise<void> {
+  tick(): Promise<void> | undefined {
     if (++this.#sinceYield >= YIELD_EVERY) {
       this.#sinceYield = 0;
-      await yieldToLoop();
+      return yieldToLoop().then(() => this.checkAbort());
     }
     this.checkAbort();
+    return undefined;
   }
 
   /** Something at a path may have been removed: resolutions through it are no longer known. */
@@ -490,8 +491,10 @@ class Copier {
       const hidden = this.env.source.isHidden;
       const srcRel = path.relative(this.env.source.root, srcAbs).split(path.sep).join('/');
       for (const n of names) {
-        await this.tick();
-        const childAbs = path.join(srcAbs, n);
+        // Awaited only when it yields: an await per entry is a promise and a resumption each.
+        const t = this.tick();
+        if (t) await t;
+        const childAbs = srcAbs.endsWith('/') ? srcAbs + n : `${srcAbs}/${n}`;
         const cst = lstatSync(childAbs);
         const childRelInSource = relInSource === '' ? n : `${relInSource}/${n}`;
         if (this.exclude && this.exclude.matches(childRelInSource)) {
@@ -499,7 +502,7 @@ class Copier {
         }
         if (hidden && hidden(srcRel === '' ? n : `${srcRel}/${n}`, cst.isDirectory())) continue;
         const childTargetRel = targetRel === '' ? n : `${targetRel}/${n}`;
-        const childTargetAbs = path.join(targetAbs, n);
+        const childTargetAbs = targetAbs.endsWith('/') ? targetAbs + n : `${targetAbs}/${n}`;
         // Small files and links are copied inline; only directories and big files need to await.
         if (!this.#copyLeafSync(childAbs, cst, childTargetAbs, childTargetRel, created)) {
           await this.#copy(childAbs, cst, childTargetAbs, childTargetRel, childRelInSource, false, created);
