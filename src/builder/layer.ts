@@ -327,21 +327,16 @@ async function storeAtomically(blobDir: string, fill: (fh: FileHandle) => Promis
   const fh = await open(tmp, 'wx', 0o644);
   try {
     await fill(fh);
-    await fh.sync();
+    await fh.datasync();
   } catch (err) {
     await fh.close().catch(() => {});
     await rm(tmp, { force: true });
     throw err;
   }
   await fh.close();
-  const final = path.join(dir, digestHex(name()));
-  await rename(tmp, final);
-  const d = await open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
-  }
+  // The rename is made durable by the tag that names the image (Store.tag syncs the blob
+  // directories first: `syncBlobDirs`), not here: one directory sync per build, not per layer.
+  await rename(tmp, path.join(dir, digestHex(name())));
 }
 
 /** A stream over the file handle, left open (storeAtomically closes it). */

@@ -203,7 +203,7 @@ export async function syncBlobDirs(blobsRoot: string): Promise<void> {
   } catch {
     return;
   }
-  await Promise.all(algorithms.filter((a) => /^[a-z0-9]+$/.test(a)).map((a) => fsyncDir(path.join(blobsRoot, a))));
+  await Promise.all(algorithms.filter((a) => a !== 'tmp' && /^[a-z0-9]+$/.test(a)).map((a) => fsyncDir(path.join(blobsRoot, a))));
 }
 
 /**

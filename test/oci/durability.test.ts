@@ -70,4 +70,21 @@ await store.tag('example.com/durable:latest', { mediaType: 'application/vnd.oci.
     // and the tag's own rename made durable
     expect(syncOf(calls, path.join(root, 'tags'), tagRename)).toBeGreaterThan(tagRename);
   });
+
+  it('a build: its layer blobs are renamed into place before the blob directory is synced, then the tag', () => {
+    const root = path.join(tmp, 'build-root');
+    const context = path.join(tmp, 'ctx');
+    const calls = traced(`const { mkdirSync, writeFileSync } = await import('node:fs');
+mkdirSync(${JSON.stringify(context)}, { recursive: true });
+writeFileSync(${JSON.stringify(path.join(context, 'a.txt'))}, 'durable\\n');
+const { build } = await import(${JSON.stringify(pathToFileURL(path.join(repoRoot, 'dist/builder/index.js')).href)});
+await build({ context: ${JSON.stringify(context)}, root: ${JSON.stringify(root)}, env: {}, dockerfileText: 'FROM scratch\\nCOPY a.txt /a.txt\\n', tags: ['example.com/durable-build:1'] });`);
+    const layerRename = renameTo(calls, /blobs\/tmp\/layer-[0-9a-f]+", "[^"]+blobs\/sha256\/[0-9a-f]{64}"/);
+    const tagRename = renameTo(calls, /tags\/[0-9a-f]{64}\.json"/);
+    expect(layerRename).toBeGreaterThan(-1);
+    expect(tagRename).toBeGreaterThan(layerRename);
+    const dirSync = syncOf(calls, path.join(root, 'store', 'blobs', 'sha256'), layerRename);
+    expect(dirSync).toBeGreaterThan(layerRename);
+    expect(dirSync).toBeLessThan(tagRename);
+  });
 });
