@@ -19,7 +19,7 @@ import { loadParser, parseWithCache, planWithCache } from './parse-cache.js';
 import type { BaseImageConfig, BuildGraph, CopyOp, ExecOp, FileSource, MkdirOp, StageOp, StagePlan } from './plan/types.js';
 import type { SnapshotStore } from './snapshots.js';
 import { CacheStore } from '../cache/store.js';
-import { cacheKey, describeChanges, explain, filesToKeep, withFiles, type FileSet, type KeyManifest } from '../cache/keys.js';
+import { cacheKey, describeChanges, explain, FileSet, filesToKeep, type KeyManifest } from '../cache/keys.js';
 import { ContextHasher, type HashRoot } from '../cache/context-hash.js';
 
 /*
@@ -549,7 +549,7 @@ class Solver {
     return `${this.#i.dockerfilePath}#${op.meta.stageName}#${op.id}`;
   }
 
-  /** `manifest` has no file list when `files` is a `FileSet`: it is added (`withFiles`) only if the step misses. */
+  /** `manifest` has no file list when `files` is a `FileSet`: a miss is explained from the set, and the set is kept beside the record. */
   async #runOp(op: StageOp, parent: FsState, key: string, manifest: KeyManifest, files: Record<string, string> | FileSet | undefined, noCache: boolean): Promise<FsState> {
     const { emit, store, cache } = this.#i;
     const name = op.meta.step > 0 ? `[${op.meta.stageName} ${op.meta.step}/${op.meta.steps}] ${op.meta.name}` : op.meta.name;
@@ -578,7 +578,7 @@ class Solver {
       twin().catch(() => {}); // started now; awaited below
       prev = await cache.previous(stepId).catch(() => undefined);
       if (hit) reason = 'cached layer is missing from the store';
-      else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, (manifest = withFiles(manifest, files))));
+      else if (prev?.manifest) reason = describeChanges(explain(prev.manifest, manifest, files instanceof FileSet ? files : undefined));
       else reason = 'first build of this step';
     } else reason = 'cache disabled';
     emit({ type: 'step', id: key, name, status: 'started', ...(reason ? { reason } : {}) });

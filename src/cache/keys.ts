@@ -432,25 +432,50 @@ function diffRecord(kind: 'input' | 'value', before: Readonly<Record<string, str
 }
 
 /** Why `current` has a different key than `previous`; empty when the keys are equal. */
-export function explain(previous: KeyManifest, current: KeyManifest): KeyChange[] {
+export function explain(previous: KeyManifest, current: KeyManifest, currentFiles?: FileSet): KeyChange[] {
   if (previous.version !== current.version) return [{ kind: 'version' }];
   const out: KeyChange[] = [];
   diffJson(previous.op, current.op, '', out);
   diffRecord('input', previous.inputs, current.inputs, out);
   diffRecord('value', previous.values, current.values, out);
   if (previous.filesDigest !== current.filesDigest) {
-    if (previous.files && current.files) {
-      const before = previous.files;
-      const after = current.files;
-      for (const p of [...new Set([...Object.keys(before), ...Object.keys(after)])].sort()) {
-        const b = before[p];
-        const a = after[p];
-        if (b === a) continue;
-        out.push({ kind: 'file', path: p, change: b === undefined ? 'added' : a === undefined ? 'removed' : 'modified' });
-      }
-    } else out.push({ kind: 'files' });
+    const after = current.files ?? currentFiles;
+    if (previous.files && after) out.push(...fileChanges(previous.files, after));
+    else out.push({ kind: 'files' });
   }
   return out;
+}
+
+/**
+ * The paths added, removed or changed between two file lists, in path order. The current list
+ * may be a `FileSet`, read line by line: explaining a one-file change in a 20,000-file COPY
+ * makes no record of it, and no set or sorted array of every path.
+ */
+function fileChanges(before: Readonly<Record<string, string>>, after: Readonly<Record<string, string>> | FileSet): KeyChange[] {
+  const changes: KeyChange[] = [];
+  const prior = (p: string): string | undefined => (Object.hasOwn(before, p) ? before[p] : undefined);
+  let matched = 0;
+  const visit = (p: string, a: string): void => {
+    const b = prior(p);
+    if (b !== undefined) matched++;
+    if (b !== a) changes.push({ kind: 'file', path: p, change: b === undefined ? 'added' : 'modified' });
+  };
+  if (after instanceof FileSet) {
+    for (let i = 0; i < after.size; i++) {
+      const [p, a] = after.line(i);
+      visit(p, a);
+    }
+  } else for (const p of Object.keys(after)) visit(p, after[p]!);
+  let total = 0;
+  for (const p in before) if (Object.hasOwn(before, p)) total++;
+  if (matched < total) {
+    // Some went: which (rare; the current paths as a set only then).
+    const now = new Set<string>();
+    if (after instanceof FileSet) for (let i = 0; i < after.size; i++) now.add(after.line(i)[0]);
+    else for (const p of Object.keys(after)) now.add(p);
+    for (const p of Object.keys(before)) if (!now.has(p)) changes.push({ kind: 'file', path: p, change: 'removed' });
+  }
+  return changes.sort((x, y) => ((x as { path: string }).path < (y as { path: string }).path ? -1 : 1));
 }
 
 function short(v: unknown): string {

@@ -209,6 +209,26 @@ describe('context hash walk', () => {
     expect(withFiles(byRecord.manifest, { ...record })).toBe(byRecord.manifest);
   });
 
+  it('explains a change against a FileSet line by line as it does against its record (added, removed, modified, odd names)', () => {
+    const before = { '01': 'f:644:aa', '2': 'f:644:bb', 'a.txt': 'f:644:cc', constructor: 'f:644:dd', gone: 'f:644:ee', 'sub/x': 'f:755:ff' } as Record<string, string>;
+    const after = { '01': 'f:644:aa', '2': 'f:644:b2', 'a.txt': 'f:644:cc', constructor: 'f:644:dd', 'new.txt': 'f:644:11', 'sub/x': 'f:644:ff', toString: 'f:644:22' } as Record<string, string>;
+    const keys = Object.keys(after).sort();
+    const set = FileSet.of(keys, keys.map((k) => after[k]!));
+    const prev = cacheKey({ op: copyOp(), files: before });
+    const cur = cacheKey({ op: copyOp(), files: set });
+    const expected = [
+      { kind: 'file', path: '2', change: 'modified' },
+      { kind: 'file', path: 'gone', change: 'removed' },
+      { kind: 'file', path: 'new.txt', change: 'added' },
+      { kind: 'file', path: 'sub/x', change: 'modified' },
+      { kind: 'file', path: 'toString', change: 'added' },
+    ];
+    expect(explain(prev.manifest, cur.manifest, set)).toEqual(expected);
+    expect(explain(prev.manifest, withFiles(cur.manifest, set))).toEqual(expected);
+    // without the current paths, only that the files changed
+    expect(explain(prev.manifest, cur.manifest)).toEqual([{ kind: 'files' }]);
+  });
+
   it('a FileSet writes the JSON of its record without making it, for paths that need quoting and for index-like names', async () => {
     const plain = await mkdtemp(path.join(tmpRoot, 'json-'));
     await mkdir(path.join(plain, 'sub dir'), { recursive: true });
