@@ -595,14 +595,16 @@ class Copier {
 }
 
 /** True when two files of `size` bytes hold the same bytes (read in 1 MiB pieces). */
+/** `sameBytes`' two read buffers, made once: it runs synchronously, so one pair serves every call (fresh ones were 2 MiB of garbage per large file). */
+let compareBuffers: [Buffer, Buffer] | undefined;
+
 function sameBytes(a: string, b: string, size: number): boolean {
   if (size <= SMALL_FILE) return readFileSync(a).equals(readFileSync(b));
   const fa = openSync(a, 'r');
   try {
     const fb = openSync(b, 'r');
     try {
-      const ba = Buffer.allocUnsafe(1 << 20);
-      const bb = Buffer.allocUnsafe(1 << 20);
+      const [ba, bb] = (compareBuffers ??= [Buffer.allocUnsafeSlow(1 << 20), Buffer.allocUnsafeSlow(1 << 20)]);
       for (let pos = 0; pos < size; ) {
         const n = readSync(fa, ba, 0, ba.length, pos);
         if (n === 0 || readSync(fb, bb, 0, n, pos) !== n || !ba.subarray(0, n).equals(bb.subarray(0, n))) return false;
