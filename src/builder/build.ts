@@ -214,11 +214,15 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     stop.abort(err);
     await solver.settled();
     await solver.close().catch(() => {}); // the step's error is the one to report
+    await hasher?.save();
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
-    await hasher?.save();
   }
+  // The context index is saved while the image is written (each is a temp file, an fsync and a
+  // rename); build() returns once both are done.
+  const indexSaved = hasher?.save();
+  indexSaved?.catch(() => {}); // awaited below
   await solver.close();
   const target = graph.stages[graph.target]!;
   const base = baseImageOf(graph, target, images);
@@ -250,7 +254,10 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     history,
   };
   const configBytes = Buffer.from(JSON.stringify(imageConfig));
-  const config = await store.putBlob(configBytes);
+  // Named before it is written, so that the manifests are written beside it, not after it.
+  const config = { digest: `sha256:${createHash('sha256').update(configBytes).digest('hex')}` as Digest, size: configBytes.length };
+  const configPut = store.putBlob(configBytes, config);
+  configPut.catch(() => {}); // awaited below
   const tags = [...(options.tags ?? [])];
   const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : tags.length > 0 ? [{ type: 'image' as const }] : [];
   // One manifest per layer compression the outputs ask for; the local one keeps the layers as built.
@@ -271,6 +278,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     return m;
   };
   let exported = await manifestFor(undefined);
+  await configPut;
   let compressedOne = false;
   for (const out of outputs) {
     const c = outputCompression(out);
@@ -279,6 +287,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     const { exportImage } = await import('./export.js');
     await exportImage(out, { store, cache, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
   }
+  await indexSaved;
   return {
     manifestDigest: exported.desc.digest,
     configDigest: config.digest,
