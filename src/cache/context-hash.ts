@@ -219,14 +219,16 @@ class Lines {
   }
 }
 
-/** A file over `INLINE_MAX` bytes whose digest is read after the walk; its hex goes at `pos` of the lines. */
+/** A file over `INLINE_MAX` bytes whose digest is read after the walk (`#hashLarge`). */
 interface LargeFile {
-  readonly pos: number;
   readonly rel: string;
   /** Its record up to the stat text: the head of its index entry. */
   readonly head: Buffer;
   readonly mtimeMs: number;
 }
+
+/** A large file of the listing way: its hex goes at `pos` of the lines. */
+type LargeInLines = LargeFile & { readonly pos: number };
 
 /** What a directory source's records are checked against (undefined: nothing is hidden). */
 interface Rules {
@@ -526,7 +528,7 @@ export class ContextHasher {
   async fileSet(from: HashRoot, sources: readonly string[], options: HashSourcesOptions = {}): Promise<FileSet> {
     if (this.#prefetched === undefined && this.#indexed > 0 && this.#indexed < NATIVE_WALK_MIN) return this.#smallSet(from, sources, options);
     const lines = new Lines();
-    const large: LargeFile[] = [];
+    const large: LargeInLines[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
     const isHidden = from.isHidden;
     const rules: Rules | undefined = isHidden || exclude ? { isHidden, exclude } : undefined;
@@ -560,20 +562,7 @@ export class ContextHasher {
       }
     }
 
-    if (large.length > 0) {
-      const limit = pLimit(options.concurrency ?? 4);
-      await Promise.all(
-        large.map((f) =>
-          limit(async () => {
-            signal?.throwIfAborted();
-            const startedAt = Date.now();
-            const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
-            this.#remember(f.head, 0, f.head.length, f.mtimeMs, startedAt, hex, bytes);
-            lines.buf.write(hex, f.pos, 'latin1');
-          }),
-        ),
-      );
-    }
+    await this.#hashLarge(large, options, (f, hex) => lines.buf.write(hex, f.pos, 'latin1'));
 
     const count = lines.marks.length >> 1;
     lines.marks.push(lines.n);
@@ -595,6 +584,26 @@ export class ContextHasher {
     return FileSet.of(keys, vals);
   }
 
+  /**
+   * Reads and hashes the files a walk left for later (over `INLINE_MAX`), `concurrency` at once,
+   * keeping each one's index entry; `done` puts each one's hex where that walk wants it.
+   */
+  async #hashLarge<F extends LargeFile>(large: readonly F[], options: HashSourcesOptions, done: (f: F, hex: string) => void): Promise<void> {
+    if (large.length === 0) return;
+    const limit = pLimit(options.concurrency ?? 4);
+    await Promise.all(
+      large.map((f) =>
+        limit(async () => {
+          options.signal?.throwIfAborted();
+          const startedAt = Date.now();
+          const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
+          this.#remember(f.head, 0, f.head.length, f.mtimeMs, startedAt, hex, bytes);
+          done(f, hex);
+        }),
+      ),
+    );
+  }
+
   /** The sources the expansion of `raw` names (wildcards expanded). */
   async #expand(srcRoot: HashRoot, raw: string): Promise<string[]> {
     // A path without wildcards or escapes is itself (what copy.ts's expandSourcePath gives):
@@ -613,7 +622,7 @@ export class ContextHasher {
     // come out sorted and the final sort is a check.
     const keys: string[] = [];
     const vals: string[] = [];
-    const large: { i: number; rel: string; st: BigIntStats }[] = [];
+    const large: (LargeFile & { readonly i: number; readonly mode: number })[] = [];
     const exclude = options.exclude && options.exclude.length > 0 ? PatternMatcher.from(options.exclude) : undefined;
     const isHidden = from.isHidden;
     const signal = options.signal;
@@ -624,7 +633,7 @@ export class ContextHasher {
       const mode = Number(st.mode);
       let hex = this.#smallLookup(realRel, `${mode} ${st.size} ${st.mtimeNs} ${st.ino} `);
       if (hex === undefined && st.size > INLINE_MAX) {
-        large.push({ i: vals.length, rel: realRel, st });
+        large.push({ i: vals.length, rel: realRel, head: encodeRecord(realRel, st), mtimeMs: Number(st.mtimeNs / 1000000n), mode: Number(st.mode) });
         vals.push('');
         return;
       }
@@ -718,22 +727,7 @@ export class ContextHasher {
       }
     }
 
-    if (large.length > 0) {
-      const limit = pLimit(options.concurrency ?? 4);
-      await Promise.all(
-        large.map((f) =>
-          limit(async () => {
-            signal?.throwIfAborted();
-            const startedAt = Date.now();
-            const { hex, bytes } = await hashFile(path.join(this.root, f.rel));
-            const mode = Number(f.st.mode);
-            const head = encodeRecord(f.rel, f.st);
-            this.#remember(head, 0, head.length, Number(f.st.mtimeNs / 1000000n), startedAt, hex, bytes);
-            vals[f.i] = `${fileTag(mode)}${hex}`;
-          }),
-        ),
-      );
-    }
+    await this.#hashLarge(large, options, (f, hex) => (vals[f.i] = `${fileTag(f.mode)}${hex}`));
     return FileSet.of(keys, vals);
   }
 
@@ -741,7 +735,7 @@ export class ContextHasher {
    * The lines of a directory source: its own (`key`, `d:<mode>`), then one per record of
    * `listing` in [i0, i1) that the rules let through, shown below `key` instead of `rel`.
    */
-  #directory(listing: Listing, i0: number, i1: number, rel: string, key: string, mode: number, rules: Rules | undefined, lines: Lines, large: LargeFile[], signal: AbortSignal | undefined): void {
+  #directory(listing: Listing, i0: number, i1: number, rel: string, key: string, mode: number, rules: Rules | undefined, lines: Lines, large: LargeInLines[], signal: AbortSignal | undefined): void {
     const { buf: b, starts } = listing;
     // Paths are shown as `key/...` where they are `rel/...`: `strip` bytes of each path are
     // replaced by `prefix` (nothing to do when they are the same: `COPY . .`, `COPY src/ x`).
@@ -847,7 +841,7 @@ export class ContextHasher {
    * `prefix`): its digest from the index when an entry matches its stat, else read now (or
    * queued in `large`).
    */
-  #file(b: Buffer, at: number, prefix: Buffer | undefined, strip: number, lines: Lines, large: LargeFile[]): void {
+  #file(b: Buffer, at: number, prefix: Buffer | undefined, strip: number, lines: Lines, large: LargeInLines[]): void {
     const plen = pathLength(b, at);
     const len = HEAD + plen + 1 + statLength(b, at);
     const t = tag('f', recordMode(b, at));
