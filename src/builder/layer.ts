@@ -224,51 +224,50 @@ function* layerTar(options: WriteLayerOptions, plan: LayerPlan, reuse: boolean, 
   const seen = new Map<string, string>();
   const { paths, whiteouts } = plan;
   let w = 0;
-  for (let i = 0; i <= paths.length; i++) {
-    const rel = paths[i];
-    // The whiteouts that sort before this path (after the last path: those left).
-    for (; w < whiteouts.length && (rel === undefined || comparePaths(whiteouts[w]!.rel, rel) < 0); w++) {
-      const wh = whiteouts[w]!;
-      const mtime = wh.parentRel === '' ? 0 : (lstatSync(path.join(options.root, wh.parentRel), { throwIfNoEntry: false })?.mtime.getTime() ?? 0);
-      const h: TarHeaderFields = { name: wh.rel, type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeMs: clampMs(mtime, options.sourceDateEpoch) };
-      const end = writeTarHeader(buf, at, CHUNK, h);
-      if (end < 0) {
-        yield take();
-        at = headerAtStart(buf, h);
-      } else at = end;
-      count.entries++;
-    }
-    if (rel === undefined) break;
-    if (options.signal?.aborted) throw new LayerError('TSBUILD_ABORTED', 'layer writing aborted', { cause: options.signal.reason });
-    const abs = path.join(options.root, rel);
-    const st = lstatSync(abs);
-    const mtimeMs = clampMs(st.mtime.getTime(), options.sourceDateEpoch);
+  let i = 0;
+  for (;;) {
+    // The next entry in path order: a whiteout that sorts before the next path, else that path.
+    const next = paths[i];
     let h: TarHeaderFields;
-    let read = false;
-    if (st.isDirectory()) {
-      h = { name: rel + '/', type: 'directory', size: 0, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
-    } else if (st.isSymbolicLink()) {
-      h = { name: rel, type: 'symlink', size: 0, linkname: readlinkSync(abs), mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
-    } else if (st.isFile()) {
-      const first = st.nlink > 1 ? seen.get(`${st.dev}:${st.ino}`) : undefined;
-      if (first !== undefined) {
-        h = { name: rel, type: 'link', size: 0, linkname: first, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
-      } else {
-        if (st.nlink > 1) seen.set(`${st.dev}:${st.ino}`, rel);
-        h = { name: rel, type: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
-        read = st.size > 0;
-      }
-    } else if (st.isCharacterDevice() && options.overlayWhiteouts && st.rdev === 0) {
-      const dir = path.posix.dirname(rel);
-      h = { name: `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(rel)}`, type: 'file', size: 0, mode: 0o644, uid: st.uid, gid: st.gid, mtimeMs };
-    } else if (st.isCharacterDevice() || st.isBlockDevice()) {
-      const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn) | Number((BigInt(st.rdev) >> 32n) & ~0xfffn);
-      const minor = Number(BigInt(st.rdev) & 0xffn) | Number((BigInt(st.rdev) >> 12n) & ~0xffn);
-      h = { name: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', size: 0, devmajor: major, devminor: minor, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
-    } else if (st.isFIFO()) {
-      h = { name: rel, type: 'fifo', size: 0, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+    /** The file whose content follows the header, if any. */
+    let content: { readonly abs: string; readonly rel: string } | undefined;
+    if (w < whiteouts.length && (next === undefined || comparePaths(whiteouts[w]!.rel, next) < 0)) {
+      const wh = whiteouts[w++]!;
+      const mtime = wh.parentRel === '' ? 0 : (lstatSync(path.join(options.root, wh.parentRel), { throwIfNoEntry: false })?.mtime.getTime() ?? 0);
+      h = { name: wh.rel, type: 'file', size: 0, mode: 0o644, uid: 0, gid: 0, mtimeMs: clampMs(mtime, options.sourceDateEpoch) };
     } else {
-      continue; // sockets have no tar form
+      if (next === undefined) break;
+      const rel = next;
+      i++;
+      if (options.signal?.aborted) throw new LayerError('TSBUILD_ABORTED', 'layer writing aborted', { cause: options.signal.reason });
+      const abs = path.join(options.root, rel);
+      const st = lstatSync(abs);
+      const mtimeMs = clampMs(st.mtime.getTime(), options.sourceDateEpoch);
+      if (st.isDirectory()) {
+        h = { name: rel + '/', type: 'directory', size: 0, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+      } else if (st.isSymbolicLink()) {
+        h = { name: rel, type: 'symlink', size: 0, linkname: readlinkSync(abs), mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+      } else if (st.isFile()) {
+        const first = st.nlink > 1 ? seen.get(`${st.dev}:${st.ino}`) : undefined;
+        if (first !== undefined) {
+          h = { name: rel, type: 'link', size: 0, linkname: first, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+        } else {
+          if (st.nlink > 1) seen.set(`${st.dev}:${st.ino}`, rel);
+          h = { name: rel, type: 'file', size: st.size, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+          if (st.size > 0) content = { abs, rel };
+        }
+      } else if (st.isCharacterDevice() && options.overlayWhiteouts && st.rdev === 0) {
+        const dir = path.posix.dirname(rel);
+        h = { name: `${dir === '.' ? '' : dir + '/'}.wh.${path.posix.basename(rel)}`, type: 'file', size: 0, mode: 0o644, uid: st.uid, gid: st.gid, mtimeMs };
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        const major = Number((BigInt(st.rdev) >> 8n) & 0xfffn) | Number((BigInt(st.rdev) >> 32n) & ~0xfffn);
+        const minor = Number(BigInt(st.rdev) & 0xffn) | Number((BigInt(st.rdev) >> 12n) & ~0xffn);
+        h = { name: rel, type: st.isCharacterDevice() ? 'character-device' : 'block-device', size: 0, devmajor: major, devminor: minor, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+      } else if (st.isFIFO()) {
+        h = { name: rel, type: 'fifo', size: 0, mode: st.mode, uid: st.uid, gid: st.gid, mtimeMs };
+      } else {
+        continue; // sockets have no tar form
+      }
     }
     const end = writeTarHeader(buf, at, CHUNK, h);
     if (end < 0) {
@@ -276,10 +275,10 @@ function* layerTar(options: WriteLayerOptions, plan: LayerPlan, reuse: boolean, 
       at = headerAtStart(buf, h);
     } else at = end;
     count.entries++;
-    if (!read) continue;
+    if (!content) continue;
     // The content, read into the chunk; one byte more is asked for at the end, to see a file
     // that grew since it was stat'ed (the header must describe what is written).
-    const fd = openSync(abs, 'r');
+    const fd = openSync(content.abs, 'r');
     try {
       let left = h.size;
       let pos = 0;
@@ -287,12 +286,12 @@ function* layerTar(options: WriteLayerOptions, plan: LayerPlan, reuse: boolean, 
         if (at === CHUNK) yield take();
         const n = readSync(fd, buf, at, Math.min(CHUNK - at, left + 1), pos);
         if (n === 0) break;
-        if (n > left) throw changedSize(rel, h.size, 'more');
+        if (n > left) throw changedSize(content.rel, h.size, 'more');
         at += n;
         pos += n;
         left -= n;
       }
-      if (left > 0) throw changedSize(rel, h.size, String(h.size - left));
+      if (left > 0) throw changedSize(content.rel, h.size, String(h.size - left));
     } finally {
       closeSync(fd);
     }
