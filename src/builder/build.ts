@@ -222,84 +222,89 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   // The context index is saved while the image is written (each is a temp file, an fsync and a
   // rename); build() returns once both are done.
   const indexSaved = hasher?.save();
-  indexSaved?.catch(() => {}); // awaited below
-  await solver.close();
-  const target = graph.stages[graph.target]!;
-  const base = baseImageOf(graph, target, images);
+  indexSaved?.catch(() => {}); // awaited below, whatever happens
+  try {
+    await solver.close();
+    const target = graph.stages[graph.target]!;
+    const base = baseImageOf(graph, target, images);
 
-  // Assemble the image config.
-  const labels = { ...(target.config.Labels ?? {}), ...(options.labels ?? {}) };
-  // The creation time: SOURCE_DATE_EPOCH, else now; but a rebuild of exactly the same image
-  // (same layers, same config) keeps the time of the first build, so a no-op rebuild gives the
-  // same image ID, as BuildKit's does.
-  const imageKey = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.image-created.v1', state.key, state.layers.map((l) => l.diffId), target.config, labels, target.history, target.platform, base?.manifestDigest ?? null])).digest('hex')}` as Digest;
-  let created: string;
-  if (options.sourceDateEpoch !== undefined) created = new Date(options.sourceDateEpoch * 1000).toISOString();
-  else {
-    const prev = options.noCache ? undefined : ((await cache.get(imageKey))?.result as { created?: string } | undefined);
-    created = prev?.created ?? new Date().toISOString();
-    if (!prev?.created) await cache.put({ key: imageKey, result: { created }, size: 0, description: `image created time for ${target.name}` });
-  }
-  const containerConfig: ContainerConfig = { ...target.config, ...(Object.keys(labels).length ? { Labels: labels } : {}) };
-  const p = parsePlatform(target.platform);
-  const history: History[] = [...(base?.config.history ?? []), ...target.history.map((h) => ({ created, ...h }))];
-  const imageConfig: ImageConfig = {
-    created,
-    ...(target.author !== undefined ? { author: target.author } : base?.config.author !== undefined ? { author: base.config.author } : {}),
-    architecture: p.architecture,
-    os: p.os,
-    ...(p.variant ? { variant: p.variant } : {}),
-    config: containerConfig,
-    rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
-    history,
-  };
-  const configBytes = Buffer.from(JSON.stringify(imageConfig));
-  // Named before it is written, so that the manifests are written beside it, not after it.
-  const config = { digest: `sha256:${createHash('sha256').update(configBytes).digest('hex')}` as Digest, size: configBytes.length };
-  const configPut = store.putBlob(configBytes, config);
-  configPut.catch(() => {}); // awaited below
-  const tags = [...(options.tags ?? [])];
-  const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : tags.length > 0 ? [{ type: 'image' as const }] : [];
-  // One manifest per layer compression the outputs ask for; the local one keeps the layers as built.
-  const manifests = new Map<string, Promise<{ desc: Descriptor; layers: Descriptor[] }>>();
-  const manifestFor = (c: OutputCompression | undefined) => {
-    const k = c ? `${c.compression}:${c.level}` : 'local';
-    let m = manifests.get(k);
-    if (!m) {
-      m = (async () => {
-        const layers: Descriptor[] = [];
-        for (const l of state.layers) layers.push(c ? await compressedLayer(store, cache, l, c) : { mediaType: l.mediaType, digest: l.digest, size: l.size });
-        const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size }, layers };
-        const put = await store.putBlob(Buffer.from(JSON.stringify(manifest)));
-        return { desc: { mediaType: MediaType.OciManifest, digest: put.digest, size: put.size, platform: p }, layers };
-      })();
-      manifests.set(k, m);
+    // Assemble the image config.
+    const labels = { ...(target.config.Labels ?? {}), ...(options.labels ?? {}) };
+    // The creation time: SOURCE_DATE_EPOCH, else now; but a rebuild of exactly the same image
+    // (same layers, same config) keeps the time of the first build, so a no-op rebuild gives the
+    // same image ID, as BuildKit's does.
+    const imageKey = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.image-created.v1', state.key, state.layers.map((l) => l.diffId), target.config, labels, target.history, target.platform, base?.manifestDigest ?? null])).digest('hex')}` as Digest;
+    let created: string;
+    if (options.sourceDateEpoch !== undefined) created = new Date(options.sourceDateEpoch * 1000).toISOString();
+    else {
+      const prev = options.noCache ? undefined : ((await cache.get(imageKey))?.result as { created?: string } | undefined);
+      created = prev?.created ?? new Date().toISOString();
+      if (!prev?.created) await cache.put({ key: imageKey, result: { created }, size: 0, description: `image created time for ${target.name}` });
     }
-    return m;
-  };
-  let exported = await manifestFor(undefined);
-  await configPut;
-  let compressedOne = false;
-  for (const out of outputs) {
-    const c = outputCompression(out);
-    const m = await manifestFor(c);
-    if (c && !compressedOne) [exported, compressedOne] = [m, true];
-    const { exportImage } = await import('./export.js');
-    await exportImage(out, { store, cache, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
+    const containerConfig: ContainerConfig = { ...target.config, ...(Object.keys(labels).length ? { Labels: labels } : {}) };
+    const p = parsePlatform(target.platform);
+    const history: History[] = [...(base?.config.history ?? []), ...target.history.map((h) => ({ created, ...h }))];
+    const imageConfig: ImageConfig = {
+      created,
+      ...(target.author !== undefined ? { author: target.author } : base?.config.author !== undefined ? { author: base.config.author } : {}),
+      architecture: p.architecture,
+      os: p.os,
+      ...(p.variant ? { variant: p.variant } : {}),
+      config: containerConfig,
+      rootfs: { type: 'layers', diff_ids: state.layers.map((l) => l.diffId) },
+      history,
+    };
+    const configBytes = Buffer.from(JSON.stringify(imageConfig));
+    // Named before it is written, so that the manifests are written beside it, not after it.
+    const config = { digest: `sha256:${createHash('sha256').update(configBytes).digest('hex')}` as Digest, size: configBytes.length };
+    const configPut = store.putBlob(configBytes, config);
+    configPut.catch(() => {}); // awaited below
+    const tags = [...(options.tags ?? [])];
+    const outputs = options.outputs && options.outputs.length > 0 ? options.outputs : tags.length > 0 ? [{ type: 'image' as const }] : [];
+    // One manifest per layer compression the outputs ask for; the local one keeps the layers as built.
+    const manifests = new Map<string, Promise<{ desc: Descriptor; layers: Descriptor[] }>>();
+    const manifestFor = (c: OutputCompression | undefined) => {
+      const k = c ? `${c.compression}:${c.level}` : 'local';
+      let m = manifests.get(k);
+      if (!m) {
+        m = (async () => {
+          const layers: Descriptor[] = [];
+          for (const l of state.layers) layers.push(c ? await compressedLayer(store, cache, l, c) : { mediaType: l.mediaType, digest: l.digest, size: l.size });
+          const manifest: ImageManifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: config.digest, size: config.size }, layers };
+          const put = await store.putBlob(Buffer.from(JSON.stringify(manifest)));
+          return { desc: { mediaType: MediaType.OciManifest, digest: put.digest, size: put.size, platform: p }, layers };
+        })();
+        manifests.set(k, m);
+      }
+      return m;
+    };
+    let exported = await manifestFor(undefined);
+    await configPut;
+    let compressedOne = false;
+    for (const out of outputs) {
+      const c = outputCompression(out);
+      const m = await manifestFor(c);
+      if (c && !compressedOne) [exported, compressedOne] = [m, true];
+      const { exportImage } = await import('./export.js');
+      await exportImage(out, { store, cache, manifest: m.desc, tags, platform: p, root, env: options.env!, ...(options.signal ? { signal: options.signal } : {}), ...(options.sourceDateEpoch !== undefined ? { sourceDateEpoch: options.sourceDateEpoch } : {}) });
+    }
+    await indexSaved;
+    return {
+      manifestDigest: exported.desc.digest,
+      configDigest: config.digest,
+      platform: p,
+      tags,
+      config: imageConfig,
+      layers: exported.layers,
+      steps: solver.steps,
+      cachedSteps: solver.cachedSteps,
+      executedSteps: solver.executedSteps,
+      diagnostics: [...parsed.diagnostics, ...planned.diagnostics],
+    };
+  } catch (err) {
+    await indexSaved?.catch(() => {}); // the index is saved, or not, before build() fails
+    throw err;
   }
-  await indexSaved;
-  return {
-    manifestDigest: exported.desc.digest,
-    configDigest: config.digest,
-    platform: p,
-    tags,
-    config: imageConfig,
-    layers: exported.layers,
-    steps: solver.steps,
-    cachedSteps: solver.cachedSteps,
-    executedSteps: solver.executedSteps,
-    diagnostics: [...parsed.diagnostics, ...planned.diagnostics],
-  };
 }
 
 /**

@@ -594,10 +594,10 @@ class Copier {
   }
 }
 
-/** True when two files of `size` bytes hold the same bytes (read in 1 MiB pieces). */
 /** `sameBytes`' two read buffers, made once: it runs synchronously, so one pair serves every call (fresh ones were 2 MiB of garbage per large file). */
 let compareBuffers: [Buffer, Buffer] | undefined;
 
+/** True when two files of `size` bytes hold the same bytes (read in 1 MiB pieces). */
 function sameBytes(a: string, b: string, size: number): boolean {
   if (size <= SMALL_FILE) return readFileSync(a).equals(readFileSync(b));
   const fa = openSync(a, 'r');
