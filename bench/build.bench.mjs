@@ -212,10 +212,13 @@ function freshRoot() {
   execFileSync('cp', ['-a', template, root]);
 }
 const tsArgs = (w, ctx, extra = []) => [cli, 'build', '--root', root, '--progress', 'plain', '--network', 'host', '-t', `bench/${w.name}:tsbuild`, '-f', join(w.dir, 'Dockerfile'), ...w.opts, ...extra, ctx];
-const nodeArgs = haveTime ? [] : ['--import', hookFile];
+// tsbuild is run as a user runs it: the bin as a command (its shell lines start node; see
+// scripts/bundle.mjs), not `node dist/cli.cjs`.
+const tsEnv = haveTime ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${hookFile}`.trim() };
 const tsbuild = (w, ctx, mode, run, extra = []) => {
   const log = join(logs, `${w.name}.tsbuild.${mode}.${run}.log`);
-  const r = measure(process.execPath, [...nodeArgs, ...tsArgs(w, ctx, extra)], { log });
+  const [bin, ...args] = tsArgs(w, ctx, extra);
+  const r = measure(bin, args, { log, env: tsEnv });
   if (!r.ok) {
     failed++;
     console.log(`  tsbuild ${w.name} ${mode}: FAILED (exit ${r.status})\n${tail(log)}`);

@@ -85,7 +85,15 @@ await build({
 await build({ ...common, splitting: false, entryPoints: [join(repo, 'src', 'cli', 'loader.ts')], outfile: join(repo, 'dist', 'cli', 'loader.js') });
 await build({ entryPoints: [join(repo, 'src', 'cli.ts')], outfile: join(repo, 'dist', 'cli.js'), platform: 'node', format: 'esm', target: 'node20', logLevel: 'warning' });
 // The command as package.json's bin gives it: the loader in a CommonJS file (node starts a
-// CommonJS entry without its ES module loader: 15-25 ms less).
+// CommonJS entry without its ES module loader: 15-25 ms less). Its first two lines are also a
+// shell script: run as a command, /bin/sh starts node on the same file without
+// NODE_EXTRA_CA_CERTS, passed on as TSBUILD_NODE_EXTRA_CA_CERTS (node loads that file while it
+// starts, 60-90 ms with a system bundle; src/util/extra-ca.ts reads it when a TLS connection
+// needs it). To node, line 2 is a string and a comment; `node dist/cli.cjs` works as before.
+const launcher = [
+  '#!/bin/sh',
+  '":" //; [ -z "$NODE_EXTRA_CA_CERTS" ] || { export TSBUILD_NODE_EXTRA_CA_CERTS="$NODE_EXTRA_CA_CERTS"; unset NODE_EXTRA_CA_CERTS; }; exec node "$0" "$@"',
+].join('\n');
 await build({
   ...common,
   splitting: false,
@@ -93,7 +101,7 @@ await build({
   stdin: { contents: "import { loadCommandLine } from './cli/loader.ts';\nvoid loadCommandLine().runProcess();\n", resolveDir: join(repo, 'src'), sourcefile: 'cli.cjs.ts', loader: 'ts' },
   outfile: join(repo, 'dist', 'cli.cjs'),
   define: { 'import.meta.url': '__tsbuildImportMetaUrl' },
-  banner: { js: '#!/usr/bin/env node\nvar __tsbuildImportMetaUrl = require("node:url").pathToFileURL(__filename).href;' },
+  banner: { js: `${launcher}\nvar __tsbuildImportMetaUrl = require("node:url").pathToFileURL(__filename).href;` },
 });
 for (const f of ['cli.js', 'cli.cjs']) chmodSync(join(repo, 'dist', f), 0o755);
 

@@ -8,6 +8,7 @@ import { TsbuildError } from '../errors.js';
 import { formatDiagnostic, type Diagnostic, type Range } from '../parser/diagnostics.js';
 import type { Digest } from '../oci/digest.js';
 import { formatPlatform, hostPlatform, parsePlatform, selectManifest } from '../oci/platform.js';
+import { discard, header, httpFetch } from '../oci/registry/http.js';
 import { Store, resolveRootDir } from '../oci/store.js';
 import { MediaType, type ContainerConfig, type Descriptor, type History, type ImageConfig, type ImageIndex, type ImageManifest } from '../oci/types.js';
 import type { CopySource } from './copy.js';
@@ -941,10 +942,11 @@ function isUrl(s: string): boolean {
 /** What identifies the current version of a remote file, from a HEAD request; unique (never cached) when the server says nothing useful. */
 async function remoteVersion(url: string, signal?: AbortSignal): Promise<string> {
   try {
-    const res = await fetch(url, { method: 'HEAD', redirect: 'follow', ...(signal ? { signal } : {}) });
-    const etag = res.headers.get('etag');
-    const modified = res.headers.get('last-modified');
-    if (res.ok && (etag || modified)) return `${res.url} ${etag ?? ''} ${modified ?? ''} ${res.headers.get('content-length') ?? ''}`;
+    const res = await httpFetch('HEAD', new URL(url), signal);
+    discard(res.body);
+    const etag = header(res.headers, 'etag');
+    const modified = header(res.headers, 'last-modified');
+    if (res.status >= 200 && res.status <= 299 && (etag || modified)) return `${res.url.href} ${etag ?? ''} ${modified ?? ''} ${header(res.headers, 'content-length') ?? ''}`;
   } catch {
     // The step itself reports the download error.
   }

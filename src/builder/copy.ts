@@ -36,6 +36,7 @@ import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
+import { discard, header, httpFetch, type HttpResponse } from '../oci/registry/http.js';
 import { cleanPath, escapeLiteral, flatString, goBracket, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
 
 export class CopyError extends TsbuildError {}
@@ -94,8 +95,6 @@ export interface CopyEnv {
   /** mtime of directories and inline files this copy creates; default now. */
   readonly createdTime?: Date;
   readonly signal?: AbortSignal;
-  /** For ADD URL; default global fetch. */
-  readonly fetch?: typeof fetch;
   /**
    * Reuse of a previous result: `from` is an immutable directory (an earlier snapshot of this
    * step) and `upper` the directory that receives what is written under `destRoot` (its overlay
@@ -903,24 +902,33 @@ export function urlFileName(url: string): string {
 }
 
 async function addUrl(c: Copier, url: string, dest: string, spec: CopySpec): Promise<void> {
-  const doFetch = c.env.fetch ?? fetch;
-  let res: Response;
+  let res: HttpResponse;
   try {
-    res = await doFetch(url, c.env.signal ? { signal: c.env.signal } : {});
+    res = await httpFetch('GET', new URL(url), c.env.signal);
   } catch (cause) {
-    throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}`, { cause });
+    throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: ${(cause as Error).message}`, { cause });
   }
-  if (!res.ok || !res.body) throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: HTTP ${res.status} ${res.statusText}`);
+  if (res.status < 200 || res.status > 299) {
+    discard(res.body);
+    throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`);
+  }
   const ensure = dest.endsWith('/') ? dest : path.posix.dirname(dest);
   await c.mkdirAll(ensure);
   const t = await c.prepareTarget(false, urlFileName(url), dest);
   c.clearTarget(t.abs, t.rel);
   const tmp = `${t.abs}.tsbuild-download-${randomBytes(6).toString('hex')}`;
   const hash = createHash('sha256');
-  const body = Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
-  body.on('data', (chunk: Buffer) => hash.update(chunk));
   try {
-    await pipeline(body, createWriteStream(tmp, { mode: 0o600 }));
+    await pipeline(
+      res.body,
+      async function* (body: AsyncIterable<Buffer>) {
+        for await (const chunk of body) {
+          hash.update(chunk);
+          yield chunk;
+        }
+      },
+      createWriteStream(tmp, { mode: 0o600 }),
+    );
     const got = `sha256:${hash.digest('hex')}`;
     if (spec.checksum !== undefined && spec.checksum !== got) {
       throw new CopyError('TSBUILD_ADD_CHECKSUM', `digest mismatch for ${url}: want ${spec.checksum}, got ${got}`);
@@ -930,8 +938,8 @@ async function addUrl(c: Copier, url: string, dest: string, spec: CopySpec): Pro
     await rm(tmp, { force: true });
     throw err;
   }
-  const lm = res.headers.get('last-modified');
-  const mtime = lm !== null && !Number.isNaN(Date.parse(lm)) ? new Date(Date.parse(lm)) : c.created;
+  const lm = header(res.headers, 'last-modified');
+  const mtime = lm !== undefined && !Number.isNaN(Date.parse(lm)) ? new Date(Date.parse(lm)) : c.created;
   if (spec.unpack === true && (await detectArchive(t.abs)) !== undefined) {
     const dir = await c.mkdirAll(dest);
     await extractArchive(c, t.abs, dir);

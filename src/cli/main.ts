@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import type { CliContext, Command } from './context.js';
 import { UsageError } from './context.js';
 import { describeError as describe } from '../errors.js';
+import { deferExtraCaCertificates } from '../util/extra-ca.js';
 
 /** Subcommand name → module under ./commands exporting `run: Command`. Loaded lazily so `tsbuild parse` stays fast. */
 const COMMANDS: Record<string, () => Promise<{ run: Command }>> = {
@@ -97,6 +98,14 @@ export async function runProcess(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // The `tsbuild` command started node without NODE_EXTRA_CA_CERTS (util/extra-ca.ts): TLS
+  // connections read the file when they need it, child processes see the variable as it was.
+  const deferredCa = process.env.TSBUILD_NODE_EXTRA_CA_CERTS;
+  if (deferredCa !== undefined) {
+    delete process.env.TSBUILD_NODE_EXTRA_CA_CERTS;
+    process.env.NODE_EXTRA_CA_CERTS = deferredCa;
+    deferExtraCaCertificates(deferredCa);
+  }
   // The standard streams are made on first use: a build writes to stderr only, and reads stdin
   // only for `-f -`; and output goes out through writeSync until a command asks whether it is a
   // terminal (see `stdioWriter`).

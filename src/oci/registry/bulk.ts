@@ -1,6 +1,7 @@
 import type * as Net from 'node:net';
 import type * as Tls from 'node:tls';
 import type { IncomingHttpHeaders } from 'node:http';
+import { secureContextFor } from '../../util/extra-ca.js';
 import type { HttpBody, HttpRequest, HttpResponse } from './http.js';
 
 /**
@@ -28,6 +29,8 @@ export async function bulkGet(req: HttpRequest): Promise<HttpResponse | undefine
   const [net, tls] = await Promise.all([netModule(), https ? tlsModule() : undefined]);
   const host = req.url.hostname.replace(/^\[(.*)\]$/, '$1');
   const port = Number(req.url.port) || (https ? 443 : 80);
+  // node's roots, the command line's deferred NODE_EXTRA_CA_CERTS and certs.d (util/extra-ca.ts)
+  const secureContext = tls ? secureContextFor(tls, req.tls) : undefined;
   const key = `${https ? 'https' : 'http'}://${host}:${port}|${req.tls?.id ?? ''}|${req.rejectUnauthorized === false ? 'unverified' : ''}`;
   for (let attempt = 0; ; attempt++) {
     const kept = attempt === 0 ? takeIdle(key) : undefined;
@@ -41,8 +44,7 @@ export async function bulkGet(req: HttpRequest): Promise<HttpResponse | undefine
               onread,
               ...(net.isIP(host) ? {} : { servername: host }),
               ...(req.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
-              ...(req.tls?.ca && req.tls.ca.length > 0 ? { ca: [...tls.rootCertificates, ...req.tls.ca] } : {}),
-              ...(req.tls?.cert && req.tls.key ? { cert: req.tls.cert, key: req.tls.key } : {}),
+              ...(secureContext ? { secureContext } : {}),
             } as Tls.ConnectionOptions)
           : net.connect({ host, port, onread } as Net.NetConnectOpts),
       );

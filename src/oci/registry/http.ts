@@ -2,6 +2,8 @@ import type * as Http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import type * as Https from 'node:https';
 import type { Readable } from 'node:stream';
+import type * as Tls from 'node:tls';
+import { secureContextFor, type TlsTrust } from '../../util/extra-ca.js';
 import { bulkGet } from './bulk.js';
 
 type HttpModule = typeof Http;
@@ -9,49 +11,33 @@ type HttpsModule = typeof Https;
 type Transport = { readonly mod: HttpModule | HttpsModule; readonly agent: Http.Agent };
 
 /** TLS settings of a registry beyond the system's (docker's `certs.d/<host>/`: see certs.ts). */
-export interface TlsSettings {
-  /** Where they come from (names the agent that uses them), e.g. `/etc/docker/certs.d/host:5000`. */
-  readonly id: string;
-  /** CA certificates (PEM) trusted in addition to node's root certificates. */
-  readonly ca?: readonly string[];
-  /** A client certificate and its key (PEM), for registries that ask for one. */
-  readonly cert?: string;
-  readonly key?: string;
-}
+export type TlsSettings = TlsTrust;
 
 /**
  * node:http and node:https (with net and TLS) are loaded on the first request of each kind: a
  * build from local images never needs them (about 6 ms less to start), a loopback registry never
- * needs TLS. One keep-alive agent per kind is shared by every client in the process (a registry
- * is talked to many times).
+ * needs TLS. One keep-alive agent per kind, and per set of extra TLS settings, is shared by every
+ * client in the process (a registry is talked to many times).
  */
-const transports: { http?: Promise<Transport>; https?: Promise<Transport> } = {};
-function transport(kind: 'http' | 'https'): Promise<Transport> {
-  transports[kind] ??= (kind === 'http' ? import('node:http') : import('node:https')).then((m) => {
-    const mod = ((m as { default?: HttpModule }).default ?? m) as HttpModule | HttpsModule;
-    return { mod, agent: new mod.Agent({ keepAlive: true, maxSockets: 32 }) };
-  });
-  return transports[kind];
-}
-
-/** One keep-alive agent per set of extra TLS settings. */
-const tlsAgents = new Map<string, Promise<Transport>>();
-function tlsTransport(tls: TlsSettings): Promise<Transport> {
-  let t = tlsAgents.get(tls.id);
+let httpTransport: Promise<Transport> | undefined;
+const httpsTransports = new Map<string, Promise<Transport>>();
+function transport(kind: 'http' | 'https', tls?: TlsSettings): Promise<Transport> {
+  if (kind === 'http') {
+    return (httpTransport ??= import('node:http').then((m) => {
+      const mod = ((m as { default?: HttpModule }).default ?? m) as HttpModule;
+      return { mod, agent: new mod.Agent({ keepAlive: true, maxSockets: 32 }) };
+    }));
+  }
+  const id = tls?.id ?? '';
+  let t = httpsTransports.get(id);
   if (!t) {
-    t = Promise.all([transport('https'), import('node:tls')]).then(([base, tlsModule]) => {
-      const mod = base.mod as HttpsModule;
-      const roots = (tlsModule as { default?: { rootCertificates: readonly string[] } }).default?.rootCertificates ?? tlsModule.rootCertificates;
-      const agent = new mod.Agent({
-        keepAlive: true,
-        maxSockets: 32,
-        // docker adds a certs.d CA to the system's roots, it does not replace them
-        ...(tls.ca && tls.ca.length > 0 ? { ca: [...roots, ...tls.ca] } : {}),
-        ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
-      });
-      return { mod, agent };
+    t = Promise.all([import('node:https'), import('node:tls')]).then(([m, tlsModule]) => {
+      const mod = ((m as { default?: HttpsModule }).default ?? m) as HttpsModule;
+      // node's roots, the command line's deferred NODE_EXTRA_CA_CERTS and certs.d (util/extra-ca.ts)
+      const secureContext = secureContextFor(((tlsModule as { default?: typeof Tls }).default ?? tlsModule) as typeof Tls, tls);
+      return { mod, agent: new mod.Agent({ keepAlive: true, maxSockets: 32, ...(secureContext ? { secureContext } : {}) }) };
     });
-    tlsAgents.set(tls.id, t);
+    httpsTransports.set(id, t);
   }
   return t;
 }
@@ -85,6 +71,8 @@ export interface HttpBody extends AsyncIterable<Buffer> {
 
 export interface HttpResponse {
   readonly status: number;
+  /** The reason phrase, when the server sent one. */
+  readonly statusText?: string;
   readonly headers: IncomingHttpHeaders;
   readonly body: HttpBody;
   readonly url: URL;
@@ -97,7 +85,25 @@ export async function httpRequest(req: HttpRequest): Promise<HttpResponse> {
     const res = await bulkGet(req);
     if (res) return res;
   }
-  return (tls && req.tls ? tlsTransport(req.tls) : transport(tls ? 'https' : 'http')).then((t) => exchange(req, t, tls));
+  return transport(tls ? 'https' : 'http', req.tls).then((t) => exchange(req, t, tls));
+}
+
+/** Redirects followed at most, as Go's http client (and so BuildKit's ADD) does. */
+const MAX_REDIRECTS = 10;
+
+/**
+ * A GET or HEAD of a URL that follows redirects (ADD's downloads): resolves with the final
+ * response head; `url` is where it came from. TLS as every request here (util/extra-ca.ts).
+ */
+export async function httpFetch(method: 'GET' | 'HEAD', url: URL, signal?: AbortSignal): Promise<HttpResponse> {
+  for (let hops = 0; ; hops++) {
+    const res = await httpRequest({ method, url, ...(signal ? { signal } : {}) });
+    const location = header(res.headers, 'location');
+    if (![301, 302, 303, 307, 308].includes(res.status) || location === undefined) return res;
+    discard(res.body);
+    if (hops === MAX_REDIRECTS) throw new Error(`stopped after ${MAX_REDIRECTS} redirects`);
+    url = new URL(location, url);
+  }
 }
 
 function exchange(req: HttpRequest, t: Transport, tls: boolean): Promise<HttpResponse> {
@@ -134,7 +140,7 @@ function exchange(req: HttpRequest, t: Transport, tls: boolean): Promise<HttpRes
     cr.on('response', (res) => {
       settled = true;
       res.on('close', () => req.signal?.removeEventListener('abort', onAbort));
-      resolve({ status: res.statusCode ?? 0, headers: res.headers, body: res, url: req.url });
+      resolve({ status: res.statusCode ?? 0, ...(res.statusMessage ? { statusText: res.statusMessage } : {}), headers: res.headers, body: res, url: req.url });
     });
     const body = req.body;
     if (body === undefined) cr.end();
