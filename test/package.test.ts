@@ -1,5 +1,7 @@
 /** The published package: every entry in `exports` loads from dist and has its types. */
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -20,6 +22,24 @@ describe('package exports', () => {
     expect(pkg.type).toBe('module');
     expect(pkg.engines.node).toBe('>=20');
     expect(existsSync(path.join(repoRoot, pkg.bin.tsbuild!))).toBe(true);
+  });
+
+  it('the bin runs as npm links it (node_modules/.bin/tsbuild, a symlink), with arguments and exit codes passed through', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'tsbuild-bin-'));
+    try {
+      mkdirSync(path.join(dir, 'node_modules', '.bin'), { recursive: true });
+      const link = path.join(dir, 'node_modules', '.bin', 'tsbuild');
+      symlinkSync(path.relative(path.dirname(link), path.join(repoRoot, pkg.bin.tsbuild!)), link);
+      const version = spawnSync(link, ['--version'], { encoding: 'utf8', cwd: dir });
+      expect(version.stdout).toBe(`tsbuild ${(JSON.parse(readFileSync(path.join(repoRoot, 'package.json'), 'utf8')) as { version: string }).version}\n`);
+      expect(version.status).toBe(0);
+      // an argument with spaces and quotes arrives whole; a failing command's status comes back
+      const bad = spawnSync(link, ['parse', path.join(dir, 'no such "file"')], { encoding: 'utf8', cwd: dir });
+      expect(bad.status).not.toBe(0);
+      expect(bad.stderr).toContain('no such "file"');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   for (const [entry, names] of Object.entries(expected)) {
