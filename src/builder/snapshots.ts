@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
-import { lstat, mkdir, rename, rm } from 'node:fs/promises';
+import { chmodSync, closeSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
+import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -10,6 +10,41 @@ import { TsbuildError } from '../errors.js';
 import type { Digest } from '../oci/digest.js';
 import { digestHex } from '../oci/digest.js';
 import { autoDecompress } from '../oci/compress.js';
+
+/** How long a snapshot or temp directory is safe from `gc` after its last use (as the store's blob GC). */
+export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
+
+/**
+ * The one rule `gc` follows and `usage` reports: a directory goes when no live diffID names it
+ * and it was not used within the grace period (a build in flight may be about to mount it).
+ */
+function reclaimable(live: boolean, lastUsedMs: number, now: number, graceMs: number): boolean {
+  return !live && now - lastUsedMs >= graceMs;
+}
+
+/** One snapshot (or temp directory) as `SnapshotStore.usage` reports it. */
+export interface SnapshotUsage {
+  /** The directory's name: a layer's first 24 hex digits of its diffID, or a temp directory's name under `tmp/`. */
+  readonly name: string;
+  /** An unpacked layer, or a build's temp directory (in flight, or left by a killed build). */
+  readonly kind: 'layer' | 'temp';
+  /** Bytes on disk (allocated blocks), as `du -sx` counts them. */
+  readonly size: number;
+  /** The `used/<name>` mark's mtime, else the directory's own mtime. */
+  readonly lastUsedAt: Date;
+  /** A diffID of the `live` set names it. */
+  readonly live: boolean;
+  /** `gc` with the same live set and grace period would remove it. */
+  readonly reclaimable: boolean;
+}
+
+/** What `SnapshotStore.gc` removed (or, with `dryRun`, would remove), and the bytes on disk that frees. */
+export interface SnapshotGcResult {
+  readonly removed: number;
+  readonly freedBytes: number;
+  readonly tempsRemoved: number;
+  readonly tempsFreedBytes: number;
+}
 
 /**
  * Unpacked layers, one directory per layer diffID, in overlayfs format (whiteouts are 0/0
@@ -53,53 +88,79 @@ export class SnapshotStore {
   /**
    * Removes the snapshots no diffID in `live` names that were not used within `graceMs`
    * (default 10 minutes, as the store's blob GC), and temp directories (of killed builds) older
-   * than that. Each snapshot is renamed out of place before it is deleted, so that no build ever
-   * sees half of one. Returns how many snapshots went and their size on disk.
+   * than that: what `usage` reports as reclaimable. Each snapshot is renamed out of place before
+   * it is deleted, so that no build ever sees half of one. Returns how many snapshots went and
+   * their size on disk, and the same for the temp directories.
    */
-  async gc(live: ReadonlySet<Digest>, options: { graceMs?: number; dryRun?: boolean } = {}): Promise<{ removed: number; freedBytes: number }> {
-    const grace = options.graceMs ?? 10 * 60 * 1000;
-    const now = Date.now();
-    const keep = new Set([...live].map((d) => digestHex(d).slice(0, 24)));
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return { removed: 0, freedBytes: 0 };
-    }
-    let removed = 0;
-    let freedBytes = 0;
-    for (const name of names) {
-      if (!/^[0-9a-f]{24}$/.test(name) || keep.has(name)) continue;
-      const dir = path.join(this.dir, name);
-      const used = statSync(path.join(this.dir, 'used', name), { throwIfNoEntry: false }) ?? statSync(dir, { throwIfNoEntry: false });
-      if (!used || now - used.mtimeMs < grace) continue;
-      const bytes = diskUsage(dir);
+  async gc(live: ReadonlySet<Digest>, options: { graceMs?: number; dryRun?: boolean } = {}): Promise<SnapshotGcResult> {
+    const result = { removed: 0, freedBytes: 0, tempsRemoved: 0, tempsFreedBytes: 0 };
+    const seen = new Set<string>();
+    for (const c of await this.#scan(live, options.graceMs ?? DEFAULT_GRACE_MS)) {
+      if (!c.reclaimable) continue;
+      const bytes = await diskUsage(c.dir, seen);
+      if (c.kind === 'temp') {
+        if (!options.dryRun) rmSync(c.dir, { recursive: true, force: true });
+        result.tempsRemoved++;
+        result.tempsFreedBytes += bytes;
+        continue;
+      }
       if (!options.dryRun) {
         const out = this.tempDirSync('gc');
         try {
-          renameSync(dir, path.join(out, name));
+          renameSync(c.dir, path.join(out, c.name));
         } catch {
           rmSync(out, { recursive: true, force: true });
           continue; // gone meanwhile
         }
         rmSync(out, { recursive: true, force: true });
-        rmSync(path.join(this.dir, 'used', name), { force: true });
+        rmSync(path.join(this.dir, 'used', c.name), { force: true });
       }
-      removed++;
-      freedBytes += bytes;
+      result.removed++;
+      result.freedBytes += bytes;
     }
-    let temps: string[] = [];
-    try {
-      temps = readdirSync(this.tmpDir);
-    } catch {
-      // none
+    return result;
+  }
+
+  /**
+   * Every snapshot, and every temp directory a build left under `tmp/`, with its size on disk and
+   * whether `gc(live, { graceMs })` would remove it; most recently used first. Sizes are `du -sx`
+   * sizes: allocated blocks, each directory itself included, a file with several hard links
+   * counted once in the whole listing, nothing under a mount point (an overlay a build in flight
+   * has mounted in its temp directory).
+   */
+  async usage(live: ReadonlySet<Digest>, options: { graceMs?: number } = {}): Promise<SnapshotUsage[]> {
+    const seen = new Set<string>();
+    const out: SnapshotUsage[] = [];
+    for (const c of await this.#scan(live, options.graceMs ?? DEFAULT_GRACE_MS)) {
+      out.push({ name: c.name, kind: c.kind, size: await diskUsage(c.dir, seen), lastUsedAt: new Date(c.lastUsedMs), live: c.live, reclaimable: c.reclaimable });
     }
-    for (const t of temps) {
-      const p = path.join(this.tmpDir, t);
-      const st = lstatSync(p, { throwIfNoEntry: false });
-      if (st && now - st.mtimeMs >= grace && !options.dryRun) rmSync(p, { recursive: true, force: true });
-    }
-    return { removed, freedBytes };
+    return out.sort((a, b) => b.lastUsedAt.getTime() - a.lastUsedAt.getTime() || (a.name < b.name ? -1 : 1));
+  }
+
+  /** The snapshots and temp directories, each with its last use and the verdict of `reclaimable`. */
+  async #scan(live: ReadonlySet<Digest>, graceMs: number): Promise<{ name: string; dir: string; kind: 'layer' | 'temp'; lastUsedMs: number; live: boolean; reclaimable: boolean }[]> {
+    const now = Date.now();
+    const keep = new Set([...live].map((d) => digestHex(d).slice(0, 24)));
+    const list = async (dir: string) => readdir(dir).catch((): string[] => []);
+    const layers = await Promise.all(
+      (await list(this.dir))
+        .filter((name) => /^[0-9a-f]{24}$/.test(name))
+        .map(async (name) => {
+          const dir = path.join(this.dir, name);
+          // the build's mark, else the directory's own mtime (when it was made)
+          const used = (await stat(path.join(this.dir, 'used', name)).catch(() => undefined)) ?? (await stat(dir).catch(() => undefined));
+          const isLive = keep.has(name);
+          return used && { name, dir, kind: 'layer' as const, lastUsedMs: used.mtimeMs, live: isLive, reclaimable: reclaimable(isLive, used.mtimeMs, now, graceMs) };
+        }),
+    );
+    const temps = await Promise.all(
+      (await list(this.tmpDir)).map(async (name) => {
+        const dir = path.join(this.tmpDir, name);
+        const st = await lstat(dir).catch(() => undefined);
+        return st && { name, dir, kind: 'temp' as const, lastUsedMs: st.mtimeMs, live: false, reclaimable: reclaimable(false, st.mtimeMs, now, graceMs) };
+      }),
+    );
+    return [...layers, ...temps].filter((c) => c !== undefined);
   }
 
   async has(diffId: Digest): Promise<boolean> {
@@ -185,25 +246,37 @@ export class SnapshotStore {
   }
 }
 
-/** Bytes a directory tree takes on disk (allocated blocks), not following links. */
-function diskUsage(dir: string): number {
+/**
+ * Bytes a directory tree takes on disk, as `du -sx` counts them: allocated blocks of `dir` and
+ * everything under it, links not followed, a mount point below `dir` (another device) not
+ * entered, and a file with several hard links counted once per `seen` set.
+ */
+async function diskUsage(dir: string, seen: Set<string>): Promise<number> {
+  const top = await lstat(dir).catch(() => undefined);
+  if (!top) return 0;
   let total = 0;
-  const walk = (d: string): void => {
-    let names: string[];
-    try {
-      names = readdirSync(d);
-    } catch {
-      return;
+  const count = (st: Stats): void => {
+    if (st.nlink > 1 && !st.isDirectory()) {
+      const id = `${st.dev}:${st.ino}`;
+      if (seen.has(id)) return;
+      seen.add(id);
     }
-    for (const n of names) {
-      const p = path.join(d, n);
-      const st = lstatSync(p, { throwIfNoEntry: false });
-      if (!st) continue;
-      total += st.blocks * 512;
-      if (st.isDirectory()) walk(p);
-    }
+    total += st.blocks * 512;
   };
-  walk(dir);
+  const walk = async (d: string): Promise<void> => {
+    const names = await readdir(d).catch((): string[] => []);
+    await Promise.all(
+      names.map(async (n) => {
+        const p = path.join(d, n);
+        const st = await lstat(p).catch(() => undefined);
+        if (!st || st.dev !== top.dev) return;
+        count(st);
+        if (st.isDirectory()) await walk(p);
+      }),
+    );
+  };
+  count(top);
+  if (top.isDirectory()) await walk(dir);
   return total;
 }
 

@@ -12,6 +12,7 @@ import { digestHex, isDigest, type Digest } from '../../oci/digest.js';
 import { Store } from '../../oci/store.js';
 import { didYouMean } from '../../util/suggest.js';
 import type { Json } from '../../cache/keys.js';
+import type { SnapshotUsage } from '../../builder/snapshots.js';
 import { resolveRoot, UsageError, type Command } from '../context.js';
 
 const USAGE = `Usage: tsbuild du [OPTIONS]
@@ -66,9 +67,48 @@ export function resultDigests(result: Json, field: 'digest' | 'diffId'): Digest[
 
 /** The cache records of a root, most recently used first, with "shared" computed against the store's tags. */
 export async function loadUsage(cache: CacheStore, store: Store): Promise<CacheUsage[]> {
-  const entries = await cache.list();
+  return usageOf(await cache.list(), store);
+}
+
+/** `loadUsage` for records already listed (in the same order). */
+export async function usageOf(entries: readonly CacheEntryInfo[], store: Store): Promise<CacheUsage[]> {
   const tagged = await store.reachable((await store.listTags()).map((t) => t.descriptor));
   return entries.map((e) => toUsage(e, tagged));
+}
+
+/** The layer diffIDs of every tagged image in the store (each platform of an index). */
+export async function imageDiffIds(store: Store): Promise<Digest[]> {
+  const out: Digest[] = [];
+  const visit = async (digest: Digest, depth: number): Promise<void> => {
+    let doc: { manifests?: { digest: Digest }[]; config?: { digest: Digest } };
+    try {
+      doc = JSON.parse((await store.readBlob(digest)).toString('utf8')) as typeof doc;
+    } catch {
+      return; // a tag whose manifest is gone: nothing of it to keep
+    }
+    if (Array.isArray(doc.manifests) && depth < 4) for (const m of doc.manifests) await visit(m.digest, depth + 1);
+    if (doc.config?.digest) {
+      try {
+        const config = JSON.parse((await store.readBlob(doc.config.digest)).toString('utf8')) as { rootfs?: { diff_ids?: Digest[] } };
+        out.push(...(config.rootfs?.diff_ids ?? []).filter((d) => isDigest(d)));
+      } catch {
+        // no config: no layers to keep
+      }
+    }
+  };
+  for (const t of await store.listTags()) await visit(t.descriptor.digest, 0);
+  return out;
+}
+
+/**
+ * The diffIDs whose unpacked layers (snapshots) `prune` keeps: every layer of a tagged image,
+ * and every layer a record of `records` names. `prune` passes the records it leaves; `du` the
+ * records a plain `prune` would leave, to tell what that prune would free.
+ */
+export async function liveDiffIds(records: Iterable<{ readonly result: Json }>, store: Store): Promise<Set<Digest>> {
+  const live = new Set<Digest>(await imageDiffIds(store));
+  for (const e of records) for (const d of resultDigests(e.result, 'diffId')) live.add(d);
+  return live;
 }
 
 function toUsage(e: CacheEntryInfo, tagged: ReadonlySet<Digest>): CacheUsage {
@@ -247,18 +287,83 @@ export function pruneVerbose(u: CacheUsage, now: number): string {
   return tabwrite(verboseFields(u, now).map(([k, v]) => [`${k}:`, v])) + '\n';
 }
 
-/** buildx's summary: Shared/Private (when something is shared), Reclaimable, Total. */
-export function summary(usage: readonly CacheUsage[]): string {
-  let total = 0;
-  let shared = 0;
+/** Bytes outside the cache records that the summary counts too (the unpacked layers). */
+export interface ExtraUsage {
+  readonly size: number;
+  /** Part of `size` kept for tagged images (as a shared record, pruning does not free it). */
+  readonly shared: number;
+  readonly reclaimable: number;
+}
+
+/**
+ * buildx's summary: Shared/Private (when something is shared), Reclaimable, Total. `extra` (the
+ * unpacked layers) adds to each, so Total is the disk the build cache takes.
+ */
+export function summary(usage: readonly CacheUsage[], extra: ExtraUsage = { size: 0, shared: 0, reclaimable: 0 }): string {
+  let total = extra.size;
+  let shared = extra.shared;
+  let reclaimable = extra.reclaimable;
   for (const u of usage) {
     total += u.size;
+    reclaimable += u.size;
     if (u.shared) shared += u.size;
   }
   const rows: string[][] = [];
   if (shared > 0) rows.push(['Shared:', humanSize(shared)], ['Private:', humanSize(total - shared)]);
-  rows.push(['Reclaimable:', humanSize(total)], ['Total:', humanSize(total)]);
+  rows.push(['Reclaimable:', humanSize(reclaimable)], ['Total:', humanSize(total)]);
   return tabwrite(rows);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unpacked layers
+
+/** An unpacked layer (or a build's temp directory) with what keeps it. */
+export interface LayerUsage extends SnapshotUsage {
+  /** The full diffID, when an image or a record names it (the directory has only its first 24 hex digits). */
+  readonly diffId?: Digest;
+  /** What keeps it: a tagged image, cache records only, or nothing. */
+  readonly usedBy: 'image' | 'cache' | 'none';
+}
+
+/**
+ * The snapshots of a root, `reclaimable` meaning what a plain `tsbuild prune` would free: the
+ * layers neither a tagged image nor a record that prune keeps (a shared one) names, unused for
+ * the grace period, and the temp directories older than it.
+ */
+export async function loadLayerUsage(root: string, entries: readonly CacheEntryInfo[], usage: readonly CacheUsage[], store: Store): Promise<LayerUsage[]> {
+  const shared = new Set(usage.filter((u) => u.shared).map((u) => u.key));
+  const live = await liveDiffIds(
+    entries.filter((e) => shared.has(e.key)),
+    store,
+  );
+  const byImage = new Map((await imageDiffIds(store)).map((d) => [digestHex(d).slice(0, 24), d]));
+  const byRecord = new Map(entries.flatMap((e) => resultDigests(e.result, 'diffId')).map((d) => [digestHex(d).slice(0, 24), d]));
+  const { SnapshotStore } = await import('../../builder/snapshots.js');
+  return (await new SnapshotStore(root).usage(live)).map((s) => {
+    const diffId = s.kind === 'layer' ? (byImage.get(s.name) ?? byRecord.get(s.name)) : undefined;
+    return { ...s, ...(diffId ? { diffId } : {}), usedBy: s.kind !== 'layer' ? 'none' : byImage.has(s.name) ? 'image' : byRecord.has(s.name) ? 'cache' : 'none' };
+  });
+}
+
+/** The lines `du` adds for unpacked layers and temp directories (none when there are none). */
+export function layersSummary(layers: readonly LayerUsage[]): string {
+  const rows: string[][] = [];
+  for (const [kind, label] of [['layer', 'Unpacked layers:'], ['temp', 'Build temp dirs:']] as const) {
+    const of = layers.filter((l) => l.kind === kind);
+    if (of.length === 0) continue;
+    const size = of.reduce((n, l) => n + l.size, 0);
+    const reclaimable = of.reduce((n, l) => n + (l.reclaimable ? l.size : 0), 0);
+    rows.push([label, `${of.length}, ${humanSize(size)} (reclaimable: ${humanSize(reclaimable)})`]);
+  }
+  return tabwrite(rows);
+}
+
+/** `du --verbose` for one snapshot: du's pretty template, a blank line after. */
+export function layerVerbose(l: LayerUsage, now: number): string {
+  const f: [string, string][] = l.kind === 'layer' ? [['Layer', l.diffId ?? l.name]] : [['Temp dir', `tmp/${l.name}`]];
+  if (l.kind === 'layer') f.push(['Used by', { image: 'tagged image', cache: 'cache records', none: 'nothing' }[l.usedBy]]);
+  f.push(['Reclaimable', String(l.reclaimable)], ['Size', humanSize(l.size)], ['Last used', `${humanDuration(now - l.lastUsedAt.getTime())} ago`]);
+  return f.map(([k, v]) => `${`${k}:`.padEnd(14)}${v}\n`).join('') + '\n';
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -279,12 +384,23 @@ export const run: Command = async (argv, ctx) => {
     return 0;
   }
   const filter = parseFilters(values.filter ?? []);
-  const { cache, store } = await openRoot(resolveRoot(values.root, ctx));
+  const root = resolveRoot(values.root, ctx);
+  const { cache, store } = await openRoot(root);
   const now = Date.now();
-  const usage = (await loadUsage(cache, store)).filter((u) => matchesFilter(u, filter, now));
-  if (values.verbose) ctx.stdout.write(usage.map((u) => duVerbose(u, now)).join(''));
-  else ctx.stdout.write(tabwrite([TABLE_HEADER, ...usage.map((u) => duRow(u, now))], { minwidth: 10, padding: 3, padchar: ' ' }));
-  // buildx leaves the summary out when filtering.
-  if ((values.filter ?? []).length === 0) ctx.stdout.write(summary(usage));
+  const entries = await cache.list();
+  const all = await usageOf(entries, store);
+  const usage = all.filter((u) => matchesFilter(u, filter, now));
+  // Filters select records; as buildx leaves the summary out when filtering, the layers go too.
+  const filtered = (values.filter ?? []).length > 0;
+  const layers = filtered ? [] : await loadLayerUsage(root, entries, all, store);
+  let out = '';
+  if (values.verbose) out += usage.map((u) => duVerbose(u, now)).join('') + layers.map((l) => layerVerbose(l, now)).join('');
+  else out += tabwrite([TABLE_HEADER, ...usage.map((u) => duRow(u, now))], { minwidth: 10, padding: 3, padchar: ' ' });
+  if (!filtered) {
+    out += layersSummary(layers);
+    const sum = (pick: (l: LayerUsage) => boolean) => layers.reduce((n, l) => n + (pick(l) ? l.size : 0), 0);
+    out += summary(usage, { size: sum(() => true), shared: sum((l) => l.usedBy === 'image'), reclaimable: sum((l) => l.reclaimable) });
+  }
+  ctx.stdout.write(out);
   return 0;
 };

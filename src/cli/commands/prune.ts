@@ -13,10 +13,8 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Readable } from 'node:stream';
 import { parseSize } from '../../cache/store.js';
-import { isDigest, type Digest } from '../../oci/digest.js';
-import type { Store } from '../../oci/store.js';
 import { resolveRoot, UsageError, type CliContext, type Command } from '../context.js';
-import { humanSize, loadUsage, matchesFilter, openRoot, parseFilters, pruneRow, pruneVerbose, resultBlobs, resultDigests, tabwrite, TABLE_HEADER, type CacheUsage, type UsageFilter } from './du.js';
+import { humanSize, liveDiffIds, loadUsage, matchesFilter, openRoot, parseFilters, pruneRow, pruneVerbose, resultBlobs, tabwrite, TABLE_HEADER, type CacheUsage, type UsageFilter } from './du.js';
 
 const USAGE = `Usage: tsbuild prune [OPTIONS]
 
@@ -31,30 +29,6 @@ Options:
       --root string         tsbuild root directory (default $TSBUILD_ROOT or ~/.local/share/tsbuild)
   -h, --help                Show this help
 `;
-
-/** The layer diffIDs of every tagged image in the store (each platform of an index). */
-async function imageDiffIds(store: Store): Promise<Digest[]> {
-  const out: Digest[] = [];
-  const visit = async (digest: Digest, depth: number): Promise<void> => {
-    let doc: { manifests?: { digest: Digest }[]; config?: { digest: Digest } };
-    try {
-      doc = JSON.parse((await store.readBlob(digest)).toString('utf8')) as typeof doc;
-    } catch {
-      return; // a tag whose manifest is gone: nothing of it to keep
-    }
-    if (Array.isArray(doc.manifests) && depth < 4) for (const m of doc.manifests) await visit(m.digest, depth + 1);
-    if (doc.config?.digest) {
-      try {
-        const config = JSON.parse((await store.readBlob(doc.config.digest)).toString('utf8')) as { rootfs?: { diff_ids?: Digest[] } };
-        out.push(...(config.rootfs?.diff_ids ?? []).filter((d) => isDigest(d)));
-      } catch {
-        // no config: no layers to keep
-      }
-    }
-  };
-  for (const t of await store.listTags()) await visit(t.descriptor.digest, 0);
-  return out;
-}
 
 const NORMAL_WARNING = 'WARNING! This will remove all dangling build cache. Are you sure you want to continue?';
 const ALL_WARNING = 'WARNING! This will remove all build cache. Are you sure you want to continue?';
@@ -173,16 +147,11 @@ export const run: Command = async (argv, ctx) => {
     for (const u of doomed) if (await cache.delete(u.key)) gone.push(u);
     // Sweep the store while still holding the cache lock, so no build adds a record meanwhile;
     // the remaining records' blobs are roots, tagged images are always roots.
-    const roots: Digest[] = [];
-    const diffIds = new Set<Digest>();
-    for (const e of await cache.list()) {
-      roots.push(...resultBlobs(e.result));
-      for (const d of resultDigests(e.result, 'diffId')) diffIds.add(d);
-    }
-    for (const d of await imageDiffIds(store)) diffIds.add(d);
+    const remaining = await cache.list();
+    const roots = remaining.flatMap((e) => resultBlobs(e.result));
     // Unpacked layers nothing names any more (and were not used within the grace period).
     const { SnapshotStore } = await import('../../builder/snapshots.js');
-    const snapshots = await new SnapshotStore(path.dirname(cache.dir)).gc(diffIds);
+    const snapshots = await new SnapshotStore(path.dirname(cache.dir)).gc(await liveDiffIds(remaining, store));
     return { removed: gone, gc: await store.gc({ roots }), snapshots };
   });
   // Everything: the kept ASTs and plans go too (they are small and rebuilt on the next build).
@@ -195,6 +164,7 @@ export const run: Command = async (argv, ctx) => {
   else if (removed.length > 0) out += tabwrite([TABLE_HEADER, ...removed.map((u) => pruneRow(u, now))]);
   const total = removed.reduce((n, u) => n + u.size, 0);
   if (snapshots.removed > 0) out += tabwrite([['Unused snapshots:', `${snapshots.removed} unpacked layers removed, ${humanSize(snapshots.freedBytes)}`]]);
+  if (snapshots.tempsRemoved > 0) out += tabwrite([['Stale temp dirs:', `${snapshots.tempsRemoved} removed, ${humanSize(snapshots.tempsFreedBytes)}`]]);
   if (gc.removed.length > 0) out += tabwrite([['Unused blobs:', `${gc.removed.length} removed from the content store, ${humanSize(gc.freedBytes)}`]]);
   out += tabwrite([['Total:', humanSize(total)]]); // buildx prints it alone, with a tabwriter of its own
   ctx.stdout.write(out);
