@@ -1,14 +1,34 @@
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { link, mkdir, mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SnapshotStore } from '../../src/builder/snapshots.js';
 import { CacheStore } from '../../src/cache/store.js';
 import { humanDuration, humanSize, tabwrite } from '../../src/cli/commands/du.js';
 import type { Digest } from '../../src/oci/digest.js';
 import { Store } from '../../src/oci/store.js';
+import { makeBusyboxImage } from '../helpers/base-images.js';
 import { runCli } from '../helpers/cli.js';
+
+const execFileP = promisify(execFile);
+
+/** GNU du's own count (`du -sxc -B1`): allocated bytes of the trees, a hard-linked file once across all of them, no mount point entered. */
+async function duBytes(dirs: readonly string[]): Promise<number> {
+  if (dirs.length === 0) return 0;
+  const { stdout } = await execFileP('du', ['-s', '-x', '-c', '--block-size=1', ...dirs]);
+  const total = stdout.trim().split('\n').at(-1)!;
+  expect(total).toMatch(/^\d+\ttotal$/);
+  return Number(total.split('\t')[0]);
+}
+
+/** The snapshot directories of a root (24 hex digits each), as paths. */
+async function snapshotDirs(root: string): Promise<string[]> {
+  const dir = path.join(root, 'snapshots');
+  return (await readdir(dir)).filter((n) => /^[0-9a-f]{24}$/.test(n)).sort().map((n) => path.join(dir, n));
+}
 
 const tmpRoot = await mkdtemp(path.join(os.tmpdir(), 'tsbuild-prune-du-'));
 afterAll(() => rm(tmpRoot, { recursive: true, force: true }));
@@ -288,6 +308,149 @@ describe('tsbuild prune', () => {
     expect(r.code).toBe(0);
     expect(await onDisk(f, young.digest)).toBe(true);
     expect((await stat(f.store.blobPath(young.digest))).size).toBe(100);
+  });
+});
+
+describe('tsbuild du: unpacked layers', () => {
+  it('a real build leaves snapshots; du counts them as GNU du does, in Total; after rmi and prune --all, what is left', async () => {
+    const root = path.join(tmpRoot, 'real-build');
+    await makeBusyboxImage(root);
+    const ctxDir = path.join(tmpRoot, 'real-build-ctx');
+    await mkdir(ctxDir, { recursive: true });
+    // 300 kB under two names (one inode, counted once) and a small second layer
+    await writeFile(path.join(ctxDir, 'Dockerfile'), 'FROM busybox:latest\nRUN yes tsbuild | head -c 300000 > /big && ln /big /big2\nRUN echo hi > /small\n');
+    const b = await runCli(['build', '--root', root, '-t', 'app:1', '--progress', 'plain', ctxDir]);
+    expect(b.code, b.stderr).toBe(0);
+    const dirs = await snapshotDirs(root);
+    expect(dirs).toHaveLength(3); // busybox's layer and the two RUN layers
+    const bytes = await duBytes(dirs);
+    expect(bytes).toBeGreaterThan(300_000);
+    // the RUN layer with /big and its hard link /big2: one inode, counted once
+    const bigDir = (await Promise.all(dirs.map(async (d) => ((await stat(path.join(d, 'big2')).catch(() => undefined)) ? d : undefined)))).find(Boolean)!;
+    expect((await stat(path.join(bigDir, 'big'))).ino).toBe((await stat(path.join(bigDir, 'big2'))).ino);
+    const cache = await CacheStore.open(path.join(root, 'cache'));
+    const recordBytes = (await cache.list()).reduce((n, e) => n + e.size, 0);
+    expect(recordBytes).toBeGreaterThan(0);
+    const tempBytes = await duBytes((await readdir(path.join(root, 'snapshots', 'tmp')).catch(() => [])).map((n) => path.join(root, 'snapshots', 'tmp', n)));
+
+    // the library's count, exactly du's
+    const snaps = new SnapshotStore(root);
+    const raw = await runCli(['inspect', '--raw', 'config', '--root', root, 'app:1']);
+    expect(raw.code, raw.stderr).toBe(0);
+    const diffIds = (JSON.parse(raw.stdout) as { rootfs: { diff_ids: Digest[] } }).rootfs.diff_ids;
+    expect(diffIds).toHaveLength(3); // busybox's layer first
+    const listed = await snaps.usage(new Set(diffIds));
+    const layers = listed.filter((l) => l.kind === 'layer');
+    expect(layers.map((l) => l.name).sort()).toEqual(dirs.map((d) => path.basename(d)));
+    expect(layers.reduce((n, l) => n + l.size, 0)).toBe(bytes);
+    for (const l of layers) expect(l.size, l.name).toBe(await duBytes([path.join(snaps.dir, l.name)]));
+    const big = layers.find((l) => l.name === path.basename(bigDir))!;
+    expect(big.size).toBeGreaterThan(300_000);
+    expect(big.size).toBeLessThan(600_000);
+    expect(layers.every((l) => l.live && !l.reclaimable)).toBe(true);
+
+    // du: the records' table as before, then the layers, counted in Total; nothing reclaimable (a tagged image names each layer)
+    const du = await runCli(['du', '--root', root]);
+    expect(du.code, du.stderr).toBe(0);
+    expect(du.stdout.split('\n')[0]).toMatch(/^ID {2,}RECLAIMABLE {3}SIZE {3,}LAST ACCESSED$/);
+    expect(du.stdout).toContain(`Unpacked layers:\t3, ${humanSize(bytes)} (reclaimable: 0B)\n`);
+    expect(du.stdout).toMatch(new RegExp(`\\nTotal:\\t+${humanSize(recordBytes + bytes + tempBytes).replace('.', '\\.')}\\n$`));
+    expect(du.stdout).toMatch(/\nShared:\t+\S+\nPrivate:\t+\S+\nReclaimable:\t+\S+\nTotal:/);
+
+    // --verbose: one block per layer, by its full diffID, with what keeps it
+    const v = await runCli(['du', '--verbose', '--root', root]);
+    const blocks = v.stdout.split('\n\n').filter((x) => x.startsWith('Layer:'));
+    expect(blocks).toHaveLength(3);
+    for (const blk of blocks) {
+      const diff = /^Layer: +(sha256:[0-9a-f]{64})\n/.exec(blk)?.[1];
+      expect(diff && diffIds.includes(diff as Digest), blk).toBe(true);
+      expect(blk).toContain('Used by:      tagged image\n');
+      expect(blk).toContain('Reclaimable:  false\n');
+      expect(blk).toContain(`Size:         ${humanSize(await duBytes([snaps.pathFor(diff as Digest)]))}\n`);
+    }
+    // --filter selects records: the layers are left out, with the summary
+    expect((await runCli(['du', '--filter', 'until=1h', '--root', root])).stdout).not.toContain('Unpacked layers:');
+
+    // Untag the app: its RUN layers are kept by cache records only, which a plain prune removes.
+    // Past the grace period (their use marks and directories an hour old), du says so.
+    expect((await runCli(['rmi', '--root', root, 'app:1'])).code).toBe(0);
+    const hourAgo = new Date(Date.now() - HOUR);
+    for (const d of dirs) {
+      await utimes(d, hourAgo, hourAgo);
+      await utimes(path.join(root, 'snapshots', 'used', path.basename(d)), hourAgo, hourAgo).catch(() => {});
+    }
+    const baseDir = dirs.find((d) => d === snaps.pathFor(diffIds[0]!))!;
+    expect(baseDir).toBeDefined();
+    const runDirs = dirs.filter((d) => d !== baseDir);
+    const runBytes = await duBytes(runDirs);
+    const before = await runCli(['du', '--root', root]);
+    expect(before.stdout).toContain(`Unpacked layers:\t3, ${humanSize(bytes)} (reclaimable: ${humanSize(runBytes)})\n`);
+    const vb = await runCli(['du', '--verbose', '--root', root]);
+    expect(vb.stdout.split('\n\n').filter((x) => x.includes('Used by:      cache records\nReclaimable:  true\n'))).toHaveLength(2);
+
+    const p = await runCli(['prune', '--all', '--force', '--root', root]);
+    expect(p.code, p.stderr).toBe(0);
+    expect(p.stdout).toContain(`Unused snapshots:\t2 unpacked layers removed, ${humanSize(runBytes)}\n`);
+    expect(await snapshotDirs(root)).toEqual([baseDir]);
+    const left = await duBytes([baseDir]);
+    const after = await runCli(['du', '--root', root]);
+    expect(after.stdout).toBe(`ID        RECLAIMABLE   SIZE      LAST ACCESSED\nUnpacked layers:\t1, ${humanSize(left)} (reclaimable: 0B)\nShared:\t\t${humanSize(left)}\nPrivate:\t0B\nReclaimable:\t0B\nTotal:\t\t${humanSize(left)}\n`);
+  });
+
+  it('SnapshotStore.usage: sizes as du -sx (hard links once, mounts not entered); reclaimable is exactly what gc removes', async () => {
+    const root = path.join(tmpRoot, 'usage-unit');
+    const snaps = new SnapshotStore(root);
+    const hourAgo = new Date(Date.now() - HOUR);
+    const make = async (name: string, age: Date | undefined, bytes: number): Promise<string> => {
+      const dir = snaps.pathFor(key(name));
+      await mkdir(path.join(dir, 'usr', 'bin'), { recursive: true });
+      await writeFile(path.join(dir, 'usr', 'bin', 'tool'), randomBytes(bytes));
+      await link(path.join(dir, 'usr', 'bin', 'tool'), path.join(dir, 'usr', 'bin', 'tool-alias'));
+      if (age) await utimes(dir, age, age);
+      return dir;
+    };
+    const live = await make('live', hourAgo, 40_000);
+    const orphan = await make('orphan', hourAgo, 50_000);
+    const young = await make('young', undefined, 60_000);
+    const marked = await make('marked', hourAgo, 70_000);
+    await mkdir(path.join(snaps.dir, 'used'), { recursive: true });
+    await writeFile(path.join(snaps.dir, 'used', path.basename(marked)), ''); // a build used it just now
+    const stale = path.join(snaps.tmpDir, 'u-killed');
+    await mkdir(stale, { recursive: true });
+    await writeFile(path.join(stale, 'half'), randomBytes(30_000));
+    await utimes(stale, hourAgo, hourAgo);
+    const inFlight = path.join(snaps.tmpDir, 'o-running');
+    await mkdir(path.join(inFlight, 'm'), { recursive: true });
+    await writeFile(path.join(inFlight, 'upper-file'), randomBytes(20_000));
+    // an overlay a build has mounted in its temp dir: its files are not the store's to count
+    await execFileP('mount', ['-t', 'tmpfs', 'tmpfs', path.join(inFlight, 'm')]);
+    try {
+      await writeFile(path.join(inFlight, 'm', 'merged'), randomBytes(500_000));
+      const listed = await snaps.usage(new Set([key('live')]));
+      const by = Object.fromEntries(listed.map((l) => [l.name, l]));
+      for (const [dir, rec] of [[live, false], [orphan, true], [young, false], [marked, false], [stale, true], [inFlight, false]] as const) {
+        const u = by[path.basename(dir)]!;
+        expect(u, dir).toBeDefined();
+        expect(u.size, dir).toBe(await duBytes([dir]));
+        expect(u.reclaimable, dir).toBe(rec);
+      }
+      expect(by[path.basename(live)]!.live).toBe(true);
+      expect(by[path.basename(live)]!.size).toBeLessThan(2 * 40_000); // one inode, two names
+      expect(by[path.basename(inFlight)]!.size).toBeLessThan(500_000);
+      expect(by[path.basename(marked)]!.lastUsedAt.getTime()).toBeGreaterThan(Date.now() - 60_000);
+      expect(Math.abs(by[path.basename(orphan)]!.lastUsedAt.getTime() - hourAgo.getTime())).toBeLessThanOrEqual(1); // its own mtime (no use mark)
+      expect(listed.map((l) => l.kind).sort()).toEqual(['layer', 'layer', 'layer', 'layer', 'temp', 'temp']);
+
+      const dry = await snaps.gc(new Set([key('live')]), { dryRun: true });
+      expect(dry).toEqual({ removed: 1, freedBytes: by[path.basename(orphan)]!.size, tempsRemoved: 1, tempsFreedBytes: by['u-killed']!.size });
+      const real = await snaps.gc(new Set([key('live')]));
+      expect(real).toEqual(dry);
+      const again = await snaps.usage(new Set([key('live')]));
+      expect(again.map((l) => l.name).sort()).toEqual(listed.filter((l) => !l.reclaimable).map((l) => l.name).sort());
+      expect(await readFile(path.join(inFlight, 'm', 'merged')).then((x) => x.length)).toBe(500_000);
+    } finally {
+      await execFileP('umount', [path.join(inFlight, 'm')]);
+    }
   });
 });
 
