@@ -90,9 +90,16 @@ interface ResolvedImage {
 
 const SCRATCH: FsState = { layers: [], key: '' };
 
+/** `addHosts` checked and normalized (`host-gateway` mapped, IPv6 canonical); a bad entry throws `TSBUILD_INVALID_HOST`. */
+async function checkedHosts(hosts: NonNullable<BuildOptions['addHosts']>): Promise<NonNullable<BuildOptions['addHosts']>> {
+  const { checkExtraHost } = await import('../runtime/spec.js');
+  return hosts.map(checkExtraHost);
+}
+
 /** Builds an image: parse, plan, resolve bases, run steps with the cache, assemble, export. */
 export async function build(opts: BuildOptions): Promise<BuildResult> {
-  const options: BuildOptions = { ...opts, env: opts.env ?? process.env };
+  // Bad `addHosts` fail here, before anything is read; RUN steps see and key on the normalized ones.
+  const options: BuildOptions = { ...opts, env: opts.env ?? process.env, ...(opts.addHosts?.length ? { addHosts: await checkedHosts(opts.addHosts) } : {}) };
   const emit = (e: ProgressEvent) => options.onProgress?.(e);
   const root = resolveRootDir({ root: options.root, env: options.env! });
   // The store and the cache are opened (directories made, dead writers' temp files swept) while
@@ -551,7 +558,10 @@ class Solver {
         }
       }
     }
-    const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}) });
+    // --add-host is part of a RUN's key, as in BuildKit (ExecOp.Meta.ExtraHosts); without it the key is as before.
+    const hosts = op.type === 'tsbuild.exec.v1' ? this.#i.options.addHosts : undefined;
+    const values = hosts?.length ? { 'add-host': hosts.map((h) => `${h.host}=${h.ip}`).join(',') } : undefined;
+    const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}), ...(values ? { values } : {}) });
     const existing = this.#inflight.get(key);
     if (existing) return existing;
     const p = this.#limit(() => this.#runOp(op, parent, key, manifest, files, noCache));
@@ -837,6 +847,7 @@ class Solver {
         cwd: op.cwd,
         args: op.args,
         network: options.network && op.network === 'default' ? options.network : op.network,
+        ...(options.addHosts?.length ? { extraHosts: options.addHosts } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
         onStdout: (b) => emit({ type: 'output', id, name, stream: 'stdout', data: b.toString() }),
         onStderr: (b) => emit({ type: 'output', id, name, stream: 'stderr', data: b.toString() }),

@@ -1,5 +1,6 @@
 import type { Digest } from '../oci/digest.js';
 import type { Platform } from '../oci/types.js';
+import type { ExtraHost } from '../runtime/spec.js';
 
 /**
  * How the layers a build makes are compressed in an image output (`compression=` of buildx).
@@ -80,6 +81,13 @@ export interface BuildOptions {
   readonly buildContexts?: Readonly<Record<string, string>>;
   /** Default network mode for RUN; default 'default' (the host network, see README). */
   readonly network?: 'default' | 'none' | 'host';
+  /**
+   * Extra /etc/hosts entries for every RUN step (`--add-host host:ip`), appended in order as
+   * `<ip>\t<host>` lines. `ip` is an IPv4 or IPv6 address (brackets allowed) or `host-gateway`,
+   * which maps to 127.0.0.1 (RUN steps share the host's network). Part of each RUN step's cache
+   * key, as in BuildKit: a different list re-runs RUN steps. Default none.
+   */
+  readonly addHosts?: readonly ExtraHost[];
   /** Clamp timestamps for reproducible images (seconds since epoch). */
   readonly sourceDateEpoch?: number;
   /** Environment for `TSBUILD_ROOT`, `--secret env=`, `DOCKER_CONFIG` and credential helpers. Default: `process.env`. */

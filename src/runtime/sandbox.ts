@@ -10,7 +10,7 @@ import { diffTrees, diffUpperDir, type DiffOptions } from './diff.js';
 import { MountError, SandboxAbortedError, SandboxSetupError, SandboxTimeoutError } from './errors.js';
 import { DEFAULT_HELPER_PATH, ensureHelper } from './helper.js';
 import { encodeSpec, parseStatusLine, type HelperRecord, type HelperStatus } from './protocol.js';
-import type { MountSpec, RunSpec } from './spec.js';
+import { checkExtraHost, type MountSpec, type RunSpec } from './spec.js';
 import { resolveUser, type ResolvedUser } from './user.js';
 
 export interface RuntimeOptions {
@@ -78,11 +78,14 @@ export class Runtime {
   /**
    * Runs one process. Resolves with its exit code (non-zero is not an error here: the caller
    * names the step); rejects with SandboxSetupError, SandboxAbortedError, SandboxTimeoutError,
-   * MountError, UserResolutionError or RuntimeUnavailableError.
+   * MountError, UserResolutionError or RuntimeUnavailableError; with a `TsbuildError`
+   * (`TSBUILD_INVALID_HOST`) for a bad `extraHosts` entry.
    */
   async run(spec: RunSpec): Promise<RunResult> {
     await ensureHelper(this.helperPath);
     spec.signal?.throwIfAborted();
+    // Checked before anything is made: each entry becomes one /etc/hosts line.
+    if (spec.extraHosts?.length) spec = { ...spec, extraHosts: spec.extraHosts.map(checkExtraHost) };
     const mode = spec.rootfsMode ?? 'auto';
     if ('dir' in spec.rootfs) return this.runOnce(spec, 'dir');
     if (mode === 'copy' || (mode === 'auto' && (this.overlayBroken || !(await overlaySupported())))) return this.runOnce(spec, 'copy');
@@ -149,7 +152,8 @@ export class Runtime {
       const hostname = spec.hostname ?? 'tsbuild';
       const { resolv } = await (this.hostFiles ??= readHostFiles());
       records.push({ kind: 'file', target: '/etc/resolv.conf', mode: 0o644, uid: 0, gid: 0, readonly: false, data: resolv });
-      const hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+      let hosts = `127.0.0.1\tlocalhost ${hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n`;
+      for (const { host, ip } of spec.extraHosts ?? []) hosts += `${ip}\t${host}\n`;
       records.push({ kind: 'file', target: '/etc/hosts', mode: 0o644, uid: 0, gid: 0, readonly: false, data: Buffer.from(hosts) });
 
       const mountPoints = [...SYSTEM_MOUNTS];

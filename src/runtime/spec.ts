@@ -1,3 +1,5 @@
+import { TsbuildError } from '../errors.js';
+
 /** The root filesystem of a run. */
 export type RootfsSpec =
   /**
@@ -77,6 +79,14 @@ export type MountSpec = CacheMount | BindMount | TmpfsMount | SecretMount | SshM
  */
 export type NetworkMode = 'default' | 'host' | 'none';
 
+/** A line of the run's /etc/hosts beyond the default ones (`--add-host host:ip`). */
+export interface ExtraHost {
+  /** One host name (no whitespace: aliases are separate entries). */
+  readonly host: string;
+  /** IPv4 or IPv6 address, without brackets or zone. */
+  readonly ip: string;
+}
+
 /** One process to run in a sandbox. Plain, readonly data. */
 export interface RunSpec {
   readonly rootfs: RootfsSpec;
@@ -98,6 +108,12 @@ export interface RunSpec {
   readonly network?: NetworkMode;
   /** Default `tsbuild`. */
   readonly hostname?: string;
+  /**
+   * Lines `<ip>\t<host>` appended, in order, to the run's /etc/hosts after the default lines
+   * (localhost and the hostname), as BuildKit writes `--add-host` entries. Checked with
+   * `checkExtraHost`; default none.
+   */
+  readonly extraHosts?: readonly ExtraHost[];
   /** Kill the run after this many milliseconds (`SandboxTimeoutError`). */
   readonly timeoutMs?: number;
   /** Abort kills the whole pid namespace (`SandboxAbortedError`). */
@@ -112,4 +128,73 @@ export interface RunSpec {
 /** The argv for a shell-form command: `shellCommand(['/bin/sh', '-c'], 'echo hi')`. */
 export function shellCommand(shell: readonly string[], command: string): string[] {
   return [...shell, command];
+}
+
+/** `host-gateway`: docker's name for "the host, as seen from the container". */
+export const HOST_GATEWAY = 'host-gateway';
+
+/**
+ * What `host-gateway` maps to. RUN steps and `tsbuild run` share the host's network namespace
+ * (tsbuild has no bridge), so the host is its own loopback address.
+ */
+export const HOST_GATEWAY_IP = '127.0.0.1';
+
+/**
+ * An extra host checked and normalized: a non-empty host name without whitespace or `#` (it
+ * becomes one /etc/hosts line), and an IP address (brackets around it are dropped, IPv6 is
+ * written in its canonical form, `host-gateway` becomes `HOST_GATEWAY_IP`). Throws a
+ * `TsbuildError` (`TSBUILD_INVALID_HOST`) naming the bad value.
+ */
+export function checkExtraHost(entry: ExtraHost): ExtraHost {
+  return checked(entry.host, entry.ip, `${entry.host}:${entry.ip}`);
+}
+
+/** `shown`: the value as the user gave it, for messages. */
+function checked(host: string, given: string, shown: string): ExtraHost {
+  let ip = given;
+  if (host === '' || /[\s#]/.test(host)) throw new TsbuildError('TSBUILD_INVALID_HOST', `invalid host ${JSON.stringify(shown)}: the host name ${JSON.stringify(host)} ${host === '' ? 'is empty' : 'contains whitespace or #'}`);
+  if (ip === HOST_GATEWAY) return { host, ip: HOST_GATEWAY_IP };
+  if (ip.length > 2 && ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
+  if (IPV4.test(ip)) return { host, ip };
+  const v6 = ip.includes(':') ? canonicalIPv6(ip) : undefined;
+  if (v6 !== undefined) return { host, ip: v6 };
+  throw new TsbuildError('TSBUILD_INVALID_HOST', `invalid host ${JSON.stringify(shown)}: ${JSON.stringify(given)} is not an IP address`);
+}
+
+/** Dotted decimal, no leading zeros (as Go's `net.ParseIP` wants it). */
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/**
+ * IPv6 in its canonical text (RFC 5952), an IPv4-mapped address as plain IPv4 (as Go prints it);
+ * undefined when `ip` is not an IPv6 address (WHATWG URL's parser decides: no zones). The URL
+ * parser is used, not `node:net`, which would cost every CLI start a few milliseconds.
+ */
+function canonicalIPv6(ip: string): string | undefined {
+  if (!/^[0-9A-Fa-f:.]+$/.test(ip)) return undefined;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${ip}]/`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
+  if (!mapped) return canonical;
+  const hi = parseInt(mapped[1]!, 16);
+  const lo = parseInt(mapped[2]!, 16);
+  return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+}
+
+/**
+ * One `--add-host` value as docker/buildx spell it: `host:ip` or `host=ip` (`=` first, so
+ * `host=::1` and `host:::1` both work), the IP possibly in brackets (`host:[::1]`), a
+ * comma-separated list of IPs giving one entry each, or `host-gateway`. Throws a `TsbuildError`
+ * (`TSBUILD_INVALID_HOST`) naming the bad value.
+ */
+export function parseAddHost(text: string): ExtraHost[] {
+  let i = text.indexOf('=');
+  if (i < 0) i = text.indexOf(':');
+  const host = i < 0 ? '' : text.slice(0, i);
+  const ips = i < 0 ? '' : text.slice(i + 1);
+  if (host === '' || ips === '') throw new TsbuildError('TSBUILD_INVALID_HOST', `invalid host ${JSON.stringify(text)}: want host:ip or host=ip`);
+  return ips.split(',').map((ip) => checked(host, ip, text));
 }

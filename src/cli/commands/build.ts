@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import type { Command, CliContext } from '../context.js';
 import { UsageError, resolveRoot } from '../context.js';
 import type { BuildOptions, LayerCompression, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
+import { parseAddHost, type ExtraHost } from '../../runtime/spec.js';
 
 const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH
 
@@ -26,6 +27,7 @@ Options:
       --ssh default|ID[=SOCKET]            Expose an SSH agent to RUN --mount=type=ssh (repeatable)
       --build-context NAME=PATH            Add a named context (repeatable)
       --network default|none|host          Network for RUN steps
+      --add-host host:ip      Add a custom host-to-IP mapping for RUN steps (repeatable)
       --progress auto|plain|tty|json|quiet Progress output (default auto)
   -q, --quiet                 Print only the image ID
       --iidfile PATH          Write the image ID (config digest) to PATH
@@ -50,6 +52,15 @@ function kv(value: string, flag: string): [string, string] {
   const i = value.indexOf('=');
   if (i <= 0) throw new UsageError(`${flag} wants KEY=VALUE, got ${JSON.stringify(value)}`);
   return [value.slice(0, i), value.slice(i + 1)];
+}
+
+/** `--add-host host:ip|host=ip` → its entries; a bad value is a usage error naming it. */
+function addHost(value: string): ExtraHost[] {
+  try {
+    return parseAddHost(value);
+  } catch (err) {
+    throw new UsageError(`--add-host: ${(err as Error).message}`);
+  }
 }
 
 /** Splits `a=b,c=d` (csv like buildx: values may be quoted). */
@@ -129,6 +140,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
       ssh: { type: 'string', multiple: true },
       'build-context': { type: 'string', multiple: true },
       network: { type: 'string' },
+      'add-host': { type: 'string', multiple: true },
       progress: { type: 'string' },
       quiet: { type: 'boolean', short: 'q' },
       iidfile: { type: 'string' },
@@ -196,6 +208,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
   if (!['auto', 'plain', 'tty', 'json', 'quiet', 'rawjson'].includes(progress)) throw new UsageError(`--progress wants auto, plain, tty, json or quiet`);
   const network = values.network as BuildOptions['network'] | undefined;
   if (network !== undefined && !['default', 'none', 'host'].includes(network)) throw new UsageError(`--network wants default, none or host`);
+  const addHosts = (values['add-host'] ?? []).flatMap((h) => addHost(h));
   const sdeText = values['source-date-epoch'] ?? buildArgs.SOURCE_DATE_EPOCH ?? ctx.env.SOURCE_DATE_EPOCH;
   const sourceDateEpoch = sdeText !== undefined && sdeText !== '' ? Number(sdeText) : undefined;
   if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) throw new UsageError(`SOURCE_DATE_EPOCH must be an integer, got ${JSON.stringify(sdeText)}`);
@@ -217,6 +230,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     ssh,
     buildContexts,
     ...(network ? { network } : {}),
+    ...(addHosts.length ? { addHosts } : {}),
     ...(sourceDateEpoch !== undefined ? { sourceDateEpoch } : {}),
     ...(jobs !== undefined ? { parallelism: jobs } : {}),
     env: ctx.env,

@@ -9,6 +9,7 @@ import { parsePlatform } from '../../oci/platform.js';
 import { Store } from '../../oci/store.js';
 import { createRuntime, resolveUser, SandboxAbortedError, type BindMount, type NetworkMode } from '../../runtime/index.js';
 import { describeError as describe } from '../../errors.js';
+import { parseAddHost, type ExtraHost } from '../../runtime/spec.js';
 
 const USAGE = `Usage: tsbuild run [OPTIONS] IMAGE [COMMAND] [ARG...]
 
@@ -18,6 +19,7 @@ command ends. Entrypoint, Cmd, Env, WorkingDir and User come from the image's co
 COMMAND and ARGs replace its Cmd. stdout and stderr are streamed.
 
 Options:
+      --add-host list       Add a custom host-to-IP mapping (host:ip; repeatable; host-gateway is 127.0.0.1)
       --entrypoint string   Overwrite the default ENTRYPOINT of the image ("" clears it)
   -e, --env list            Set environment variables (KEY=VALUE, or KEY to pass this environment's value)
       --env-file list       Read in a file of environment variables (KEY=VALUE lines, # comments)
@@ -36,6 +38,7 @@ sandbox setup); 126 when the command cannot be invoked; 127 when it is not found
 `;
 
 const OPTIONS = {
+  'add-host': { type: 'string', multiple: true },
   entrypoint: { type: 'string' },
   env: { type: 'string', short: 'e', multiple: true },
   'env-file': { type: 'string', multiple: true },
@@ -147,6 +150,15 @@ async function parseVolume(text: string, ctx: CliContext): Promise<BindMount> {
   return { type: 'bind', source, target, readwrite, writeThrough: readwrite };
 }
 
+/** `--add-host host:ip|host=ip` → its entries; a bad value is a usage error naming it. */
+function addHost(value: string): ExtraHost[] {
+  try {
+    return parseAddHost(value);
+  } catch (err) {
+    throw new UsageError(`--add-host: ${(err as Error).message}`);
+  }
+}
+
 function parseNetwork(value: string | undefined): NetworkMode {
   if (value === undefined || value === 'host' || value === 'default') return 'host';
   if (value === 'none') return 'none';
@@ -169,6 +181,7 @@ export const run: Command = async (argv, ctx) => {
   if (values.network !== undefined && values.net !== undefined && values.network !== values.net) throw new UsageError('--network and --net disagree');
   const network = parseNetwork(values.network ?? values.net);
   const platform = values.platform ? parsePlatform(values.platform) : undefined;
+  const extraHosts = (values['add-host'] ?? []).flatMap((h) => addHost(h));
   const cliEnv = (values.env ?? []).map((e) => envEntry(e, ctx.env)).filter((e): e is string => e !== undefined);
 
   const root = path.resolve(ctx.cwd, resolveRoot(values.root, ctx));
@@ -231,6 +244,7 @@ export const run: Command = async (argv, ctx) => {
         args,
         network,
         hostname,
+        ...(extraHosts.length ? { extraHosts } : {}),
         signal: ctx.signal,
         onStdout: (b) => ctx.stdout.write(b),
         onStderr: (b) => ctx.stderr.write(b),
