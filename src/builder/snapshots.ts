@@ -250,9 +250,13 @@ export class SnapshotStore {
  * Bytes a directory tree takes on disk, as `du -sx` counts them: allocated blocks of `dir` and
  * everything under it, links not followed, a mount point below `dir` (another device) not
  * entered, and a file with several hard links counted once per `seen` set.
+ *
+ * Synchronous calls, yielding to the event loop every 20 ms: on /usr here (140,000 entries)
+ * that takes 1.0 s, as GNU du does, where a walk of promised `lstat`s takes 4.6 to 7.6 s and
+ * 300 MB.
  */
 async function diskUsage(dir: string, seen: Set<string>): Promise<number> {
-  const top = await lstat(dir).catch(() => undefined);
+  const top = lstatSync(dir, { throwIfNoEntry: false });
   if (!top) return 0;
   let total = 0;
   const count = (st: Stats): void => {
@@ -263,20 +267,29 @@ async function diskUsage(dir: string, seen: Set<string>): Promise<number> {
     }
     total += st.blocks * 512;
   };
-  const walk = async (d: string): Promise<void> => {
-    const names = await readdir(d).catch((): string[] => []);
-    await Promise.all(
-      names.map(async (n) => {
-        const p = path.join(d, n);
-        const st = await lstat(p).catch(() => undefined);
-        if (!st || st.dev !== top.dev) return;
-        count(st);
-        if (st.isDirectory()) await walk(p);
-      }),
-    );
-  };
   count(top);
-  if (top.isDirectory()) await walk(dir);
+  const stack = top.isDirectory() ? [dir] : [];
+  let since = performance.now();
+  while (stack.length > 0) {
+    const d = stack.pop()!;
+    let names: string[];
+    try {
+      names = readdirSync(d);
+    } catch {
+      continue; // removed meanwhile
+    }
+    for (const n of names) {
+      const p = path.join(d, n);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (!st || st.dev !== top.dev) continue;
+      count(st);
+      if (st.isDirectory()) stack.push(p);
+    }
+    if (performance.now() - since > 20) {
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      since = performance.now();
+    }
+  }
   return total;
 }
 

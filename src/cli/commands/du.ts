@@ -1,5 +1,6 @@
 /**
- * `tsbuild du`: build cache disk usage, as `docker buildx du` shows it.
+ * `tsbuild du`: build cache disk usage, as `docker buildx du` shows it, plus the unpacked layers
+ * (snapshots), which buildx counts in its records and tsbuild keeps beside them.
  *
  * Also home of what `prune` shares with it: loading the cache records with their "shared" flag,
  * `--filter` parsing, and Go-compatible renderings (go-units `HumanSize`/`HumanDuration`,
@@ -17,11 +18,13 @@ import { resolveRoot, UsageError, type Command } from '../context.js';
 
 const USAGE = `Usage: tsbuild du [OPTIONS]
 
-Show build cache disk usage.
+Show build cache disk usage: the cache records (as buildx du), then the unpacked layers
+(what a plain \`tsbuild prune\` would free of them is reclaimable), counted in the totals.
 
 Options:
-      --filter filter   Provide filter values (e.g., "until=24h", "id=3f2a", "description~=apt")
-      --verbose         Provide a more verbose output
+      --filter filter   Provide filter values (e.g., "until=24h", "id=3f2a", "description~=apt");
+                        filters select records: layers and totals are left out
+      --verbose         Provide a more verbose output (each record, then each unpacked layer)
       --root string     tsbuild root directory (default $TSBUILD_ROOT or ~/.local/share/tsbuild)
   -h, --help            Show this help
 `;
