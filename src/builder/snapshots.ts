@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, closeSync, createWriteStream, lchownSync, linkSync, lstatSync, lutimesSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, type Stats } from 'node:fs';
-import { lstat, mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -32,7 +32,7 @@ export interface SnapshotUsage {
   readonly size: number;
   /** The `used/<name>` mark's mtime, else the directory's own mtime. */
   readonly lastUsedAt: Date;
-  /** A diffID of the `live` set names it. */
+  /** A layer: a diffID of the `live` set names it. A temp directory: something is mounted under it (a build in flight). */
   readonly live: boolean;
   /** `gc` with the same live set and grace period would remove it. */
   readonly reclaimable: boolean;
@@ -153,11 +153,17 @@ export class SnapshotStore {
           return used && { name, dir, kind: 'layer' as const, lastUsedMs: used.mtimeMs, live: isLive, reclaimable: reclaimable(isLive, used.mtimeMs, now, graceMs) };
         }),
     );
+    // A temp directory with a mount under it belongs to a build in flight, however old it is
+    // (a RUN may take longer than the grace period): removing it would delete through the mount.
+    const tmpReal = await realpath(this.tmpDir).catch(() => path.resolve(this.tmpDir));
+    const mounted = await mountPointsUnder(tmpReal);
     const temps = await Promise.all(
       (await list(this.tmpDir)).map(async (name) => {
         const dir = path.join(this.tmpDir, name);
         const st = await lstat(dir).catch(() => undefined);
-        return st && { name, dir, kind: 'temp' as const, lastUsedMs: st.mtimeMs, live: false, reclaimable: reclaimable(false, st.mtimeMs, now, graceMs) };
+        const real = path.join(tmpReal, name);
+        const inUse = mounted.some((m) => m === real || m.startsWith(`${real}/`));
+        return st && { name, dir, kind: 'temp' as const, lastUsedMs: st.mtimeMs, live: inUse, reclaimable: reclaimable(inUse, st.mtimeMs, now, graceMs) };
       }),
     );
     return [...layers, ...temps].filter((c) => c !== undefined);
@@ -244,6 +250,25 @@ export class SnapshotStore {
     await mkdir(d, { recursive: true });
     return d;
   }
+}
+
+/** The mount points (of this process's mount namespace) at or under `dir`, from /proc/self/mountinfo. */
+async function mountPointsUnder(dir: string): Promise<string[]> {
+  let info: string;
+  try {
+    info = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return []; // not Linux: no overlays either
+  }
+  const out: string[] = [];
+  for (const line of info.split('\n')) {
+    // field 5 is the mount point, with space, tab, newline and backslash as octal escapes
+    const field = line.split(' ')[4];
+    if (field === undefined) continue;
+    const p = field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (p === dir || p.startsWith(`${dir}/`)) out.push(p);
+  }
+  return out;
 }
 
 /**

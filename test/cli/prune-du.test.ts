@@ -397,7 +397,7 @@ describe('tsbuild du: unpacked layers', () => {
     expect(after.stdout).toBe(`ID        RECLAIMABLE   SIZE      LAST ACCESSED\nUnpacked layers:\t1, ${humanSize(left)} (reclaimable: 0B)\nShared:\t\t${humanSize(left)}\nPrivate:\t0B\nReclaimable:\t0B\nTotal:\t\t${humanSize(left)}\n`);
   });
 
-  it('SnapshotStore.usage: sizes as du -sx (hard links once, mounts not entered); reclaimable is exactly what gc removes', async () => {
+  it('SnapshotStore.usage: sizes as du -sx (hard links once, mounts not entered); reclaimable is exactly what gc removes, never a temp dir with a mount', async () => {
     const root = path.join(tmpRoot, 'usage-unit');
     const snaps = new SnapshotStore(root);
     const hourAgo = new Date(Date.now() - HOUR);
@@ -424,6 +424,7 @@ describe('tsbuild du: unpacked layers', () => {
     await writeFile(path.join(inFlight, 'upper-file'), randomBytes(20_000));
     // an overlay a build has mounted in its temp dir: its files are not the store's to count
     await execFileP('mount', ['-t', 'tmpfs', 'tmpfs', path.join(inFlight, 'm')]);
+    await utimes(inFlight, hourAgo, hourAgo); // a RUN running longer than the grace period
     try {
       await writeFile(path.join(inFlight, 'm', 'merged'), randomBytes(500_000));
       const listed = await snaps.usage(new Set([key('live')]));
@@ -437,6 +438,7 @@ describe('tsbuild du: unpacked layers', () => {
       expect(by[path.basename(live)]!.live).toBe(true);
       expect(by[path.basename(live)]!.size).toBeLessThan(2 * 40_000); // one inode, two names
       expect(by[path.basename(inFlight)]!.size).toBeLessThan(500_000);
+      expect(by[path.basename(inFlight)]!.live).toBe(true); // the mount keeps it
       expect(by[path.basename(marked)]!.lastUsedAt.getTime()).toBeGreaterThan(Date.now() - 60_000);
       expect(Math.abs(by[path.basename(orphan)]!.lastUsedAt.getTime() - hourAgo.getTime())).toBeLessThanOrEqual(1); // its own mtime (no use mark)
       expect(listed.map((l) => l.kind).sort()).toEqual(['layer', 'layer', 'layer', 'layer', 'temp', 'temp']);
