@@ -88,7 +88,7 @@ export class SnapshotStore {
   /**
    * Removes the snapshots no diffID in `live` names that were not used within `graceMs`
    * (default 10 minutes, as the store's blob GC), and temp directories (of killed builds) older
-   * than that: what `usage` reports as reclaimable. Each snapshot is renamed out of place before
+   * than that with nothing mounted under them: what `usage` reports as reclaimable. Each snapshot is renamed out of place before
    * it is deleted, so that no build ever sees half of one. Returns how many snapshots went and
    * their size on disk, and the same for the temp directories.
    */

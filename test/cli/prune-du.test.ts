@@ -391,6 +391,9 @@ describe('tsbuild du: unpacked layers', () => {
     const p = await runCli(['prune', '--all', '--force', '--root', root]);
     expect(p.code, p.stderr).toBe(0);
     expect(p.stdout).toContain(`Unused snapshots:\t2 unpacked layers removed, ${humanSize(runBytes)}\n`);
+    // prune's Total counts the layers too: what du called reclaimable is what went
+    expect(p.stdout).toMatch(new RegExp(`\\nTotal:\\t${humanSize(recordBytes + runBytes).replace('.', '\\.')}\\n$`));
+    expect(before.stdout).toContain(`\nReclaimable:\t${humanSize(recordBytes + runBytes)}\n`);
     expect(await snapshotDirs(root)).toEqual([baseDir]);
     const left = await duBytes([baseDir]);
     const after = await runCli(['du', '--root', root]);

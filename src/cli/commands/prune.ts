@@ -166,7 +166,8 @@ export const run: Command = async (argv, ctx) => {
   if (snapshots.removed > 0) out += tabwrite([['Unused snapshots:', `${snapshots.removed} unpacked layers removed, ${humanSize(snapshots.freedBytes)}`]]);
   if (snapshots.tempsRemoved > 0) out += tabwrite([['Stale temp dirs:', `${snapshots.tempsRemoved} removed, ${humanSize(snapshots.tempsFreedBytes)}`]]);
   if (gc.removed.length > 0) out += tabwrite([['Unused blobs:', `${gc.removed.length} removed from the content store, ${humanSize(gc.freedBytes)}`]]);
-  out += tabwrite([['Total:', humanSize(total)]]); // buildx prints it alone, with a tabwriter of its own
+  // buildx prints it alone, with a tabwriter of its own; the unpacked layers count, as in du's Total
+  out += tabwrite([['Total:', humanSize(total + snapshots.freedBytes + snapshots.tempsFreedBytes)]]);
   ctx.stdout.write(out);
   return 0;
 };
