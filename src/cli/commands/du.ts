@@ -335,10 +335,8 @@ export interface LayerUsage extends SnapshotUsage {
  */
 export async function loadLayerUsage(root: string, entries: readonly CacheEntryInfo[], usage: readonly CacheUsage[], store: Store): Promise<LayerUsage[]> {
   const shared = new Set(usage.filter((u) => u.shared).map((u) => u.key));
-  const live = await liveDiffIds(
-    entries.filter((e) => shared.has(e.key)),
-    store,
-  );
+  // a plain prune (no filter) removes every record that is not shared, then sweeps the layers
+  const live = await liveDiffIds(entries.filter((e) => shared.has(e.key)), store);
   const byImage = new Map((await imageDiffIds(store)).map((d) => [digestHex(d).slice(0, 24), d]));
   const byRecord = new Map(entries.flatMap((e) => resultDigests(e.result, 'diffId')).map((d) => [digestHex(d).slice(0, 24), d]));
   const { SnapshotStore } = await import('../../builder/snapshots.js');
