@@ -906,7 +906,9 @@ async function addUrl(c: Copier, url: string, dest: string, spec: CopySpec): Pro
   try {
     res = await httpFetch('GET', new URL(url), c.env.signal);
   } catch (cause) {
-    throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: ${(cause as Error).message}`, { cause });
+    // what to do about a certificate nothing here trusts (registries have certs.d; a URL has node's variable)
+    const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test((cause as { code?: string }).code ?? '') ? ' (to trust its certificate authority, name a file holding its certificate in NODE_EXTRA_CA_CERTS)' : '';
+    throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: ${(cause as Error).message}${hint}`, { cause });
   }
   if (res.status < 200 || res.status > 299) {
     discard(res.body);

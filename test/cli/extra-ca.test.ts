@@ -99,7 +99,7 @@ describe('the tsbuild command and NODE_EXTRA_CA_CERTS', () => {
       const r = await buildAdd('untrusted', `${base}/files/notes.txt`, {});
       expect(r.status).not.toBe(0);
       expect(r.stderr).toContain(`failed to fetch ${base}/files/notes.txt`);
-      expect(r.stderr).toMatch(/self.signed certificate/i);
+      expect(r.stderr).toMatch(/self.signed certificate \(to trust its certificate authority, name a file holding its certificate in NODE_EXTRA_CA_CERTS\)/i);
     });
 
     it('a missing file is reported as such, with the status', async () => {
