@@ -558,9 +558,12 @@ class Solver {
         }
       }
     }
-    // --add-host is part of a RUN's key, as in BuildKit (ExecOp.Meta.ExtraHosts); without it the key is as before.
-    const hosts = op.type === 'tsbuild.exec.v1' ? this.#i.options.addHosts : undefined;
-    const values = hosts?.length ? { 'add-host': hosts.map((h) => `${h.host}=${h.ip}`).join(',') } : undefined;
+    // --add-host and a build-wide --network none are part of a RUN's key, as in BuildKit (ExecOp's
+    // Meta.ExtraHosts and Network); without them the key is as before (the default network is the host's).
+    const exec = op.type === 'tsbuild.exec.v1' ? op : undefined;
+    const hosts = exec ? this.#i.options.addHosts : undefined;
+    const isolated = exec?.network === 'default' && this.#i.options.network === 'none';
+    const values = hosts?.length || isolated ? { ...(hosts?.length ? { 'add-host': hosts.map((h) => `${h.host}=${h.ip}`).join(',') } : {}), ...(isolated ? { network: 'none' } : {}) } : undefined;
     const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}), ...(values ? { values } : {}) });
     const existing = this.#inflight.get(key);
     if (existing) return existing;

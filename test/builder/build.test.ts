@@ -151,6 +151,21 @@ COPY b.txt /b.txt
 RUN cat /b.txt > /b.copy
 `;
 
+  it('--network none for the build is part of a RUN\'s key (as BuildKit\'s ExecOp network): the host-network result is not reused', { timeout: 120_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN ls /sys/class/net > /ifaces\nWORKDIR /w\n' });
+    const out = (k: string) => path.join(tmp, `net-${n}-${k}`);
+    const host = await buildIn(root, context, { outputs: [{ type: 'local', dest: out('host') }] });
+    expect(host.executedSteps).toBe(2);
+    expect((await readFile(path.join(out('host'), 'ifaces'), 'utf8')).trim().split('\n').length).toBeGreaterThan(1);
+    const none = await buildIn(root, context, { network: 'none', outputs: [{ type: 'local', dest: out('none') }] });
+    expect(none.steps.filter((s) => s.status === 'executed').map((s) => s.line)).toEqual([2, 3]);
+    expect(none.steps.find((s) => s.line === 2)!.reason).toBe('network changed (unset → none)');
+    expect(await readFile(path.join(out('none'), 'ifaces'), 'utf8')).toBe('lo\n');
+    expect((await buildIn(root, context, { network: 'none' })).executedSteps).toBe(0);
+    // the host network is the default: naming it keeps the default's key
+    expect((await buildIn(root, context, { network: 'host' })).executedSteps).toBe(0);
+  });
+
   it('no-op rebuild runs nothing; touching runs nothing; a change reruns exactly what depends on it and says which file', { timeout: 120_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: DF, 'a.txt': 'a1\n', 'b.txt': 'b1\n' });
     const first = await buildIn(root, context);
