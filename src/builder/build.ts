@@ -247,7 +247,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     else {
       const prev = options.noCache ? undefined : ((await cache.get(imageKey))?.result as { created?: string } | undefined);
       created = prev?.created ?? new Date().toISOString();
-      if (!prev?.created) await cache.put({ key: imageKey, result: { created }, size: 0, description: `image created time for ${target.name}` });
+      if (!prev?.created) await cache.put({ key: imageKey, result: { created }, size: 0, description: `image created time for stage ${target.displayName}` });
     }
     const containerConfig: ContainerConfig = { ...target.config, ...(Object.keys(labels).length ? { Labels: labels } : {}) };
     const p = parsePlatform(target.platform);

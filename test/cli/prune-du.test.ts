@@ -361,6 +361,8 @@ describe('tsbuild du: unpacked layers', () => {
     const v = await runCli(['du', '--verbose', '--root', root]);
     const blocks = v.stdout.split('\n\n').filter((x) => x.startsWith('Layer:'));
     expect(blocks).toHaveLength(3);
+    // the records say what they are (the image's creation time names the target stage)
+    expect(v.stdout).toMatch(/Description: +image created time for stage stage-\d+\n/);
     for (const blk of blocks) {
       const diff = /^Layer: +(sha256:[0-9a-f]{64})\n/.exec(blk)?.[1];
       expect(diff && diffIds.includes(diff as Digest), blk).toBe(true);
