@@ -12,5 +12,5 @@ export { lint } from './parser/lint.js';
 export { Store, OciLayout, parseReference } from './oci/index.js';
 export type { Digest, Descriptor, ImageConfig, ImageManifest, ImageIndex, Platform } from './oci/index.js';
 export { createRuntime } from './runtime/index.js';
-export type { RunSpec, RunResult } from './runtime/index.js';
+export type { RunSpec, RunResult, ExtraHost } from './runtime/index.js';
 export { TsbuildError } from './errors.js';

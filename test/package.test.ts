@@ -14,7 +14,7 @@ const expected: Record<string, string[]> = {
   './parser': ['parseDockerfile', 'formatDiagnostic', 'processWord', 'dumpBuildkit'],
   './builder': ['build', 'planBuild', 'CacheStore', 'applyCopy', 'writeLayer'],
   './oci': ['Store', 'OciLayout', 'parseReference', 'selectManifest'],
-  './runtime': ['createRuntime', 'shellCommand'],
+  './runtime': ['createRuntime', 'shellCommand', 'parseAddHost', 'checkExtraHost'],
 };
 
 describe('package exports', () => {

@@ -1,6 +1,6 @@
 export { Runtime, createRuntime, type RuntimeOptions, type RunResult } from './sandbox.js';
-export { shellCommand } from './spec.js';
-export type { RunSpec, RootfsSpec, MountSpec, CacheMount, BindMount, TmpfsMount, SecretMount, SshMount, NetworkMode } from './spec.js';
+export { shellCommand, parseAddHost, checkExtraHost } from './spec.js';
+export type { RunSpec, RootfsSpec, MountSpec, CacheMount, BindMount, TmpfsMount, SecretMount, SshMount, NetworkMode, ExtraHost } from './spec.js';
 export { diffUpperDir, diffTrees, type DiffOptions } from './diff.js';
 export { copyLayers, type TreeSnapshot } from './copy.js';
 export { resolveUser, type ResolvedUser } from './user.js';
