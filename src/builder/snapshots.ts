@@ -667,9 +667,33 @@ async function mountServer(): Promise<MountServer | undefined> {
 export async function mountOverlay(lowerDirs: readonly string[], upperDir: string, workDir: string, target: string): Promise<() => Promise<void>> {
   mkdirSync(target, { recursive: true });
   mkdirSync(workDir, { recursive: true });
-  const lower = [...lowerDirs].reverse().join(':');
-  return mount(`lowerdir=${lower},upperdir=${upperDir},workdir=${workDir}`, target);
+  // A work dir a volatile overlay used keeps work/incompat/volatile, and overlayfs refuses to
+  // mount over it again until it is gone (a reused work dir; ours are usually fresh).
+  rmSync(path.join(workDir, 'work', 'incompat'), { recursive: true, force: true });
+  const options = `lowerdir=${[...lowerDirs].reverse().join(':')},upperdir=${upperDir},workdir=${workDir}`;
+  // volatile (Linux 5.10): unmounting a writable overlay otherwise syncs the whole filesystem
+  // of its upper dir (overlayfs' sync_fs), so a WORKDIR after an apt-get RUN waited 300 ms for
+  // apt's files to reach the disk. The upper dir becomes a snapshot that nothing syncs either
+  // (RUN overlays are volatile too); layers are made durable as blobs. A kernel without it
+  // gets the plain mount.
+  if (volatileOverlay) {
+    try {
+      return await mount(`${options},volatile`, target);
+    } catch (err) {
+      let unmount: () => Promise<void>;
+      try {
+        unmount = await mount(options, target);
+      } catch {
+        throw err; // not about volatile
+      }
+      volatileOverlay = false;
+      return unmount;
+    }
+  }
+  return mount(options, target);
 }
+
+let volatileOverlay = true;
 
 /**
  * Mounts a read-only overlay of `lowerDirs` (bottom first; at least two, overlayfs' rule for a
