@@ -470,9 +470,9 @@ class Solver {
   async settled(): Promise<void> {
     let n = -1;
     // Settling may start nothing new (the signal is aborted), but loop until the sets are stable.
-    while (n !== this.#stages.size + this.#inflight.size) {
-      n = this.#stages.size + this.#inflight.size;
-      await Promise.allSettled([...this.#stages.values(), ...this.#inflight.values()]);
+    while (n !== this.#stages.size + this.#inflight.size + this.#contextSets.size) {
+      n = this.#stages.size + this.#inflight.size + this.#contextSets.size;
+      await Promise.allSettled([...this.#stages.values(), ...this.#inflight.values(), ...this.#contextSets.values()]);
     }
   }
 
@@ -490,6 +490,13 @@ class Solver {
     const stage = graph.stages[index]!;
     // Start the stages this one depends on now, so they run in parallel.
     const deps = new Map(stage.dependsOn.map((e) => [e.stage, this.stage(e.stage)]));
+    // Hash what this stage's COPYs read from the context now, while the steps before them run
+    // (their keys need it; it depends on no step). An error is the step's, when it gets there.
+    for (const op of stage.ops) {
+      if (op.type !== 'tsbuild.file.copy.v1' || op.from.kind !== 'context') continue;
+      const paths = op.sources.filter((x) => !isUrl(x));
+      if (paths.length > 0) this.#contextFiles(paths, op.exclude).catch(() => {});
+    }
     let state: FsState;
     switch (stage.base.kind) {
       case 'scratch':

@@ -124,6 +124,20 @@ describe('build(): multi-stage images on busybox', () => {
     expect(text).toMatch(/> about to fail\n\s+> no such thing/);
   });
 
+  it('a COPY source that is missing fails at its COPY, after the steps before it ran (the context is hashed early, its errors kept for the step)', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN echo before > /before\nCOPY missing.txt /m\n' });
+    const events: ProgressEvent[] = [];
+    const err = await build({ context, root, env: {}, onProgress: (e) => events.push(e) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as BuildError).message).toMatch(/missing\.txt/);
+    expect((err as BuildError).step?.range.start.line).toBe(3);
+    const run = events.find((e) => e.type === 'step' && e.name.includes('RUN echo before') && e.status === 'done');
+    expect(run).toBeDefined();
+  });
+
   it('RUN mounts: a secret is readable in the step and in no layer, config or history', { timeout: 60_000 }, async () => {
     const df = 'FROM busybox:latest\nRUN --mount=type=secret,id=tok cat /run/secrets/tok > /seen && test ! -e /run/secrets/tok.copy\n';
     const { root, context } = await setup({ Dockerfile: df });
