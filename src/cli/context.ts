@@ -5,6 +5,11 @@ export interface CliContext {
   readonly stdout: Writable & { isTTY?: boolean; columns?: number };
   readonly stderr: Writable & { isTTY?: boolean; columns?: number };
   readonly stdin: Readable;
+  /**
+   * The descriptor `stdin` reads, when it is the process's own (0): a sandboxed command given it
+   * reads it directly, whatever it is (a file, a pipe, a terminal), as `docker run -i` does.
+   */
+  readonly stdinFd?: number;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly cwd: string;
   /** Aborted on SIGINT/SIGTERM. */

@@ -121,6 +121,7 @@ export async function runProcess(): Promise<void> {
     get stdin() {
       return process.stdin;
     },
+    stdinFd: 0,
     env: process.env,
     cwd: process.cwd(),
     signal: controller.signal,

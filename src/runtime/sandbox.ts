@@ -267,8 +267,8 @@ export class Runtime {
    */
   private spare: { child: ChildProcess; idle: NodeJS.Timeout } | undefined;
 
-  private startHelper(): ChildProcess {
-    return spawn(this.helperPath, ['run'], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+  private startHelper(stdin?: RunSpec['stdin']): ChildProcess {
+    return spawn(this.helperPath, ['run'], { stdio: [stdin === undefined ? 'ignore' : typeof stdin === 'number' ? stdin : 'pipe', 'pipe', 'pipe', 'pipe'] });
   }
 
   /** The spare helper if it is still waiting, else a fresh one. */
@@ -362,7 +362,15 @@ export class Runtime {
       // A spare helper made its mount namespace when it started: a bind mount's source that was
       // mounted after that (the builder's read-only view of another stage) is not in it. Runs
       // with bind mounts start a helper of their own.
-      const child = spec.mounts?.some((m) => m.type === 'bind') ? this.startHelper() : this.takeHelper();
+      // A run with input has a helper of its own too (a spare's stdin is /dev/null).
+      const stdin = spec.stdin;
+      const child = stdin !== undefined || spec.mounts?.some((m) => m.type === 'bind') ? this.startHelper(stdin) : this.takeHelper();
+      if (stdin !== undefined && typeof stdin !== 'number' && child.stdin) {
+        const input = child.stdin;
+        input.on('error', () => {}); // EPIPE: the process stopped reading; its exit is what counts
+        stdin.pipe(input);
+        child.once('close', () => stdin.unpipe(input));
+      }
       const helperDone = new Promise<void>((r) => child.once('close', () => r()));
       const status = child.stdio[3] as Readable & { end(b: Buffer): void };
       let tail = '';

@@ -119,6 +119,12 @@ export interface RunSpec {
   /** Abort kills the whole pid namespace (`SandboxAbortedError`). */
   readonly signal?: AbortSignal;
   /** Live output, chunk by chunk, in the order each stream produced it. */
+  /**
+   * What the process reads on its standard input (`docker run -i`); default none (/dev/null).
+   * A descriptor is given to the process as it is (a file, a pipe or a terminal of the caller);
+   * a stream is copied into a pipe, whose end is the stream's end.
+   */
+  readonly stdin?: NodeJS.ReadableStream | number;
   readonly onStdout?: (chunk: Buffer) => void;
   readonly onStderr?: (chunk: Buffer) => void;
   /** `auto` (default): overlayfs, else a private copy of the layers; or force one. */

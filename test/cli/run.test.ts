@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { makeBusyboxImage } from '../helpers/base-images.js';
+import { makeBusyboxImage, repoRoot } from '../helpers/base-images.js';
 import { runCli } from '../helpers/cli.js';
 import { withConfig, writeImage } from '../../src/oci/image.js';
 import { digestHex } from '../../src/oci/digest.js';
@@ -46,6 +47,30 @@ describe('tsbuild run', () => {
     const r = await run('busybox', 'sh', '-c', 'echo out; echo err >&2; exit 7');
     expect(r).toEqual({ code: 7, stdout: 'out\n', stderr: 'err\n' });
     expect((await run('busybox', 'true')).code).toBe(0);
+  });
+
+  test('-i passes standard input to the command (and without it the command reads nothing); -t is refused', async () => {
+    const input = 'first line\nsecond line\n'.repeat(2000); // more than a pipe holds
+    // in process: the stream is copied into a pipe
+    const r = await runCli(['run', '--root', root, '-i', 'busybox', 'sh', '-c', 'tr a-z A-Z | tail -n 1; wc -l'], { stdin: input });
+    expect(r.stderr).toBe('');
+    expect(r.stdout).toBe('SECOND LINE\n0\n'); // tr read all of it; nothing was left for wc
+    expect(r.code).toBe(0);
+    const counted = await runCli(['run', '--root', root, '--interactive', 'busybox', 'wc', '-c'], { stdin: input });
+    expect(counted.stdout.trim()).toBe(String(Buffer.byteLength(input)));
+    const without = await runCli(['run', '--root', root, 'busybox', 'wc', '-c'], { stdin: input });
+    expect(without.stdout.trim()).toBe('0');
+    // the command as a user runs it: the command reads tsbuild's own standard input, here a file
+    // (so /dev/stdin opens, and the process could seek it)
+    const file = path.join(work, 'input.txt');
+    await fs.writeFile(file, input);
+    const bin = path.join(repoRoot, 'dist/cli.cjs');
+    const direct = spawnSync('sh', ['-c', `"$0" run --root "$1" -i busybox sh -c 'wc -c < /dev/stdin' < "$2"`, bin, root, file], { encoding: 'utf8' });
+    expect(direct.stderr).toBe('');
+    expect(direct.stdout.trim()).toBe(String(Buffer.byteLength(input)));
+    const tty = await runCli(['run', '--root', root, '-it', 'busybox', 'sh']);
+    expect(tty.code).toBe(2);
+    expect(tty.stderr).toContain('-t/--tty is not supported');
   });
 
   test('a missing command exits 127, like docker', async () => {

@@ -24,9 +24,11 @@ Options:
   -e, --env list            Set environment variables (KEY=VALUE, or KEY to pass this environment's value)
       --env-file list       Read in a file of environment variables (KEY=VALUE lines, # comments)
   -h, --hostname string     Container host name (default "tsbuild")
+  -i, --interactive         Keep STDIN open: the command reads this command's standard input
       --network string      Network: host (default: the host's network) or none (only lo)
       --platform string     Pick this platform from a multi-platform image (default: the host)
       --rm                  Accepted for docker compatibility: the container is always removed
+  -t, --tty                 Refused: tsbuild has no pseudo-terminal for the command (use -i)
   -u, --user string         Username or UID (format: <name|uid>[:<group|gid>])
   -v, --volume list         Bind mount a host path: HOST:CONTAINER[:ro|rw] (HOST absolute or ./relative)
   -w, --workdir string      Working directory inside the container
@@ -43,6 +45,8 @@ const OPTIONS = {
   env: { type: 'string', short: 'e', multiple: true },
   'env-file': { type: 'string', multiple: true },
   hostname: { type: 'string', short: 'h' },
+  interactive: { type: 'boolean', short: 'i' },
+  tty: { type: 'boolean', short: 't' },
   network: { type: 'string' },
   net: { type: 'string' },
   platform: { type: 'string' },
@@ -175,6 +179,7 @@ export const run: Command = async (argv, ctx) => {
   }
   if (split.image === undefined) throw new UsageError(`"run" requires at least 1 argument: IMAGE\n\n${USAGE}`);
   const imageName = split.image;
+  if (values.tty) throw new UsageError('-t/--tty is not supported: tsbuild gives the command no pseudo-terminal; -i passes standard input through');
   if (values.workdir !== undefined && !values.workdir.startsWith('/')) {
     throw new UsageError(`the working directory ${JSON.stringify(values.workdir)} is invalid: it needs to be an absolute path`);
   }
@@ -245,6 +250,7 @@ export const run: Command = async (argv, ctx) => {
         network,
         hostname,
         ...(extraHosts.length ? { extraHosts } : {}),
+        ...(values.interactive ? { stdin: ctx.stdinFd ?? ctx.stdin } : {}),
         signal: ctx.signal,
         onStdout: (b) => ctx.stdout.write(b),
         onStderr: (b) => ctx.stderr.write(b),
