@@ -763,7 +763,8 @@ function isTarHeader(block: Buffer): boolean {
   return sum === parseInt(stored, 8);
 }
 
-function decompressed(file: string, compression: ArchiveCompression): Readable {
+/** The tar in `file` (compressed as `detectArchive` said), as a stream of tar bytes. */
+export function decompressed(file: string, compression: ArchiveCompression): Readable {
   const input = createReadStream(file);
   if (compression === 'none') return input;
   if (compression === 'gzip') return input.pipe(createGunzip());

@@ -93,6 +93,12 @@ function indexPath(cacheDir: string, root: string, ext: 'idx' | 'json'): string 
 
 const EMPTY = Buffer.alloc(0);
 
+/** Removes the index kept for the context at `root` (a context that will not be seen again: one unpacked from stdin). */
+export async function forgetContextIndex(cacheDir: string, root: string): Promise<void> {
+  const abs = path.resolve(root);
+  await Promise.all((['idx', 'json'] as const).map((ext) => rm(indexPath(cacheDir, abs, ext), { force: true })));
+}
+
 /** The type of an entry this hasher made for a file it hashed racily: it drops the index's entry and is not written. */
 const T_DROP = 0x2d; // '-'
 

@@ -143,6 +143,52 @@ describe('tsbuild build', () => {
   });
 });
 
+describe('tsbuild build - (the context from stdin, as docker build - reads it)', () => {
+  const leftovers = async () => (await readdir(tmpdir())).filter((n) => n.startsWith('tsbuild-stdin-')).length;
+  const indexes = async () => (await readdir(path.join(root, 'cache', 'context-index')).catch(() => [] as string[])).length;
+
+  it('a Dockerfile alone: built with no context', async () => {
+    const before = await leftovers();
+    const out = path.join(tmp, 'stdin-df');
+    const r = await runCli(['build', '--root', root, '--output', `type=local,dest=${out}`, '-'], { cwd: tmp, stdin: 'FROM busybox:latest\nRUN echo from stdin > /said\n' });
+    expect(r.stderr).toContain('RUN echo from stdin');
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(path.join(out, 'said'), 'utf8')).toBe('from stdin\n');
+    expect(await leftovers()).toBe(before);
+    // COPY has nothing to copy from
+    const copy = await runCli(['build', '--root', root, '-'], { cwd: tmp, stdin: 'FROM busybox:latest\nCOPY hello.txt /\n' });
+    expect(copy.code).toBe(1);
+    expect(copy.stderr).toMatch(/hello\.txt/);
+  });
+
+  it('a compressed tar: the context, with its .dockerignore, and -f naming the Dockerfile in it; its temp files and index go afterwards', async () => {
+    const src = path.join(tmp, 'stdin-tar-src');
+    await mkdir(path.join(src, 'docker'), { recursive: true });
+    await writeFile(path.join(src, 'docker', 'app.Dockerfile'), 'FROM busybox:latest\nCOPY . /ctx/\nRUN ls -A /ctx | sort | tr "\\n" " " > /listing\n');
+    await writeFile(path.join(src, 'kept.txt'), 'kept\n');
+    await writeFile(path.join(src, 'secret.env'), 'TOKEN=1\n');
+    await writeFile(path.join(src, '.dockerignore'), '*.env\n');
+    await run('tar', ['-czf', path.join(tmp, 'ctx.tar.gz'), '-C', src, '.']);
+    const before = await leftovers();
+    const indexesBefore = await indexes();
+    const out = path.join(tmp, 'stdin-tar');
+    const r = await runCli(['build', '--root', root, '-f', 'docker/app.Dockerfile', '--output', `type=local,dest=${out}`, '-'], { cwd: tmp, stdin: await readFile(path.join(tmp, 'ctx.tar.gz')) });
+    expect(r.code, r.stderr).toBe(0);
+    expect(await readFile(path.join(out, 'listing'), 'utf8')).toBe('.dockerignore docker kept.txt ');
+    expect(await readFile(path.join(out, 'ctx', 'kept.txt'), 'utf8')).toBe('kept\n');
+    expect(await leftovers()).toBe(before);
+    expect(await indexes()).toBe(indexesBefore);
+    // a Dockerfile outside the tar is refused; stdin cannot be both
+    const outside = await runCli(['build', '--root', root, '-f', '../x', '-'], { cwd: tmp, stdin: await readFile(path.join(tmp, 'ctx.tar.gz')) });
+    expect(outside.code).toBe(2);
+    expect(outside.stderr).toContain('must be inside the context read from stdin');
+    const both = await runCli(['build', '--root', root, '-f', '-', '-'], { cwd: tmp, stdin: 'FROM scratch\n' });
+    expect(both.code).toBe(2);
+    expect(both.stderr).toContain('cannot read both the build context and the Dockerfile');
+    expect(await leftovers()).toBe(before);
+  });
+});
+
 describe('--output compression', () => {
   it('parses compression= and compression-level= as buildx does, and rejects bad values', async () => {
     const { parseOutput } = await import('../../src/cli/commands/build.js');

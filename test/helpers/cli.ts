@@ -8,7 +8,7 @@ export interface CliResult {
 }
 
 /** Runs the CLI in-process with captured output. */
-export async function runCli(argv: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; stdin?: string } = {}): Promise<CliResult> {
+export async function runCli(argv: string[], opts: { cwd?: string; env?: Record<string, string | undefined>; stdin?: string | Buffer } = {}): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   const out = new Writable({ write(chunk, _enc, cb) { stdout += String(chunk); cb(); } });

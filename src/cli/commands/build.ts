@@ -1,14 +1,16 @@
 import { readFile } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command, CliContext } from '../context.js';
 import { UsageError, resolveRoot } from '../context.js';
 import type { BuildOptions, LayerCompression, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
 import { parseAddHost, type ExtraHost } from '../../runtime/spec.js';
+import { resolveRootDir } from '../../oci/store.js';
 
-const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH
+const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH | -
 
-Build an image from a Dockerfile and a context directory.
+Build an image from a Dockerfile and a context directory. With "-", stdin is the context: a tar
+(plain or compressed) with the Dockerfile in it, or a Dockerfile alone (no context).
 
 Options:
   -t, --tag name:tag          Name and tag the image in the local store (repeatable)
@@ -44,6 +46,13 @@ export interface ParsedBuildArgs {
   readonly iidfile?: string;
   readonly metadataFile?: string;
   readonly dockerfileFromStdin: boolean;
+  /**
+   * `tsbuild build -`: stdin is the context, a tar (plain, gzip, bzip2, xz or zstd) with the
+   * Dockerfile in it, or a Dockerfile alone (no context), as `docker build -` reads it. `options.context`
+   * is then set once stdin is read; `-f` names the Dockerfile inside the tar.
+   */
+  readonly contextFromStdin: boolean;
+  readonly dockerfileInContext?: string;
   /** `--call targets`: list targets instead of building. */
   readonly call?: { readonly method: 'targets'; readonly format: 'text' | 'json' };
 }
@@ -163,7 +172,9 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     else if (method !== 'build') throw new UsageError(`--call: unknown method ${JSON.stringify(method)} (want build or targets)`);
   }
   if (positionals.length !== 1) throw new UsageError(`build wants exactly one context PATH, got ${positionals.length}\n\n${USAGE}`);
-  const context = resolve(ctx.cwd, positionals[0]!);
+  const contextFromStdin = positionals[0] === '-';
+  if (contextFromStdin && values.file === '-') throw new UsageError('cannot read both the build context and the Dockerfile (-f -) from stdin');
+  const context = contextFromStdin ? '-' : resolve(ctx.cwd, positionals[0]!);
   const buildArgs: Record<string, string> = {};
   for (const a of values['build-arg'] ?? []) {
     if (!a.includes('=')) {
@@ -215,7 +226,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
   const dockerfileFromStdin = values.file === '-';
   const options: ParsedBuildArgs['options'] = {
     context,
-    ...(values.file && !dockerfileFromStdin ? { dockerfile: resolve(ctx.cwd, values.file) } : {}),
+    ...(values.file && !dockerfileFromStdin && !contextFromStdin ? { dockerfile: resolve(ctx.cwd, values.file) } : {}),
     ...(values.target ? { target: values.target } : {}),
     buildArgs,
     ...(values.platform ? { platform: values.platform } : {}),
@@ -241,6 +252,8 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     ...(values.iidfile ? { iidfile: resolve(ctx.cwd, values.iidfile) } : {}),
     ...(values['metadata-file'] ? { metadataFile: resolve(ctx.cwd, values['metadata-file']) } : {}),
     dockerfileFromStdin,
+    contextFromStdin,
+    ...(contextFromStdin && values.file ? { dockerfileInContext: values.file } : {}),
     ...(call ? { call } : {}),
   };
 }
@@ -268,10 +281,12 @@ export const run: Command = async (argv, ctx) => {
   const { build, BuildError } = await import('../../builder/build.js');
   const { createProgressRenderer } = await import('../progress.js');
   const renderer = createProgressRenderer(parsed.progress, ctx.stderr);
-  const dockerfileText = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : undefined;
+  const fromStdin = parsed.contextFromStdin ? await stdinContext(ctx.stdin, parsed.dockerfileInContext) : undefined;
+  const dockerfileText = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : fromStdin?.dockerfileText;
   try {
     const result = await build({
       ...parsed.options,
+      ...(fromStdin ? { context: fromStdin.context, ...(fromStdin.dockerfile ? { dockerfile: fromStdin.dockerfile } : {}) } : {}),
       ...(dockerfileText !== undefined ? { dockerfileText } : {}),
       signal: ctx.signal,
       onProgress: renderer.onEvent,
@@ -298,15 +313,72 @@ export const run: Command = async (argv, ctx) => {
       return 1;
     }
     throw err;
+  } finally {
+    if (fromStdin) await fromStdin.remove(resolveRootDir({ root: parsed.options.root, env: ctx.env }));
   }
 };
+
+/**
+ * The context `docker build -` reads: stdin saved to a temp file; a tar (by content) is unpacked
+ * (no entry leaves the directory) and is the context, with the Dockerfile in it (`-f` relative to
+ * it); anything else is the Dockerfile, with an empty context. `remove` deletes the temp files and
+ * the context's hash index (its path is never seen again).
+ */
+async function stdinContext(
+  stdin: NodeJS.ReadableStream,
+  dockerfileInContext: string | undefined,
+): Promise<{ context: string; dockerfile?: string; dockerfileText?: string; remove: (root: string) => Promise<void> }> {
+  const [{ mkdtemp, mkdir, realpath, rm }, { createWriteStream }, { tmpdir }, { pipeline }, { detectArchive, decompressed }, { extractLayer }, { forgetContextIndex }] = await Promise.all([
+    import('node:fs/promises'),
+    import('node:fs'),
+    import('node:os'),
+    import('node:stream/promises'),
+    import('../../builder/copy.js'),
+    import('../../oci/extract.js'),
+    import('../../cache/context-hash.js'),
+  ]);
+  const dir = await realpath(await mkdtemp(join(tmpdir(), 'tsbuild-stdin-')));
+  const context = join(dir, 'context');
+  const remove = async (root: string) => {
+    await forgetContextIndex(join(root, 'cache'), context).catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    const file = join(dir, 'stdin');
+    await pipeline(stdin, createWriteStream(file));
+    const compression = await detectArchive(file);
+    if (compression === undefined) {
+      if (dockerfileInContext !== undefined) throw new UsageError(`-f ${dockerfileInContext} names a file in a context from stdin, but stdin is not a tar: it is read as the Dockerfile`);
+      await mkdir(context);
+      return { context, dockerfileText: await readFile(file, 'utf8'), remove };
+    }
+    await extractLayer(decompressed(file, compression), context, { whiteouts: false });
+    await rm(file);
+    const name = dockerfileInContext ?? 'Dockerfile';
+    const dockerfile = resolve(context, name);
+    if (relative(context, dockerfile).startsWith('..')) throw new UsageError(`-f ${name}: the Dockerfile must be inside the context read from stdin`);
+    return { context, dockerfile, remove };
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
 
 /** `--call targets`: the stages of the Dockerfile, as buildx lists them; nothing is built. */
 async function listTargetsCommand(parsed: ParsedBuildArgs, ctx: CliContext): Promise<number> {
   const { parseDockerfile, formatDiagnostic } = await import('../../parser/index.js');
   const { listTargets, formatTargets } = await import('../../builder/targets.js');
-  const file = parsed.options.dockerfile ?? resolve(parsed.options.context, 'Dockerfile');
-  const text = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : await readFile(file, 'utf8');
+  let file = parsed.options.dockerfile ?? resolve(parsed.options.context, 'Dockerfile');
+  let text: string;
+  if (parsed.contextFromStdin) {
+    const s = await stdinContext(ctx.stdin, parsed.dockerfileInContext);
+    try {
+      if (s.dockerfile) file = s.dockerfile;
+      text = s.dockerfileText ?? (await readFile(file, 'utf8'));
+    } finally {
+      await s.remove(resolveRootDir({ root: parsed.options.root, env: ctx.env }));
+    }
+  } else text = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : await readFile(file, 'utf8');
   const result = parseDockerfile(text, { file });
   const errors = result.diagnostics.filter((d) => d.severity === 'error');
   if (errors.length > 0) {
