@@ -14,6 +14,9 @@ import { autoDecompress } from '../oci/compress.js';
 /** How long a snapshot or temp directory is safe from `gc` after its last use (as the store's blob GC). */
 export const DEFAULT_GRACE_MS = 10 * 60 * 1000;
 
+/** How often a process refreshes the marks of the temp directories it is using. */
+const TEMP_MARK_MS = 60 * 1000;
+
 /**
  * The one rule `gc` follows and `usage` reports: a directory goes when no live diffID names it
  * and it was not used within the grace period (a build in flight may be about to mount it).
@@ -71,7 +74,12 @@ export class SnapshotStore {
   }
 
   #markUsed(diffId: Digest): void {
-    const f = path.join(this.dir, 'used', digestHex(diffId).slice(0, 24));
+    this.#mark(digestHex(diffId).slice(0, 24));
+  }
+
+  /** Sets `used/<name>` to now: a snapshot (by its directory name) or a temp directory (`tmp/<name>`). */
+  #mark(name: string): void {
+    const f = path.join(this.dir, 'used', name);
     const now = new Date();
     try {
       utimesSync(f, now, now);
@@ -99,7 +107,10 @@ export class SnapshotStore {
       if (!c.reclaimable) continue;
       const bytes = await diskUsage(c.dir, seen);
       if (c.kind === 'temp') {
-        if (!options.dryRun) rmSync(c.dir, { recursive: true, force: true });
+        if (!options.dryRun) {
+          rmSync(c.dir, { recursive: true, force: true });
+          rmSync(path.join(this.dir, 'used', c.name), { force: true });
+        }
         result.tempsRemoved++;
         result.tempsFreedBytes += bytes;
         continue;
@@ -117,6 +128,12 @@ export class SnapshotStore {
       }
       result.removed++;
       result.freedBytes += bytes;
+    }
+    // marks of temp directories that are gone (their process was killed before it forgot them)
+    if (!options.dryRun) {
+      for (const name of listSync(path.join(this.dir, 'used'))) {
+        if (!/^[0-9a-f]{24}$/.test(name) && !lstatSync(path.join(this.tmpDir, name), { throwIfNoEntry: false })) rmSync(path.join(this.dir, 'used', name), { force: true });
+      }
     }
     return result;
   }
@@ -161,9 +178,12 @@ export class SnapshotStore {
       (await list(this.tmpDir)).map(async (name) => {
         const dir = path.join(this.tmpDir, name);
         const st = await lstat(dir).catch(() => undefined);
+        // the directory's own mtime, or the mark its build refreshes while it runs
+        const mark = await stat(path.join(this.dir, 'used', name)).catch(() => undefined);
+        const last = Math.max(st?.mtimeMs ?? 0, mark?.mtimeMs ?? 0);
         const real = path.join(tmpReal, name);
         const inUse = mounted.some((m) => m === real || m.startsWith(`${real}/`));
-        return st && { name, dir, kind: 'temp' as const, lastUsedMs: st.mtimeMs, live: inUse, reclaimable: reclaimable(inUse, st.mtimeMs, now, graceMs) };
+        return st && { name, dir, kind: 'temp' as const, lastUsedMs: last, live: inUse, reclaimable: reclaimable(inUse, last, now, graceMs) };
       }),
     );
     return [...layers, ...temps].filter((c) => c !== undefined);
@@ -184,7 +204,8 @@ export class SnapshotStore {
 
   /** `tempDir`, synchronously: two mkdir calls cost less than two threadpool round trips. */
   tempDirSync(prefix = 'w'): string {
-    const d = path.join(this.tmpDir, `${prefix}-${randomBytes(6).toString('hex')}`);
+    const name = `${prefix}-${randomBytes(6).toString('hex')}`;
+    const d = path.join(this.tmpDir, name);
     try {
       mkdirSync(d);
     } catch (err) {
@@ -192,7 +213,35 @@ export class SnapshotStore {
       mkdirSync(this.tmpDir, { recursive: true });
       mkdirSync(d);
     }
+    this.#temps.add(name);
+    if (!this.#heartbeat) {
+      this.#heartbeat = setInterval(() => this.refreshTempMarks(), TEMP_MARK_MS);
+      this.#heartbeat.unref();
+    }
     return d;
+  }
+
+  /**
+   * Temp directories this process made, while they exist: their `used/` marks are refreshed
+   * every minute, so a step that runs longer than `gc`'s grace period (a RUN upper dir whose
+   * own mtime does not move) is never taken by a prune beside it.
+   */
+  readonly #temps = new Set<string>();
+  #heartbeat: NodeJS.Timeout | undefined;
+
+  /** Marks this process's temp directories as used now and forgets those that are gone (called every minute). */
+  refreshTempMarks(): void {
+    for (const name of this.#temps) {
+      if (lstatSync(path.join(this.tmpDir, name), { throwIfNoEntry: false })) this.#mark(name);
+      else {
+        this.#temps.delete(name);
+        rmSync(path.join(this.dir, 'used', name), { force: true });
+      }
+    }
+    if (this.#temps.size === 0 && this.#heartbeat) {
+      clearInterval(this.#heartbeat);
+      this.#heartbeat = undefined;
+    }
   }
 
   /**
@@ -249,6 +298,15 @@ export class SnapshotStore {
     const d = path.join(this.dir, 'empty');
     await mkdir(d, { recursive: true });
     return d;
+  }
+}
+
+/** The names in a directory; none when it is missing. */
+function listSync(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 

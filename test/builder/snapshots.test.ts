@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mountOverlay, unpackOverlayLayer } from '../../src/builder/snapshots.js';
+import { mountOverlay, SnapshotStore, unpackOverlayLayer } from '../../src/builder/snapshots.js';
 
 type Entry = { name: string; type?: 'file' | 'directory' | 'symlink' | 'link'; linkname?: string; body?: string };
 
@@ -88,3 +88,29 @@ describe('mountOverlay', () => {
     expect(await mounts()).toHaveLength(0);
   });
 });
+
+describe('SnapshotStore temp directories and gc', () => {
+  it('a temp dir its process keeps using is never taken, however old its mtime (marks refreshed); one nobody marks is; marks of gone dirs go', async () => {
+    const { existsSync, readdirSync, rmSync, utimesSync } = await import('node:fs');
+    const root = path.join(tmp, 'gc-temps');
+    const building = new SnapshotStore(root); // this build's process
+    const killed = new SnapshotStore(root); // a build that was killed: nothing refreshes its marks
+    const kept = building.tempDirSync('ex');
+    const left = killed.tempDirSync('ex');
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    for (const d of [kept, left]) utimesSync(d, hourAgo, hourAgo); // a RUN whose upper dir root never changed
+    building.refreshTempMarks();
+    const usage = await new SnapshotStore(root).usage(new Set());
+    expect(usage.find((u) => kept.endsWith(u.name))?.reclaimable).toBe(false);
+    expect(usage.find((u) => left.endsWith(u.name))?.reclaimable).toBe(true);
+    const r = await new SnapshotStore(root).gc(new Set());
+    expect(r.tempsRemoved).toBe(1);
+    expect(existsSync(kept)).toBe(true);
+    expect(existsSync(left)).toBe(false);
+    // the build is done with it: its mark goes with it
+    rmSync(kept, { recursive: true });
+    building.refreshTempMarks();
+    expect(readdirSync(path.join(root, 'snapshots', 'used'))).toEqual([]);
+  });
+});
+
