@@ -494,7 +494,7 @@ class Solver {
     // (their keys need it; it depends on no step). An error is the step's, when it gets there.
     for (const op of stage.ops) {
       if (op.type !== 'tsbuild.file.copy.v1' || op.from.kind !== 'context') continue;
-      const paths = op.sources.filter((x) => !isUrl(x));
+      const paths = contextPaths(op);
       if (paths.length > 0) this.#contextFiles(paths, op.exclude).catch(() => {});
     }
     let state: FsState;
@@ -545,7 +545,7 @@ class Solver {
       const s = await this.#sourceState(op.from);
       if (s) inputs.source = s.key;
       else {
-        const paths = op.sources.filter((x) => !isUrl(x));
+        const paths = contextPaths(op);
         if (paths.length > 0) files = await this.#contextFiles(paths, op.exclude);
       }
       // ADD URL: the remote file is an input. With --checksum it is the checksum (in the op);
@@ -567,11 +567,13 @@ class Solver {
     }
     // --add-host and a build-wide --network none are part of a RUN's key, as in BuildKit (ExecOp's
     // Meta.ExtraHosts and Network); without them the key is as before (the default network is the host's).
-    const exec = op.type === 'tsbuild.exec.v1' ? op : undefined;
-    const hosts = exec ? this.#i.options.addHosts : undefined;
-    const isolated = exec?.network === 'default' && this.#i.options.network === 'none';
-    const values = hosts?.length || isolated ? { ...(hosts?.length ? { 'add-host': hosts.map((h) => `${h.host}=${h.ip}`).join(',') } : {}), ...(isolated ? { network: 'none' } : {}) } : undefined;
-    const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}), ...(values ? { values } : {}) });
+    const values: Record<string, string> = {};
+    if (op.type === 'tsbuild.exec.v1') {
+      const hosts = this.#i.options.addHosts ?? [];
+      if (hosts.length > 0) values['add-host'] = hosts.map((h) => `${h.host}=${h.ip}`).join(',');
+      if (op.network === 'default' && runNetwork(op, this.#i.options) === 'none') values.network = 'none';
+    }
+    const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}), ...(Object.keys(values).length > 0 ? { values } : {}) });
     const existing = this.#inflight.get(key);
     if (existing) return existing;
     const p = this.#limit(() => this.#runOp(op, parent, key, manifest, files, noCache));
@@ -856,7 +858,7 @@ class Solver {
         user: op.user,
         cwd: op.cwd,
         args: op.args,
-        network: options.network && op.network === 'default' ? options.network : op.network,
+        network: runNetwork(op, options),
         ...(options.addHosts?.length ? { extraHosts: options.addHosts } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
         onStdout: (b) => emit({ type: 'output', id, name, stream: 'stdout', data: b.toString() }),
@@ -958,6 +960,16 @@ class Solver {
 
 function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
+}
+
+/** What a COPY reads from its source tree (its sources that are not URLs). */
+function contextPaths(op: CopyOp): string[] {
+  return op.sources.filter((x) => !isUrl(x));
+}
+
+/** The network a RUN step runs with: its own `--network`, else the build's. */
+function runNetwork(op: ExecOp, options: BuildOptions): ExecOp['network'] {
+  return options.network && op.network === 'default' ? options.network : op.network;
 }
 
 /** What identifies the current version of a remote file, from a HEAD request; unique (never cached) when the server says nothing useful. */

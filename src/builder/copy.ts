@@ -37,6 +37,7 @@ import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
 import { discard, header, httpFetch, type HttpResponse } from '../oci/registry/http.js';
+import { isCertificateError } from '../util/extra-ca.js';
 import { cleanPath, escapeLiteral, flatString, goBracket, PatternMatcher, resolveInRoot, type Resolved } from './context.js';
 
 export class CopyError extends TsbuildError {}
@@ -908,7 +909,7 @@ async function addUrl(c: Copier, url: string, dest: string, spec: CopySpec): Pro
     res = await httpFetch('GET', new URL(url), c.env.signal);
   } catch (cause) {
     // what to do about a certificate nothing here trusts (registries have certs.d; a URL has node's variable)
-    const hint = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test((cause as { code?: string }).code ?? '') ? ' (to trust its certificate authority, name a file holding its certificate in NODE_EXTRA_CA_CERTS)' : '';
+    const hint = isCertificateError(cause) ? ' (to trust its certificate authority, name a file holding its certificate in NODE_EXTRA_CA_CERTS)' : '';
     throw new CopyError('TSBUILD_ADD_URL', `failed to fetch ${url}: ${(cause as Error).message}${hint}`, { cause });
   }
   if (res.status < 200 || res.status > 299) {

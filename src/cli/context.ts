@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import { parseAddHost, type ExtraHost } from '../runtime/spec.js';
 
 /** Everything a command may touch of the outside world. Built by `cli/main.ts`, the only file that reads `process`. */
 export interface CliContext {
@@ -31,4 +32,15 @@ export function resolveRoot(flag: string | undefined, ctx: CliContext): string {
   if (env.TSBUILD_ROOT) return env.TSBUILD_ROOT;
   const base = env.XDG_DATA_HOME || `${env.HOME ?? '/root'}/.local/share`;
   return `${base}/tsbuild`;
+}
+
+/** `--add-host host:ip|host=ip` values (of `build` and `run`) → their entries; a bad value is a usage error naming it. */
+export function addHostFlags(values: readonly string[] | undefined): ExtraHost[] {
+  return (values ?? []).flatMap((value) => {
+    try {
+      return parseAddHost(value);
+    } catch (err) {
+      throw new UsageError(`--add-host: ${(err as Error).message}`);
+    }
+  });
 }

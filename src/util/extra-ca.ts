@@ -31,7 +31,7 @@ export function deferExtraCaCertificates(file: string): void {
  * The deferred certificates (PEM, possibly several), or undefined when nothing was deferred or
  * the file cannot be read; as node does at start, an unreadable file is reported and ignored.
  */
-export function deferredCaCertificates(): string | undefined {
+function deferredCaCertificates(): string | undefined {
   if (deferredFile === undefined) return undefined;
   if (!loaded) {
     try {
@@ -79,4 +79,9 @@ export function secureContextFor(tls: TlsModule, trust?: TlsTrust): SecureContex
     contexts.set(id, ctx);
   }
   return ctx;
+}
+
+/** Whether a connection failed on a certificate nothing here trusts (node's and OpenSSL's error codes). */
+export function isCertificateError(err: unknown): boolean {
+  return /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test((err as { code?: string } | undefined)?.code ?? '');
 }

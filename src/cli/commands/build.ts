@@ -2,9 +2,8 @@ import { readFile } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import type { Command, CliContext } from '../context.js';
-import { UsageError, resolveRoot } from '../context.js';
+import { UsageError, addHostFlags, resolveRoot } from '../context.js';
 import type { BuildOptions, LayerCompression, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
-import { parseAddHost, type ExtraHost } from '../../runtime/spec.js';
 import { resolveRootDir } from '../../oci/store.js';
 
 const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH | -
@@ -61,15 +60,6 @@ function kv(value: string, flag: string): [string, string] {
   const i = value.indexOf('=');
   if (i <= 0) throw new UsageError(`${flag} wants KEY=VALUE, got ${JSON.stringify(value)}`);
   return [value.slice(0, i), value.slice(i + 1)];
-}
-
-/** `--add-host host:ip|host=ip` → its entries; a bad value is a usage error naming it. */
-function addHost(value: string): ExtraHost[] {
-  try {
-    return parseAddHost(value);
-  } catch (err) {
-    throw new UsageError(`--add-host: ${(err as Error).message}`);
-  }
 }
 
 /** Splits `a=b,c=d` (csv like buildx: values may be quoted). */
@@ -219,7 +209,7 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
   if (!['auto', 'plain', 'tty', 'json', 'quiet', 'rawjson'].includes(progress)) throw new UsageError(`--progress wants auto, plain, tty, json or quiet`);
   const network = values.network as BuildOptions['network'] | undefined;
   if (network !== undefined && !['default', 'none', 'host'].includes(network)) throw new UsageError(`--network wants default, none or host`);
-  const addHosts = (values['add-host'] ?? []).flatMap((h) => addHost(h));
+  const addHosts = addHostFlags(values['add-host']);
   const sdeText = values['source-date-epoch'] ?? buildArgs.SOURCE_DATE_EPOCH ?? ctx.env.SOURCE_DATE_EPOCH;
   const sourceDateEpoch = sdeText !== undefined && sdeText !== '' ? Number(sdeText) : undefined;
   if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) throw new UsageError(`SOURCE_DATE_EPOCH must be an integer, got ${JSON.stringify(sdeText)}`);

@@ -1,7 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { resolveRoot, UsageError, type CliContext, type Command } from '../context.js';
+import { addHostFlags, resolveRoot, UsageError, type CliContext, type Command } from '../context.js';
 import { SnapshotStore } from '../../builder/snapshots.js';
 import { TsbuildError } from '../../errors.js';
 import { loadManifest, selectImage } from '../../oci/image.js';
@@ -9,7 +9,6 @@ import { parsePlatform } from '../../oci/platform.js';
 import { Store } from '../../oci/store.js';
 import { createRuntime, resolveUser, SandboxAbortedError, type BindMount, type NetworkMode } from '../../runtime/index.js';
 import { describeError as describe } from '../../errors.js';
-import { parseAddHost, type ExtraHost } from '../../runtime/spec.js';
 
 const USAGE = `Usage: tsbuild run [OPTIONS] IMAGE [COMMAND] [ARG...]
 
@@ -154,15 +153,6 @@ async function parseVolume(text: string, ctx: CliContext): Promise<BindMount> {
   return { type: 'bind', source, target, readwrite, writeThrough: readwrite };
 }
 
-/** `--add-host host:ip|host=ip` → its entries; a bad value is a usage error naming it. */
-function addHost(value: string): ExtraHost[] {
-  try {
-    return parseAddHost(value);
-  } catch (err) {
-    throw new UsageError(`--add-host: ${(err as Error).message}`);
-  }
-}
-
 function parseNetwork(value: string | undefined): NetworkMode {
   if (value === undefined || value === 'host' || value === 'default') return 'host';
   if (value === 'none') return 'none';
@@ -186,7 +176,7 @@ export const run: Command = async (argv, ctx) => {
   if (values.network !== undefined && values.net !== undefined && values.network !== values.net) throw new UsageError('--network and --net disagree');
   const network = parseNetwork(values.network ?? values.net);
   const platform = values.platform ? parsePlatform(values.platform) : undefined;
-  const extraHosts = (values['add-host'] ?? []).flatMap((h) => addHost(h));
+  const extraHosts = addHostFlags(values['add-host']);
   const cliEnv = (values.env ?? []).map((e) => envEntry(e, ctx.env)).filter((e): e is string => e !== undefined);
 
   const root = path.resolve(ctx.cwd, resolveRoot(values.root, ctx));

@@ -8,6 +8,7 @@ import { dockerCredentials, type DockerConfigOptions } from './credentials.js';
 import { RegistryError, errorFromResponse, type RegistryErrorTarget } from './errors.js';
 import { defaultCertsDirs, registryTls } from './certs.js';
 import { discard, header, httpRequest, isTransientNetworkError, readBody, readErrorText, type HttpResponse, type TlsSettings } from './http.js';
+import { isCertificateError } from '../../util/extra-ca.js';
 
 /**
  * Blob bytes are handed on in pieces of about this size: the socket's 16-64 KiB reads, joined,
@@ -712,7 +713,6 @@ function progress(stream: Readable, start: number, onProgress?: (n: number) => v
 
 /** What to do about a certificate the system does not trust (appended to the error). */
 function tlsHint(err: unknown, host: string): string {
-  const code = (err as { code?: string }).code ?? '';
-  if (!/CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(code)) return '';
+  if (!isCertificateError(err)) return '';
   return ` (to trust this registry's certificate authority, put its certificate in /etc/docker/certs.d/${host}/ca.crt, or in $TSBUILD_CERTS_D/${host}/)`;
 }
