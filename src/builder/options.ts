@@ -44,7 +44,11 @@ export interface SshSpec {
   readonly paths: readonly string[];
 }
 
-/** Progress events; the library never prints, the CLI renders these. */
+/**
+ * Progress events; the library never prints, the CLI renders these. A step stopped because
+ * another failed, or because the build was aborted, ends with `status: 'error'` and
+ * `error: 'CANCELED'`.
+ */
 export type ProgressEvent =
   | { readonly type: 'step'; readonly id: string; readonly name: string; readonly status: 'started' | 'cached' | 'done' | 'error'; readonly durationMs?: number; readonly reason?: string; readonly error?: string }
   | { readonly type: 'output'; readonly id: string; readonly name: string; readonly stream: 'stdout' | 'stderr'; readonly data: string }
@@ -92,7 +96,7 @@ export interface BuildOptions {
   readonly sourceDateEpoch?: number;
   /** Environment for `TSBUILD_ROOT`, `--secret env=`, `DOCKER_CONFIG` and credential helpers. Default: `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>>;
-  /** Maximum number of steps run at once; default the number of CPUs. */
+  /** Maximum number of steps run at once; default twice the number of CPUs, at least 8. */
   readonly parallelism?: number;
   readonly signal?: AbortSignal;
   readonly onProgress?: (event: ProgressEvent) => void;

@@ -57,7 +57,8 @@ export function createProgressRenderer(mode: 'auto' | 'plain' | 'tty' | 'json' |
             out.write(`#${n} DONE ${((e.durationMs ?? 0) / 1000).toFixed(1)}s\n`);
           } else {
             flush(e.id);
-            out.write(`#${n} ERROR: ${e.error ?? 'failed'}\n`);
+            // as BuildKit prints a step stopped by another's failure
+            out.write(e.error === 'CANCELED' ? `#${n} CANCELED\n` : `#${n} ERROR: ${e.error ?? 'failed'}\n`);
           }
         }
       }
@@ -72,7 +73,7 @@ interface TtyStep {
   readonly name: string;
   readonly started: number;
   ended?: number;
-  status: 'running' | 'cached' | 'done' | 'error';
+  status: 'running' | 'cached' | 'done' | 'error' | 'canceled';
   reason?: string;
   /** The last lines of output, while running. */
   tail: string[];
@@ -97,7 +98,7 @@ function createTtyRenderer(out: Writable & { columns?: number }): ProgressRender
   const clip = (line: string) => (line.length > width() ? `${line.slice(0, width() - 1)}…` : line);
   const secs = (ms: number) => `${(ms / 1000).toFixed(1)}s`;
   const line = (st: TtyStep) => {
-    const mark = st.status === 'cached' ? ' CACHED' : st.status === 'error' ? ' ERROR' : '';
+    const mark = st.status === 'cached' ? ' CACHED' : st.status === 'error' ? ' ERROR' : st.status === 'canceled' ? ' CANCELED' : '';
     const time = st.status === 'cached' ? '' : ` ${secs((st.ended ?? Date.now()) - st.started)}`;
     const body = `${st.status === 'running' ? ' =>' : ' =>'} ${st.name}${mark}`;
     const pad = Math.max(1, width() - body.length - time.length);
@@ -155,9 +156,9 @@ function createTtyRenderer(out: Writable & { columns?: number }): ProgressRender
           if (e.reason) st.reason = e.reason;
           if (e.status === 'cached') st.status = 'cached';
           else if (e.status === 'done' || e.status === 'error') {
-            st.status = e.status;
+            st.status = e.status === 'error' && e.error === 'CANCELED' ? 'canceled' : e.status;
             st.ended = Date.now();
-            if (e.status === 'error') logs.push(`ERROR ${st.name}: ${e.error ?? 'failed'}`, ...st.tail.map((t) => `  > ${t}`));
+            if (st.status === 'error') logs.push(`ERROR ${st.name}: ${e.error ?? 'failed'}`, ...st.tail.map((t) => `  > ${t}`));
           }
         }
       }

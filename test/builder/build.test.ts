@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { build, BuildError } from '../../src/builder/build.js';
+import { build, BuildError, defaultParallelism } from '../../src/builder/build.js';
 import type { BuildOptions, BuildResult, ProgressEvent } from '../../src/builder/options.js';
 import { createRuntime } from '../../src/runtime/index.js';
 import { makeBusyboxImage } from '../helpers/base-images.js';
@@ -470,6 +470,49 @@ describe('build(): parallel stages', () => {
   it('with parallelism 1 they run one after the other (and so never meet)', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: DF });
     await expect(buildIn(root, context, { parallelism: 1 })).rejects.toThrow(/exit code: 1/);
+  });
+
+  // Eight stages that each wait for all eight marks: they meet only if all run at once, which the
+  // default allows on any machine (twice the CPUs, at least 8), as BuildKit runs them.
+  const CROWD = (id: string, me: number) =>
+    `RUN --mount=type=cache,id=${id},target=/sync,sharing=shared touch /sync/s${me} && i=0; while [ "$(ls /sync | wc -l)" -lt 8 ]; do i=$((i+1)); [ $i -gt 300 ] && echo "only $(ls /sync | wc -l) of 8 came" && exit 1; sleep 0.05; done; echo ${me} > /s${me}`;
+  const EIGHT = (id: string) => [...Array.from({ length: 8 }, (_, i) => `FROM busybox:latest AS s${i}\n${CROWD(id, i)}\n`), 'FROM scratch\n', ...Array.from({ length: 8 }, (_, i) => `COPY --from=s${i} /s${i} /\n`)].join('');
+
+  it('by default eight independent stages run at once, whatever the number of CPUs', { timeout: 90_000 }, async () => {
+    expect(defaultParallelism()).toBeGreaterThanOrEqual(8);
+    const { root, context } = await setup({});
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { dockerfileText: EIGHT('crowd-a'), outputs: [{ type: 'local', dest: out }] });
+    expect((await readdir(out)).sort()).toEqual(['s0', 's1', 's2', 's3', 's4', 's5', 's6', 's7']);
+    const err = await buildIn(root, context, { dockerfileText: EIGHT('crowd-b'), parallelism: 7 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BuildError);
+    expect(await (err as BuildError).render()).toContain('only 7 of 8 came');
+  });
+});
+
+describe('build(): a failing step', () => {
+  it('stops the steps running beside it at once and is the error reported (as BuildKit cancels them)', { timeout: 60_000 }, async () => {
+    // Stage a would run for two minutes; the final stage waits for a before b. Without stopping
+    // at the first failure the build would wait for a (the test's timeout) before reporting b.
+    const marker = `tsbuild-failfast-${process.pid}-${Date.now()}`;
+    const df = `FROM busybox:latest AS a\nRUN sh -c 'sleep 120; :' ${marker}\nFROM busybox:latest AS b\nRUN sleep 0.3; exit 4\nFROM busybox:latest\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n`;
+    const { root, context } = await setup({ Dockerfile: df });
+    const events: ProgressEvent[] = [];
+    const err = await build({ context, root, env: {}, onProgress: (e) => events.push(e) }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(BuildError);
+    expect((err as BuildError).step?.range.start.line).toBe(4);
+    expect((err as BuildError).message).toContain('exit code: 4');
+    const ends = events.flatMap((e) => (e.type === 'step' && e.status === 'error' ? [[e.name, e.error]] : []));
+    expect(ends).toContainEqual([`[a 2/2] RUN sh -c 'sleep 120; :' ${marker}`, 'CANCELED']);
+    // nothing of stage a is left running
+    const { stdout: ps } = await run('ps', ['-eo', 'args']);
+    expect(ps).not.toContain(marker);
   });
 });
 

@@ -40,6 +40,28 @@ describe('progress renderers', () => {
     expect(text.trimEnd().split('\n').at(-1)).toMatch(/^(\x1b\[\d+F\x1b\[J)?\[\+\] Built in [\d.]+s \(2 steps\)$/);
   });
 
+  it('a step stopped by another one\'s failure is CANCELED (plain and tty), not an error of its own', () => {
+    const failing: ProgressEvent[] = [
+      { type: 'step', id: 'a', name: '[a 2/2] RUN sleep 60', status: 'started' },
+      { type: 'step', id: 'b', name: '[b 2/2] RUN exit 4', status: 'started' },
+      { type: 'step', id: 'b', name: '[b 2/2] RUN exit 4', status: 'error', error: 'exit code: 4' },
+      { type: 'step', id: 'a', name: '[a 2/2] RUN sleep 60', status: 'error', error: 'CANCELED' },
+    ];
+    const plain = sink(false);
+    const p = createProgressRenderer('plain', plain.out);
+    for (const e of failing) p.onEvent(e);
+    p.done();
+    expect(plain.text()).toContain('#2 ERROR: exit code: 4\n#1 CANCELED\n');
+    const tty = sink(true);
+    const t = createProgressRenderer('tty', tty.out);
+    for (const e of failing) t.onEvent(e);
+    t.done();
+    expect(tty.text()).toMatch(/ => \[a 2\/2\] RUN sleep 60 CANCELED +\d+\.\ds\n/);
+    expect(tty.text()).toMatch(/ => \[b 2\/2\] RUN exit 4 ERROR +\d+\.\ds\n/);
+    expect(tty.text()).toContain('ERROR [b 2/2] RUN exit 4: exit code: 4');
+    expect(tty.text()).not.toContain('ERROR [a 2/2]');
+  });
+
   it('json: one event per line', () => {
     const s = sink(false);
     const r = createProgressRenderer('json', s.out);

@@ -34,7 +34,7 @@ Options:
       --iidfile PATH          Write the image ID (config digest) to PATH
       --metadata-file PATH    Write build result metadata (JSON) to PATH
       --source-date-epoch N   Clamp timestamps (also the SOURCE_DATE_EPOCH env or build arg)
-  -j, --jobs N                Steps run at once (default: the number of CPUs)
+  -j, --jobs N                Steps run at once (default: twice the CPUs, at least 8)
       --call build|targets[,format=json]  targets: list the stages that can be built, build nothing
       --root DIR              Store, cache and runtime root (env TSBUILD_ROOT)
 `;
