@@ -98,6 +98,15 @@ export async function runProcess(): Promise<void> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A bug that escapes every handler: say so in one message with the stack, not node's dump of
+  // the bundled source line (a whole module on one line).
+  const internal = (err: unknown) => {
+    const text = err instanceof Error ? (err.stack ?? `${err.name}: ${err.message}`) : String(err);
+    process.stderr.write(`tsbuild: internal error (a bug in tsbuild; please report it with the command line):\n${text}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', internal);
+  process.on('unhandledRejection', internal);
   // The `tsbuild` command started node without NODE_EXTRA_CA_CERTS (util/extra-ca.ts): TLS
   // connections read the file when they need it, child processes see the variable as it was.
   const deferredCa = process.env.TSBUILD_NODE_EXTRA_CA_CERTS;

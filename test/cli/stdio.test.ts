@@ -3,7 +3,7 @@
  * writeSync to a pipe or a file, through node's own stream once a command asks whether the
  * output is a terminal. Run against dist (built by `npm test` before vitest), in fresh processes.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -49,5 +49,22 @@ describe('standard output and error of the built command', () => {
     expect(r.stdout).toContain('\u001b[31merror\u001b[0m: unknown instruction: FROBNICATE');
     const plain = spawnSync(process.execPath, [cli, 'parse', big], { encoding: 'utf8', maxBuffer: 64 << 20 });
     expect(plain.stderr).not.toContain('\u001b[');
+  });
+});
+
+describe('a bug that escapes every handler', () => {
+  it('is one message with its stack and exit code 1, not node\'s dump of the bundled source line', async () => {
+    // A rejection nobody handles, planted in the command's process while `build -` waits for its
+    // standard input (kept open).
+    const plant = path.join(tmp, 'plant.mjs');
+    writeFileSync(plant, "setTimeout(() => { Promise.reject(new Error('planted bug')); }, 300);\n");
+    const child = spawn(cli, ['build', '--root', path.join(tmp, 'root'), '-'], { env: { ...process.env, NODE_OPTIONS: `--import=${plant}` }, stdio: ['pipe', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(1);
+    expect(stderr).toMatch(/^tsbuild: internal error \(a bug in tsbuild; please report it with the command line\):\nError: planted bug\n {4}at /);
+    expect(stderr).not.toContain('Node.js v');
+    expect(stderr.length).toBeLessThan(4000);
   });
 });
