@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
@@ -183,17 +183,62 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     }
     emit({ type: 'step', id: src.id, name: `[internal] load metadata for ${src.ref}`, status: 'done', durationMs: Date.now() - t0 });
   }
-  if (images.size > 0) {
+  // Named contexts (--build-context) the plan reads: an image is resolved as a base image is; a
+  // directory is read as the context is (its own .dockerignore, its own hash index).
+  const namedContexts = new Map<string, ResolvedNamedContext>();
+  const namedDirs: Promise<LocalSource>[] = [];
+  for (const src of planned.graph.sources) {
+    if (src.type !== 'tsbuild.source.context.v1' || namedContexts.has(src.name)) continue;
+    const stage = planned.graph.stages.find((s) => s.base.kind === 'named-context' && s.base.op === src.id);
+    const where = { file, source, ...(stage ? { step: { name: `FROM ${stage.baseName}`, range: stage.range } } : {}) };
+    const spec = namedContextSpec(src.name, options.buildContexts?.[src.name] ?? '');
+    if (spec.kind === 'error') throw new BuildError('TSBUILD_NAMED_CONTEXT', spec.message, where);
+    if (spec.kind === 'scratch') {
+      namedContexts.set(src.name, { kind: 'scratch' });
+      continue;
+    }
+    if (spec.kind === 'dir') {
+      let opening: Promise<LocalSource> | undefined;
+      const open = () => {
+        if (!opening) {
+          opening = (async () => {
+            const ctx = await openContext({ dir: spec.dir });
+            return { ctx, hasher: await ContextHasher.open(path.join(root, 'cache'), ctx.root) };
+          })();
+          namedDirs.push(opening);
+        }
+        return opening;
+      };
+      namedContexts.set(src.name, { kind: 'dir', dir: spec.dir, open });
+      continue;
+    }
+    const name = `[context ${src.name}] load metadata for ${spec.ref}`;
+    emit({ type: 'step', id: src.id, name, status: 'started' });
+    const t0 = Date.now();
+    try {
+      namedContexts.set(src.name, { kind: 'image', image: await resolveImage(store, root, spec.ref, platform, options) });
+    } catch (err) {
+      emit({ type: 'step', id: src.id, name, status: 'error', error: (err as Error).message });
+      throw new BuildError('TSBUILD_BASE_IMAGE', `failed to resolve build context ${src.name} (${spec.ref}): ${(err as Error).message}`, { ...where, cause: err });
+    }
+    emit({ type: 'step', id: src.id, name, status: 'done', durationMs: Date.now() - t0 });
+  }
+  const contextImages = [...namedContexts].flatMap(([n, c]) => (c.kind === 'image' ? [[n, c.image] as const] : []));
+  if (images.size > 0 || contextImages.length > 0) {
     // ONBUILD triggers of a base image are parsed when planned: load the parser for them.
     let parse: TriggerParser | undefined;
-    if ([...images.values()].some((i) => (i.config.config?.OnBuild ?? []).length > 0)) parse = (await loadParser()).parseDockerfile;
-    const inputs = ['images', planInputs, [...images].map(([k, img]) => [k, img.config])];
+    if ([...images.values(), ...contextImages.map(([, i]) => i)].some((i) => (i.config.config?.OnBuild ?? []).length > 0)) parse = (await loadParser()).parseDockerfile;
+    const inputs = ['images', planInputs, [...images].map(([k, img]) => [k, img.config]), ...(contextImages.length > 0 ? [contextImages.map(([n, img]) => [n, img.config])] : [])];
     planned = (await planWithCache(root, parsedWith.key, inputs, async () =>
       (await planner()).planWith(parse, parsed.ast, {
         ...planOptions,
         baseImage: (ref: string, p: string): BaseImageConfig | undefined => {
           const img = images.get(`${ref}@${p}`);
           return img?.config;
+        },
+        namedContextImage: (name: string): BaseImageConfig | undefined => {
+          const c = namedContexts.get(name);
+          return c?.kind === 'image' ? c.image.config : undefined;
         },
       }),
     )).result;
@@ -218,7 +263,12 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
   const stopWith = (err: unknown) => {
     if (!stop.signal.aborted) stop.abort(err);
   };
-  const solver = new Solver({ options: { ...options, signal: stop.signal }, graph, store, snapshots, cache, images, context, hasher, emit, file, source, root, dockerfilePath, fail: stopWith });
+  const solver = new Solver({ options: { ...options, signal: stop.signal }, graph, store, snapshots, cache, images, context, hasher, emit, file, source, root, dockerfilePath, fail: stopWith, namedContexts });
+  // The hash indexes of the context and of named directories that were read.
+  const saveIndexes = async () => {
+    const opened = await Promise.allSettled(namedDirs);
+    await Promise.all([hasher?.save(), ...opened.map((o) => (o.status === 'fulfilled' ? o.value.hasher.save() : undefined))]);
+  };
   let state: FsState;
   try {
     state = await solver.stage(graph.target);
@@ -226,19 +276,19 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     stopWith(err);
     await solver.settled();
     await solver.close().catch(() => {}); // the step's error is the one to report
-    await hasher?.save();
+    await saveIndexes();
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
   // The context index is saved while the image is written (each is a temp file, an fsync and a
   // rename); build() returns once both are done.
-  const indexSaved = hasher?.save();
-  indexSaved?.catch(() => {}); // awaited below, whatever happens
+  const indexSaved = saveIndexes();
+  indexSaved.catch(() => {}); // awaited below, whatever happens
   try {
     await solver.close();
     const target = graph.stages[graph.target]!;
-    const base = baseImageOf(graph, target, images);
+    const base = baseImageOf(graph, target, images, namedContexts);
 
     // Assemble the image config.
     const labels = { ...(target.config.Labels ?? {}), ...(options.labels ?? {}) };
@@ -362,16 +412,53 @@ async function compressedLayer(store: Store, cache: CacheStore, l: CachedLayer, 
   return { mediaType: made.mediaType, digest: made.digest, size: made.size };
 }
 
-function baseImageOf(graph: BuildGraph, stage: StagePlan, images: Map<string, ResolvedImage>): ResolvedImage | undefined {
+function baseImageOf(graph: BuildGraph, stage: StagePlan, images: Map<string, ResolvedImage>, named: ReadonlyMap<string, ResolvedNamedContext>): ResolvedImage | undefined {
   let s: StagePlan | undefined = stage;
   while (s) {
     if (s.base.kind === 'image') {
       const ref = s.base.ref;
       return images.get(`${ref}@${s.platform}`) ?? [...images.values()].find((i) => i.ref === ref);
     }
+    if (s.base.kind === 'named-context') {
+      const c = named.get(s.base.name);
+      return c?.kind === 'image' ? c.image : undefined;
+    }
     s = s.base.kind === 'stage' ? graph.stages[s.base.stage] : undefined;
   }
   return undefined;
+}
+
+/**
+ * What a `--build-context NAME=VALUE` names, as buildx reads it: `docker-image://REF` (an image
+ * from the store or a registry; `docker-image://scratch` is empty), `oci-layout://PATH[:TAG|@DIGEST]`,
+ * or a local directory (relative to the working directory). Git and URL contexts are not read.
+ */
+function namedContextSpec(name: string, value: string): { kind: 'image'; ref: string } | { kind: 'scratch' } | { kind: 'dir'; dir: string } | { kind: 'error'; message: string } {
+  const flag = `--build-context ${name}=${value}`;
+  if (value === '') return { kind: 'error', message: `${flag}: no value` };
+  if (value.startsWith('docker-image://')) {
+    const ref = value.slice('docker-image://'.length);
+    if (ref === '') return { kind: 'error', message: `${flag}: no image after docker-image://` };
+    return ref === 'scratch' ? { kind: 'scratch' } : { kind: 'image', ref };
+  }
+  if (value.startsWith('oci-layout://')) {
+    const l = parseLayoutRef(value, process.cwd())!;
+    return { kind: 'image', ref: `oci-layout://${l.dir}${l.ref === undefined ? '' : /^sha256:/.test(l.ref) ? `@${l.ref}` : `:${l.ref}`}` };
+  }
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(value);
+  if (scheme || value.startsWith('git@') || value.startsWith('target:')) {
+    const what = scheme ? `${scheme[1]}:// contexts are` : 'this kind of context is';
+    return { kind: 'error', message: `${flag}: ${what} not supported (a directory, docker-image:// or oci-layout:// is)` };
+  }
+  const dir = path.resolve(value);
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    return { kind: 'error', message: `${flag}: ${dir} not found` };
+  }
+  if (!st.isDirectory()) return { kind: 'error', message: `${flag}: ${dir} is not a directory` };
+  return { kind: 'dir', dir };
 }
 
 /** `oci-layout://PATH[:TAG|@DIGEST]`: an image in an OCI layout directory (relative paths from the context). */
@@ -449,6 +536,20 @@ interface SolverInit {
    * reported without waiting for stages the failed one was not waiting for.
    */
   readonly fail: (err: unknown) => void;
+  /** Named contexts (`--build-context`) the plan uses, resolved. */
+  readonly namedContexts: ReadonlyMap<string, ResolvedNamedContext>;
+}
+
+/** A `--build-context` value, resolved: an image, or a directory read as the context is. */
+export type ResolvedNamedContext =
+  | { readonly kind: 'image'; readonly image: ResolvedImage }
+  | { readonly kind: 'scratch' }
+  | { readonly kind: 'dir'; readonly dir: string; readonly open: () => Promise<LocalSource> };
+
+/** A directory steps read from: the build context or a named one, its ignore rules and hash index. */
+interface LocalSource {
+  readonly ctx: BuildContext;
+  readonly hasher: ContextHasher;
 }
 
 /**
@@ -480,7 +581,7 @@ class Solver {
   #closed = false;
   /** Context hashings of this build, by sources and excludes (see `#contextFiles`). */
   readonly #contextSets = new Map<string, Promise<FileSet>>();
-  #hashRoot: HashRoot | undefined;
+  readonly #hashRoots = new Map<string, HashRoot>();
 
   constructor(init: SolverInit) {
     this.#i = init;
@@ -523,6 +624,7 @@ class Solver {
       const paths = contextPaths(op);
       if (paths.length > 0) this.#contextFiles(paths, op.exclude).catch(() => {});
     }
+    const noCache = this.#i.options.noCache === true || (this.#i.options.noCacheFilter ?? []).some((n) => n.toLowerCase() === stage.name || n === String(index));
     let state: FsState;
     switch (stage.base.kind) {
       case 'scratch':
@@ -537,10 +639,14 @@ class Solver {
       case 'stage':
         state = await (deps.get(stage.base.stage) ?? this.stage(stage.base.stage));
         break;
-      case 'named-context':
-        throw new TsbuildError('TSBUILD_UNSUPPORTED', `named build contexts are not supported yet (${stage.base.name})`);
+      case 'named-context': {
+        const nc = this.#namedContext(stage.base.name);
+        // A directory as a stage's base: its files (after its .dockerignore) as one layer, as
+        // `COPY . /` onto scratch would make it, keyed by their content.
+        state = nc.kind === 'image' ? { layers: nc.image.layers, key: `image:${nc.image.manifestDigest}` } : nc.kind === 'scratch' ? SCRATCH : await this.#op(namedContextRootOp(stage, stage.base, nc.dir), SCRATCH, noCache);
+        break;
+      }
     }
-    const noCache = this.#i.options.noCache === true || (this.#i.options.noCacheFilter ?? []).some((n) => n.toLowerCase() === stage.name || n === String(index));
     for (const op of stage.ops) {
       if (op.type === 'tsbuild.config.v1') continue;
       state = await this.#op(op, state, noCache);
@@ -559,9 +665,26 @@ class Solver {
         if (img) return { layers: img.layers, key: `image:${img.manifestDigest}` };
         throw new TsbuildError('TSBUILD_UNSUPPORTED', `--from=${src.ref}: image was not resolved`);
       }
-      case 'named-context':
-        throw new TsbuildError('TSBUILD_UNSUPPORTED', `named build contexts are not supported yet (${src.name})`);
+      case 'named-context': {
+        const nc = this.#namedContext(src.name);
+        return nc.kind === 'image' ? { layers: nc.image.layers, key: `image:${nc.image.manifestDigest}` } : nc.kind === 'scratch' ? SCRATCH : undefined;
+      }
     }
+  }
+
+  #namedContext(name: string): ResolvedNamedContext {
+    const nc = this.#i.namedContexts.get(name);
+    if (!nc) throw new TsbuildError('TSBUILD_INTERNAL', `named context ${name} was not resolved`);
+    return nc;
+  }
+
+  /** The directory a step reads when its source is no stage or image: the context, or a named directory. */
+  async #local(src: FileSource): Promise<LocalSource> {
+    if (src.kind === 'named-context') {
+      const nc = this.#namedContext(src.name);
+      if (nc.kind === 'dir') return nc.open();
+    }
+    return { ctx: this.#i.context!, hasher: this.#i.hasher! };
   }
 
   async #op(op: StageOp, parent: FsState, noCache: boolean): Promise<FsState> {
@@ -572,7 +695,7 @@ class Solver {
       if (s) inputs.source = s.key;
       else {
         const paths = contextPaths(op);
-        if (paths.length > 0) files = await this.#contextFiles(paths, op.exclude);
+        if (paths.length > 0) files = await this.#contextFiles(paths, op.exclude, op.from);
       }
       // ADD URL: the remote file is an input. With --checksum it is the checksum (in the op);
       // else what the server says identifies this version (ETag, Last-Modified, length).
@@ -583,7 +706,7 @@ class Solver {
           const s = await this.#sourceState(m.from);
           if (s) inputs[`mount:${m.target}`] = s.key;
           else if (m.type === 'bind') {
-            const f = (await this.#contextFiles([m.source], [])).record();
+            const f = (await this.#contextFiles([m.source], [], m.from)).record();
             const bound: Record<string, string> = (files as Record<string, string> | undefined) ?? {};
             for (const [k, v] of Object.entries(f)) bound[`${m.target}:${k}`] = v;
             files = bound;
@@ -810,7 +933,7 @@ class Solver {
           );
         if (sourceState) changed = (await copy(await this.#view(sourceState), undefined, true)).changed;
         else {
-          const ctx = this.#i.context!;
+          const { ctx } = await this.#local(op.from);
           changed = (await copy(ctx.root, (rel, intermediate) => ctx.isHidden(rel, intermediate))).changed;
         }
       }
@@ -948,7 +1071,7 @@ class Solver {
         case 'bind': {
           const s = await this.#sourceState(m.from);
           if (!s) {
-            const ctx = this.#i.context!;
+            const { ctx } = await this.#local(m.from);
             out.push({ type: 'bind', source: path.join(ctx.root, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
           } else {
             // The build's shared read-only view of the stage; a writable bind gets an overlay of
@@ -970,18 +1093,43 @@ class Solver {
    * read the same sources (`COPY data/ /data/` in two stages) share one hashing: the context is
    * looked at once per build.
    */
-  #contextFiles(sources: readonly string[], exclude: readonly string[]): Promise<FileSet> {
-    const k = JSON.stringify([sources, exclude]);
+  #contextFiles(sources: readonly string[], exclude: readonly string[], from: FileSource = { kind: 'context' }): Promise<FileSet> {
+    const name = from.kind === 'named-context' ? from.name : '';
+    const k = JSON.stringify([name, sources, exclude]);
     let p = this.#contextSets.get(k);
     if (!p) {
-      const ctx = this.#i.context!;
-      // Without ignore patterns nothing is hidden: skip the per-file check.
-      this.#hashRoot ??= { root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) };
-      p = this.#i.hasher!.fileSet(this.#hashRoot, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+      p = this.#local(from).then(({ ctx, hasher }) => {
+        let hashRoot = this.#hashRoots.get(name);
+        // Without ignore patterns nothing is hidden: skip the per-file check.
+        if (!hashRoot) this.#hashRoots.set(name, (hashRoot = { root: ctx.root, ...(ctx.ignore.empty ? {} : { isHidden: (rel: string, isDir: boolean) => ctx.isHidden(rel, isDir) }) }));
+        return hasher.fileSet(hashRoot, sources, { exclude, ...(this.#i.options.signal ? { signal: this.#i.options.signal } : {}) });
+      });
       this.#contextSets.set(k, p);
     }
     return p;
   }
+}
+
+/**
+ * The step that makes a named directory context a stage's base: `COPY . /` from it onto scratch
+ * (owners root, modes kept), shown as `[context NAME] load DIR`.
+ */
+function namedContextRootOp(stage: BuildGraph['stages'][number], base: { readonly name: string; readonly op: string }, dir: string): CopyOp {
+  return {
+    type: 'tsbuild.file.copy.v1',
+    id: `${base.op}/root`,
+    inputs: {},
+    meta: { stage: stage.index, stageName: stage.displayName, step: 0, steps: 0, range: stage.range, name: `[context ${base.name}] load ${dir}` },
+    instruction: 'COPY',
+    from: { kind: 'named-context', name: base.name, op: base.op },
+    sources: ['.'],
+    inline: [],
+    dest: '/',
+    link: false,
+    parents: false,
+    exclude: [],
+    user: '',
+  };
 }
 
 function isUrl(s: string): boolean {

@@ -109,13 +109,18 @@ function plan(ast: Dockerfile, options: PlanOptions, platforms: { build: Platfor
   const baseImages = new Map<number, BaseImageConfig>();
   const instructions = stages.map((info) => {
     const list = stageInstructions(info, stages);
-    if (info.base.kind === 'image' && options.baseImage) {
-      const img = options.baseImage(info.base.ref, formatPlatform(info.platform));
-      if (img) {
-        baseImages.set(info.index, img);
-        const triggers = imageTriggers(img.config?.OnBuild ?? [], info.ast.from.range, file, parse);
-        return [...triggers.map((instr) => ({ instr, onbuild: true })), ...list];
-      }
+    const img =
+      info.base.kind === 'image'
+        ? options.baseImage?.(info.base.ref, formatPlatform(info.platform))
+        : info.base.kind === 'named-context'
+          ? options.namedContextImage?.(info.base.name, formatPlatform(info.platform))
+          : undefined;
+    if (img) {
+      baseImages.set(info.index, img);
+      // a stage a named context replaces runs nothing, its image's triggers neither
+      if (info.replaced) return list;
+      const triggers = imageTriggers(img.config?.OnBuild ?? [], info.ast.from.range, file, parse);
+      return [...triggers.map((instr) => ({ instr, onbuild: true })), ...list];
     }
     return list;
   });

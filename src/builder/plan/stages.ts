@@ -7,6 +7,7 @@ import { shellEnv, type EnvList } from './env.js';
 import { makeExpander } from './expand.js';
 import { formatPlatform, parsePlatform, type PlatformSpec } from './platform.js';
 import type { EdgeKind } from './types.js';
+import { familiarString, parseReference } from '../../oci/reference.js';
 
 /**
  * Stage resolution (BuildKit's `buildDispatchStates`, `toCommand`, `validateCircularDependency`,
@@ -30,6 +31,11 @@ export interface StageInfo {
   readonly platform: PlatformSpec;
   /** FROM --platform was given. */
   readonly explicitPlatform: boolean;
+  /**
+   * A named context has this stage's name (`--build-context build=…` for `FROM … AS build`): it
+   * replaces the whole stage, whose instructions are not run (BuildKit's dispatch skips them).
+   */
+  readonly replaced?: true;
 }
 
 /** What a `--from` / mount `from=` refers to. */
@@ -52,6 +58,33 @@ export interface ResolveContext {
   readonly targetPlatform: PlatformSpec;
   readonly buildPlatform: PlatformSpec;
   readonly namedContexts: ReadonlySet<string>;
+}
+
+/** An image name as BuildKit matches it to a named context: familiar form, without `:latest`. */
+function contextKey(name: string): string | undefined {
+  try {
+    const s = familiarString(parseReference(name, { defaultTag: false }));
+    return s.endsWith(':latest') ? s.slice(0, -':latest'.length) : s;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The `--build-context` name that `value` (a FROM image, a stage name, a `--from`) refers to,
+ * matched as BuildKit matches them: as written, or as the same image name (`alpine`,
+ * `alpine:latest` and `docker.io/library/alpine` are one name). `scratch` and `context` never
+ * refer to one.
+ */
+export function namedContextFor(value: string, names: ReadonlySet<string>): string | undefined {
+  if (names.size === 0) return undefined;
+  const lower = value.toLowerCase();
+  if (lower === 'scratch' || lower === 'context') return undefined;
+  if (names.has(value)) return value;
+  const want = contextKey(value);
+  if (want === undefined) return undefined;
+  for (const n of names) if (contextKey(n) === want) return n;
+  return undefined;
 }
 
 const abort = (ctx: { file: string | undefined }, code: string, message: string, range: Range, suggestion?: string): never => {
@@ -82,9 +115,11 @@ export function resolveStages(ast: Dockerfile, ctx: ResolveContext): StageInfo[]
     const name = st.name ?? st.nameAsWritten?.toLowerCase();
     let base: ResolvedBase;
     const parent = byName.get(baseName.toLowerCase());
-    if (name !== undefined && ctx.namedContexts.has(name)) base = { kind: 'named-context', name };
+    const replacedBy = name !== undefined ? namedContextFor(name, ctx.namedContexts) : undefined;
+    const baseContext = namedContextFor(baseName, ctx.namedContexts);
+    if (replacedBy !== undefined) base = { kind: 'named-context', name: replacedBy };
     else if (parent !== undefined) base = { kind: 'stage', stage: parent };
-    else if (ctx.namedContexts.has(baseName)) base = { kind: 'named-context', name: baseName };
+    else if (baseContext !== undefined) base = { kind: 'named-context', name: baseContext };
     else if (baseName.toLowerCase() === 'scratch') base = { kind: 'scratch' };
     else base = { kind: 'image', ref: baseName };
     // A stage built on another runs on that stage's platform.
@@ -98,6 +133,7 @@ export function resolveStages(ast: Dockerfile, ctx: ResolveContext): StageInfo[]
       base,
       platform,
       explicitPlatform,
+      ...(replacedBy !== undefined ? { replaced: true as const } : {}),
     });
     if (name !== undefined) byName.set(name, st.index);
   }
@@ -117,14 +153,16 @@ export function resolveFrom(value: string, stages: readonly StageInfo[], allowIn
   const lower = value.toLowerCase();
   const st = stages.find((s) => s.name === lower);
   if (st) return { kind: 'stage', stage: st.index };
-  if (ctx.namedContexts.has(value)) return { kind: 'named-context', name: value };
+  const named = namedContextFor(value, ctx.namedContexts);
+  if (named !== undefined) return { kind: 'named-context', name: named };
   return { kind: 'image', ref: value };
 }
 
 /** The instructions a stage runs: its parent stage's ONBUILD triggers first, then its own. */
 export function stageInstructions(info: StageInfo, stages: readonly StageInfo[]): { instr: Instruction; onbuild: boolean }[] {
   const out: { instr: Instruction; onbuild: boolean }[] = [];
-  if (info.base.kind === 'stage') {
+  if (info.replaced) return out;
+  if (info.base.kind === 'stage' && !stages[info.base.stage]!.replaced) {
     for (const i of stages[info.base.stage]!.ast.instructions) {
       if (i.kind === 'ONBUILD' && i.trigger) out.push({ instr: i.trigger, onbuild: true });
     }

@@ -290,8 +290,18 @@ export interface PlanOptions {
    * (`baseConfigKnown: false`). Must be synchronous and pure.
    */
   readonly baseImage?: (ref: string, platform: string) => BaseImageConfig | undefined;
-  /** Names given with `--build-context name=…`: they replace a stage or image of that name. */
+  /**
+   * Names given with `--build-context name=…`: a stage of that name is replaced by the context
+   * (its instructions are not run), and a FROM, `--from` or mount `from=` naming it (or the same
+   * image name: `alpine`, `alpine:latest`) reads it, before stages and images, as in BuildKit.
+   */
   readonly namedContexts?: readonly string[];
+  /**
+   * The image config of a named context that is an image (`docker-image://`, `oci-layout://`),
+   * when the builder has resolved it; undefined for a directory (an empty config). Must be
+   * synchronous and pure.
+   */
+  readonly namedContextImage?: (name: string, platform: string) => BaseImageConfig | undefined;
   /** The Dockerfile's text, used for exact step names (BuildKit prints the source text). Optional. */
   readonly source?: string;
 }

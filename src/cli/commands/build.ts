@@ -26,7 +26,9 @@ Options:
       --pull                  Always look up base images in the registry
       --secret id=ID[,src=PATH|,env=VAR]   Expose a secret to RUN --mount=type=secret (repeatable)
       --ssh default|ID[=SOCKET]            Expose an SSH agent to RUN --mount=type=ssh (repeatable)
-      --build-context NAME=PATH            Add a named context (repeatable)
+      --build-context NAME=PATH|docker-image://REF|oci-layout://PATH[:TAG]
+                              A named context: replaces the image or stage NAME, or is read by
+                              COPY --from=NAME / RUN --mount from=NAME (repeatable)
       --network default|none|host          Network for RUN steps
       --add-host host:ip      Add a custom host-to-IP mapping for RUN steps (repeatable)
       --progress auto|plain|tty|json|quiet Progress output (default auto)
@@ -198,7 +200,9 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
   const buildContexts: Record<string, string> = {};
   for (const c of values['build-context'] ?? []) {
     const [k, v] = kv(c, '--build-context');
-    buildContexts[k] = /^[a-z-]+:\/\//.test(v) ? v : resolve(ctx.cwd, v);
+    // a directory, or an OCI layout's, is relative to the working directory (as buildx reads it)
+    if (v.startsWith('oci-layout://') && !v.startsWith('oci-layout:///')) buildContexts[k] = `oci-layout://${resolve(ctx.cwd, v.slice('oci-layout://'.length))}`;
+    else buildContexts[k] = /^[a-z-]+:\/\//.test(v) || v.startsWith('git@') || v.startsWith('target:') ? v : resolve(ctx.cwd, v);
   }
   let jobs: number | undefined;
   if (values.jobs !== undefined) {
