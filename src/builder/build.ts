@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
-import { readFileSync, statSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
@@ -672,6 +672,50 @@ class Solver {
     }
   }
 
+  /**
+   * A bind mount's source in the context (or a named directory) as BuildKit sends it: without
+   * what its .dockerignore excludes (a RUN could otherwise read, or copy into its layer, a file
+   * the ignore rules keep out, and its key would not see it change). With no rules, or nothing
+   * hidden below the source, the directory itself; else a masked read-only view, once per build.
+   */
+  async #localView(local: LocalSource, source: string): Promise<string> {
+    const { ctx } = local;
+    const rel = path.posix.normalize('/' + source).slice(1);
+    const abs = path.join(ctx.root, rel);
+    if (ctx.ignore.empty) return abs;
+    if (rel !== '' && ctx.isHidden(rel, lstatSyncOrUndefined(abs)?.isDirectory() ?? false)) {
+      throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${source} is excluded by ${ctx.ignoreFile ?? '.dockerignore'}`);
+    }
+    if (!lstatSyncOrUndefined(abs)?.isDirectory()) return abs;
+    const id = `mask:${abs}`;
+    let v = this.#views.get(id);
+    if (!v) {
+      if (this.#closed) throw new TsbuildError('TSBUILD_INTERNAL', 'a view was asked for after the build ended');
+      v = (async () => {
+        const hidden = await hiddenBelow(ctx, rel);
+        if (hidden.length === 0) return { dir: abs, close: async () => {} };
+        const { mountMaskedView } = await import('./snapshots.js');
+        const parent = (await this.#i.snapshots()).tempDirSync('b');
+        const dir = path.join(parent, 'm');
+        try {
+          const unmount = await mountMaskedView(abs, hidden, path.join(parent, 'mask'), dir);
+          return {
+            dir,
+            close: async () => {
+              await unmount();
+              await rm(parent, { recursive: true, force: true });
+            },
+          };
+        } catch (err) {
+          await rm(parent, { recursive: true, force: true });
+          throw err;
+        }
+      })();
+      this.#views.set(id, v);
+    }
+    return (await v).dir;
+  }
+
   #namedContext(name: string): ResolvedNamedContext {
     const nc = this.#i.namedContexts.get(name);
     if (!nc) throw new TsbuildError('TSBUILD_INTERNAL', `named context ${name} was not resolved`);
@@ -1071,8 +1115,8 @@ class Solver {
         case 'bind': {
           const s = await this.#sourceState(m.from);
           if (!s) {
-            const { ctx } = await this.#local(m.from);
-            out.push({ type: 'bind', source: path.join(ctx.root, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
+            const local = await this.#local(m.from);
+            out.push({ type: 'bind', source: await this.#localView(local, m.source), target: m.target, readwrite: !m.readonly });
           } else {
             // The build's shared read-only view of the stage; a writable bind gets an overlay of
             // its own over it from the runtime, whose upper dir is dropped after the step.
@@ -1108,6 +1152,35 @@ class Solver {
     }
     return p;
   }
+}
+
+function lstatSyncOrUndefined(p: string): import('node:fs').Stats | undefined {
+  try {
+    return lstatSync(p);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The paths below `rel` (a directory of the context) that its ignore rules hide, relative to
+ * `rel`: a hidden directory stands for everything in it; a directory an exception may reach
+ * into is looked into. Symbolic links are not followed.
+ */
+async function hiddenBelow(ctx: BuildContext, rel: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (sub: string) => {
+    const entries = await readdir(path.join(ctx.root, rel, sub), { withFileTypes: true });
+    for (const e of entries) {
+      const inSource = sub === '' ? e.name : `${sub}/${e.name}`;
+      const inContext = rel === '' ? inSource : `${rel}/${inSource}`;
+      const isDir = e.isDirectory();
+      if (ctx.isHidden(inContext, isDir)) out.push(inSource);
+      else if (isDir) await walk(inSource);
+    }
+  };
+  await walk('');
+  return out;
 }
 
 /**

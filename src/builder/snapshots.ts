@@ -754,6 +754,41 @@ export async function mountOverlay(lowerDirs: readonly string[], upperDir: strin
 let volatileOverlay = true;
 
 /**
+ * A read-only view of the directory `source` without the paths `hidden` (relative to `source`;
+ * a directory hides all below it), mounted at `target`: an overlay whose top layer (`maskDir`,
+ * made here) holds a whiteout for each hidden path, its parent directories carrying the
+ * originals' mode, owners and times (a directory of the top layer is what the view shows).
+ * How a bind mount from the context sees it as BuildKit sends it: without what .dockerignore
+ * excludes. Returns the unmount function.
+ */
+export async function mountMaskedView(source: string, hidden: readonly string[], maskDir: string, target: string): Promise<() => Promise<void>> {
+  mkdirSync(maskDir, { recursive: true });
+  const made = new Set<string>(['']);
+  const copyMeta = (rel: string) => {
+    const st = lstatSync(path.join(source, rel));
+    const dir = path.join(maskDir, rel);
+    chmodSync(dir, st.mode & 0o7777);
+    lchownSync(dir, st.uid, st.gid);
+    utimesSync(dir, st.atime, st.mtime);
+  };
+  const parents: string[] = [''];
+  for (const rel of hidden) {
+    const parts = rel.split('/');
+    for (let i = 1; i < parts.length; i++) {
+      const dir = parts.slice(0, i).join('/');
+      if (made.has(dir)) continue;
+      mkdirSync(path.join(maskDir, dir));
+      made.add(dir);
+      parents.push(dir);
+    }
+  }
+  if (hidden.length > 0) await runWithInput('xargs', ['-0', '-I{}', 'mknod', '{}', 'c', '0', '0'], Buffer.from(hidden.map((rel) => `${path.join(maskDir, rel)}\0`).join('')));
+  // deepest first: setting a directory's times after its children were made
+  for (const dir of parents.reverse()) copyMeta(dir);
+  return mountReadOnlyOverlay([source, maskDir], target);
+}
+
+/**
  * Mounts a read-only overlay of `lowerDirs` (bottom first; at least two, overlayfs' rule for a
  * mount without an upper dir) at `target`: a stage's filesystem to read from, with no upper and
  * work directories to make and remove. Returns the unmount function.

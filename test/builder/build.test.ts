@@ -406,6 +406,22 @@ describe('build(): sources', () => {
     expect(await readFile(path.join(tmp, `local-${n}`, 'out'), 'utf8')).toBe('from-a\nfirst\n');
   });
 
+  it('RUN --mount=type=bind from the context sees it as BuildKit sends it: without what .dockerignore excludes', { timeout: 60_000 }, async () => {
+    const files = { 'keep.txt': 'k\n', 'secret.txt': 's\n', 'sub/deep.txt': 'd\n', 'sub/other.txt': 'o\n', '.dockerignore': 'secret.txt\nsub\n!sub/deep.txt\n' };
+    const df = 'FROM busybox:latest\nRUN --mount=type=bind,target=/src find /src | sort > /list\nRUN --mount=type=bind,target=/src,rw rm /src/keep.txt && echo x > /src/new && ls /src > /rw-list\n';
+    const { root, context } = await setup({ ...files, Dockerfile: df });
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    // the list BuildKit 0.x (docker build) printed for this context
+    expect(await readFile(path.join(out, 'list'), 'utf8')).toBe(['/src', '/src/.dockerignore', '/src/Dockerfile', '/src/sub', '/src/sub/deep.txt', '/src/keep.txt'].sort().join('\n') + '\n');
+    expect(await readFile(path.join(out, 'rw-list'), 'utf8')).toBe('Dockerfile\nnew\nsub\n');
+    // a writable bind changes nothing in the context, and no view stays mounted
+    expect((await readdir(context)).sort()).toEqual(['.dockerignore', 'Dockerfile', 'keep.txt', 'secret.txt', 'sub']);
+    expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(root);
+    // an excluded file named as the source is an error, as the missing file it is to BuildKit
+    await expect(buildIn(root, context, { dockerfileText: 'FROM busybox:latest\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n' })).rejects.toThrow(/bind mount source secret.txt is excluded by .*\.dockerignore/);
+  });
+
   it('ONBUILD triggers of a base image run at the start of the child stage', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nONBUILD RUN echo triggered > /onbuild\n', 'x.txt': 'x' });
     await buildIn(root, context, { tags: ['parent:1'] });

@@ -52,7 +52,7 @@ describe('named contexts: a directory', () => {
     'FROM busybox:latest',
     'COPY --from=extra / /copied/',
     'COPY --from=files /sub/b.txt /from-base.txt',
-    'RUN --mount=from=extra,target=/mnt cat /mnt/a.txt > /mounted.txt',
+    'RUN --mount=from=extra,target=/mnt cat /mnt/a.txt > /mounted.txt && ls -a /mnt > /mounted-list',
     'COPY main.txt /',
     '',
   ].join('\n');
@@ -64,6 +64,7 @@ describe('named contexts: a directory', () => {
     expect(await readFile(path.join(out, 'copied/sub/b.txt'), 'utf8')).toBe('deep\n');
     expect(await readFile(path.join(out, 'from-base.txt'), 'utf8')).toBe('deep\n');
     expect(await readFile(path.join(out, 'mounted.txt'), 'utf8')).toBe('hello\n');
+    expect(await readFile(path.join(out, 'mounted-list'), 'utf8')).toBe('.\n..\n.dockerignore\na.txt\nsub\n');
     expect(await readFile(path.join(out, 'main.txt'), 'utf8')).toBe('main\n');
     expect(ran(first)).toContain(`[context extra] load ${extra}`);
     // The stage built on the directory is its files as one layer, owned by root.
