@@ -680,13 +680,16 @@ class Solver {
    */
   async #localView(local: LocalSource, source: string): Promise<string> {
     const { ctx } = local;
-    const rel = path.posix.normalize('/' + source).slice(1);
-    const abs = path.join(ctx.root, rel);
-    if (ctx.ignore.empty) return abs;
-    if (rel !== '' && ctx.isHidden(rel, lstatSyncOrUndefined(abs)?.isDirectory() ?? false)) {
+    // Resolved inside the context, symlinks as if it were `/` (as BuildKit resolves it in the
+    // context it was sent): the host follows the path given to mount(2), and a context's
+    // `hostroot -> /` must not bind the host's root.
+    const r = await resolveInRoot(ctx.root, source);
+    if (r.rel !== '' && ctx.isHidden(r.rel, lstatSyncOrUndefined(r.abs)?.isDirectory() ?? false)) {
       throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${source} is excluded by ${ctx.ignoreFile ?? '.dockerignore'}`);
     }
-    if (!lstatSyncOrUndefined(abs)?.isDirectory()) return abs;
+    if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${source} not found in the ${ctx.root === this.#i.context?.root ? 'build context' : `context ${ctx.root}`}`);
+    const { rel, abs } = r;
+    if (ctx.ignore.empty || !lstatSyncOrUndefined(abs)?.isDirectory()) return abs;
     const id = `mask:${abs}`;
     let v = this.#views.get(id);
     if (!v) {
@@ -1075,7 +1078,8 @@ class Solver {
       // once as the store writes it, is the layer's diffID.
       const blob = await store.putBlob(result.diff());
       // The upper directory becomes the layer's snapshot, without the sandbox's mount points.
-      for (const mp of result.mountPoints) await removeIfPlaceholder(path.join(upper, mp));
+      // inside the upper dir, whose symlinks the command made: never followed out of it
+      for (const mp of result.mountPoints) await removeIfPlaceholder((await resolveInRoot(upper, mp, { followFinal: false })).abs);
       await snapshots.commit(upper, blob.digest);
       return { diffId: blob.digest, digest: blob.digest, size: blob.size, mediaType: MediaType.OciLayer };
     } finally {
@@ -1120,8 +1124,13 @@ class Solver {
           } else {
             // The build's shared read-only view of the stage; a writable bind gets an overlay of
             // its own over it from the runtime, whose upper dir is dropped after the step.
+            // The source is resolved inside the view, symlinks as if it were `/`: the host
+            // follows the path given to mount(2), and a stage's `ln -s / /up` must not bind the
+            // host's root.
             const mnt = await this.#view(s);
-            out.push({ type: 'bind', source: path.join(mnt, path.posix.normalize('/' + m.source)), target: m.target, readwrite: !m.readonly });
+            const r = await resolveInRoot(mnt, m.source);
+            if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${m.source} not found in ${describeSource(m.from)}`);
+            out.push({ type: 'bind', source: r.abs, target: m.target, readwrite: !m.readonly });
           }
           break;
         }
@@ -1151,6 +1160,20 @@ class Solver {
       this.#contextSets.set(k, p);
     }
     return p;
+  }
+}
+
+/** How an error names where a step reads from. */
+function describeSource(src: FileSource): string {
+  switch (src.kind) {
+    case 'context':
+      return 'the build context';
+    case 'stage':
+      return `stage ${src.stage}`;
+    case 'image':
+      return `image ${src.ref}`;
+    case 'named-context':
+      return `context ${src.name}`;
   }
 }
 

@@ -4,7 +4,7 @@
  * umoci, and run in our own sandbox.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, mkdir, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -420,6 +420,28 @@ describe('build(): sources', () => {
     expect(await readFile('/proc/self/mounts', 'utf8')).not.toContain(root);
     // an excluded file named as the source is an error, as the missing file it is to BuildKit
     await expect(buildIn(root, context, { dockerfileText: 'FROM busybox:latest\nRUN --mount=type=bind,source=secret.txt,target=/s cat /s\n' })).rejects.toThrow(/bind mount source secret.txt is excluded by .*\.dockerignore/);
+  });
+
+  it('a bind mount source that is a symlink resolves inside the context or the stage, never on the host', { timeout: 60_000 }, async () => {
+    // A host file the build must not read: through the context's `hostroot -> /`, or a stage's `up -> /`.
+    const hostFile = path.join(tmp, `host-secret-${n}`);
+    await writeFile(hostFile, 'HOST SECRET\n');
+    const df = [
+      'FROM busybox:latest AS a',
+      'RUN ln -s / /up && echo in-stage > /stage-marker',
+      'FROM busybox:latest',
+      `RUN --mount=type=bind,source=hostroot,target=/h (cat /h${hostFile} || true) > /via-context && ls /h > /context-list`,
+      `RUN --mount=from=a,source=up,target=/h (cat /h${hostFile} || true) > /via-stage && cat /h/stage-marker > /stage-seen`,
+      '',
+    ].join('\n');
+    const { root, context } = await setup({ Dockerfile: df });
+    await symlink('/', path.join(context, 'hostroot'));
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    expect(await readFile(path.join(out, 'via-context'), 'utf8')).toBe('');
+    expect(await readFile(path.join(out, 'via-stage'), 'utf8')).toBe('');
+    expect(await readFile(path.join(out, 'context-list'), 'utf8')).toBe('Dockerfile\nhostroot\n');
+    expect(await readFile(path.join(out, 'stage-seen'), 'utf8')).toBe('in-stage\n');
   });
 
   it('ONBUILD triggers of a base image run at the start of the child stage', { timeout: 60_000 }, async () => {
