@@ -1098,9 +1098,26 @@ class Solver {
         case 'tmpfs':
           out.push({ type: 'tmpfs', target: m.target, ...(m.size ? { size: m.size } : {}) });
           break;
-        case 'cache':
-          out.push({ type: 'cache', target: m.target, id: m.id, sharing: m.sharing, mode: m.mode, uid: m.uid, gid: m.gid, readonly: m.readonly });
+        case 'cache': {
+          // from=: the cache starts as that source's directory (`source=`, default its root), and
+          // is one cache per id and source, as BuildKit keys it by id and base.
+          let seed: { dir: string; key: string } | undefined;
+          if (m.from) {
+            const s = await this.#sourceState(m.from);
+            const source = m.source ?? '/';
+            let dir: string;
+            if (s) {
+              const r = await resolveInRoot(await this.#view(s), source);
+              if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `cache mount source ${source} not found in ${describeSource(m.from)}`);
+              dir = r.abs;
+            } else dir = await this.#localView(await this.#local(m.from), source);
+            if (!lstatSyncOrUndefined(dir)?.isDirectory()) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `cache mount source ${source} in ${describeSource(m.from)} is not a directory`);
+            const from = s ? s.key : `files:${(await this.#contextFiles([source], [], m.from)).digest}`;
+            seed = { dir, key: `${from}:${source}` };
+          }
+          out.push({ type: 'cache', target: m.target, id: seed ? `${m.id}\u0000${seed.key}` : m.id, sharing: m.sharing, mode: m.mode, uid: m.uid, gid: m.gid, readonly: m.readonly, ...(seed ? { seed: seed.dir } : {}) });
           break;
+        }
         case 'secret': {
           const spec = options.secrets?.find((s) => s.id === m.id);
           let data: Uint8Array | undefined;

@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, chown, mkdir, open, readFile, readlink, rm, stat } from 'node:fs/promises';
+import { chmod, chown, mkdir, open, readFile, readlink, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { CacheMount } from './spec.js';
@@ -43,6 +44,21 @@ async function tryLock(path: string, owner: string): Promise<boolean> {
 
 /** Creates the directory once, atomically (mkdir), with the mount's mode and owner. */
 async function ensureDir(dir: string, m: CacheMount): Promise<void> {
+  if (m.seed !== undefined && !(await stat(dir).then((st) => st.isDirectory(), () => false))) {
+    // A seeded cache is made beside its place and renamed into it: a run that finds the
+    // directory finds it filled. Another run's seeded copy may win the rename; ours goes.
+    const tmp = `${dir}.seed-${await ownPid()}-${++counter}`;
+    try {
+      await copyTree(m.seed, tmp);
+      await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
+        if ((err.code === 'ENOTEMPTY' || err.code === 'EEXIST') && (await stat(dir)).isDirectory()) return;
+        throw err;
+      });
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+    return;
+  }
   // mkdir is the atomic step: the first run creates the directory, the others find it. (A temp
   // dir renamed into place is not: rename replaces an empty directory, so a second run starting
   // at the same moment replaced the first one's directory after the first had mounted it.)
@@ -54,6 +70,17 @@ async function ensureDir(dir: string, m: CacheMount): Promise<void> {
   }
   await chown(dir, m.uid ?? 0, m.gid ?? 0);
   await chmod(dir, m.mode ?? 0o755);
+}
+
+/** `cp -a src/. dest`: the tree with owners, modes, times, links and devices as they are. */
+function copyTree(src: string, dest: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('cp', ['-a', '--', `${src}/.`, dest], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`seeding the cache mount from ${src}: ${err.trim() || `cp exited ${code}`}`))));
+  });
 }
 
 let counter = 0;

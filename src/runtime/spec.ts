@@ -24,6 +24,13 @@ export interface CacheMount {
   readonly uid?: number;
   readonly gid?: number;
   readonly readonly?: boolean;
+  /**
+   * A host directory whose contents fill the cache directory when it is first made
+   * (`--mount=type=cache,from=…,source=…`): copied with owners, modes and times; the mount's
+   * mode and owner then do not apply. Give each seed its own `id` (BuildKit keeps one cache per
+   * id and base).
+   */
+  readonly seed?: string;
 }
 
 /** A host directory or file (a stage's rootfs, the context). Read-only unless `readwrite`; writes are then discarded unless `writeThrough`. */

@@ -444,6 +444,25 @@ describe('build(): sources', () => {
     expect(await readFile(path.join(out, 'stage-seen'), 'utf8')).toBe('in-stage\n');
   });
 
+  it('RUN --mount=type=cache,from=STAGE,source=DIR starts the cache as that directory; it persists, apart from the plain cache of the same target', { timeout: 60_000 }, async () => {
+    const df = [
+      'FROM busybox:latest AS a',
+      'RUN mkdir -p /seed/sub && echo seeded > /seed/sub/f && chown 123:45 /seed/sub/f',
+      'FROM busybox:latest',
+      'RUN --mount=type=cache,target=/c,from=a,source=/seed cat /c/sub/f > /first && stat -c %u:%g /c/sub/f >> /first && echo added > /c/g',
+      'RUN --mount=type=cache,target=/c,from=a,source=/seed ls /c > /second',
+      'RUN --mount=type=cache,target=/c ls /c > /plain',
+      '',
+    ].join('\n');
+    const { root, context } = await setup({ Dockerfile: df });
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    expect(await readFile(path.join(out, 'first'), 'utf8')).toBe('seeded\n123:45\n');
+    expect(await readFile(path.join(out, 'second'), 'utf8')).toBe('g\nsub\n');
+    expect(await readFile(path.join(out, 'plain'), 'utf8')).toBe('');
+    await expect(buildIn(root, context, { dockerfileText: 'FROM busybox:latest AS a\nFROM busybox:latest\nRUN --mount=type=cache,target=/c,from=a,source=/nope true\n' })).rejects.toThrow('cache mount source /nope not found in stage 0');
+  });
+
   it('ONBUILD triggers of a base image run at the start of the child stage', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nONBUILD RUN echo triggered > /onbuild\n', 'x.txt': 'x' });
     await buildIn(root, context, { tags: ['parent:1'] });
