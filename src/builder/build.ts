@@ -1033,6 +1033,9 @@ class Solver {
 
   async #exec(op: ExecOp, parent: FsState, id: string, name: string): Promise<CachedLayer | undefined> {
     const { store, options, root } = this.#i;
+    // BuildKit runs it privileged only when the build is given the security.insecure
+    // entitlement, and refuses it otherwise; tsbuild has no privileged mode to grant.
+    if (op.security === 'insecure') throw new TsbuildError('TSBUILD_UNSUPPORTED', 'RUN --security=insecure is not supported: tsbuild has no privileged mode (BuildKit, too, refuses it without --allow security.insecure)');
     const snapshots = await this.#i.snapshots();
     if (!this.#runtime) this.#runtime = import('../runtime/sandbox.js').then((m) => m.createRuntime({ stateDir: path.join(root, 'runtime') }));
     const runtime = await this.#runtime;

@@ -105,6 +105,16 @@ describe('build(): multi-stage images on busybox', () => {
     await expect(buildIn(root, context, { target: 'biuld' })).rejects.toThrow(/could not be found \(did you mean "?build"?\?\)/);
   });
 
+  it('RUN --security=insecure is refused at its step, not run sandboxed as if it were granted', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN --security=insecure true\n' });
+    const err = await buildIn(root, context).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as BuildError).step?.range.start.line).toBe(2);
+    expect((err as BuildError).message).toContain('RUN --security=insecure is not supported');
+  });
+
   it('a failing RUN names the step, its Dockerfile line and its last output', { timeout: 60_000 }, async () => {
     const df = 'FROM busybox:latest\nRUN echo fine\nRUN echo about to fail; echo "no such thing" >&2; exit 7\nRUN echo never\n';
     const { root, context } = await setup({ Dockerfile: df });
