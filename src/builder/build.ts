@@ -744,6 +744,10 @@ class Solver {
         const paths = contextPaths(op);
         if (paths.length > 0) files = await this.#contextFiles(paths, op.exclude, op.from);
       }
+      // A git repository as BuildKit recognizes one (git@…, git://, ssh://, an http(s) URL of a
+      // .git path): refused, not downloaded as a web page or looked for as a context path.
+      const git = op.instruction === 'ADD' ? op.sources.find(isGitSource) : undefined;
+      if (git !== undefined) throw new TsbuildError('TSBUILD_UNSUPPORTED', `ADD of a git repository (${git}) is not supported: clone it into the context, or ADD an archive URL`);
       // ADD URL: the remote file is an input. With --checksum it is the checksum (in the op);
       // else what the server says identifies this version (ETag, Last-Modified, length).
       if (!op.checksum) for (const url of op.sources.filter(isUrl)) inputs[`url:${url}`] = await remoteVersion(url, this.#i.options.signal);
@@ -1250,6 +1254,10 @@ function namedContextRootOp(stage: BuildGraph['stages'][number], base: { readonl
 
 function isUrl(s: string): boolean {
   return /^https?:\/\//i.test(s);
+}
+
+function isGitSource(s: string): boolean {
+  return /^(git@[^:]+:|git:\/\/|ssh:\/\/)/.test(s) || /^https?:\/\/[^#]+\.git\/?(#.*)?$/i.test(s);
 }
 
 /** What a COPY reads from its source tree (its sources that are not URLs). */

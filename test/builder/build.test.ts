@@ -105,6 +105,12 @@ describe('build(): multi-stage images on busybox', () => {
     await expect(buildIn(root, context, { target: 'biuld' })).rejects.toThrow(/could not be found \(did you mean "?build"?\?\)/);
   });
 
+  it('ADD of a git repository is refused at its step, not fetched as a web page or looked for in the context', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nADD https://example.com/moby/buildkit.git#v0.10.1 /buildkit\n' });
+    await expect(buildIn(root, context)).rejects.toThrow('ADD of a git repository (https://example.com/moby/buildkit.git#v0.10.1) is not supported');
+    await expect(buildIn(root, context, { dockerfileText: 'FROM busybox:latest\nADD git@github.com:moby/buildkit.git /b\n' })).rejects.toThrow('ADD of a git repository (git@github.com:moby/buildkit.git)');
+  });
+
   it('RUN --security=insecure is refused at its step, not run sandboxed as if it were granted', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN --security=insecure true\n' });
     const err = await buildIn(root, context).then(
