@@ -735,7 +735,19 @@ class Solver {
   }
 
   async #op(op: StageOp, parent: FsState, noCache: boolean): Promise<FsState> {
-    const inputs: Record<string, string> = { parent: parent.key };
+    // COPY --link (BuildKit: without --chmod): the files are copied onto an empty root and the
+    // layer is put on top of the parent, so its key does not depend on the parent and a changed
+    // base image, or an earlier step, reuses it. A --chown by name needs the parent's
+    // /etc/passwd: such a COPY is made as a plain one.
+    if (op.type === 'tsbuild.file.copy.v1' && op.link && !op.chmod && !(op.chown && /[^0-9:]/.test(op.chown))) {
+      const linked = await this.#keyedOp({ ...op, link: true }, SCRATCH, {}, noCache);
+      const key = `sha256:${createHash('sha256').update(`link\0${parent.key}\0${linked.key}`).digest('hex')}`;
+      return { layers: [...parent.layers, ...linked.layers], key };
+    }
+    return this.#keyedOp(op, parent, { parent: parent.key }, noCache);
+  }
+
+  async #keyedOp(op: StageOp, parent: FsState, inputs: Record<string, string>, noCache: boolean): Promise<FsState> {
     let files: Record<string, string> | FileSet | undefined;
     if (op.type === 'tsbuild.file.copy.v1') {
       const s = await this.#sourceState(op.from);

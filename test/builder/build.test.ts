@@ -111,6 +111,29 @@ describe('build(): multi-stage images on busybox', () => {
     await expect(buildIn(root, context, { dockerfileText: 'FROM busybox:latest\nADD git@github.com:moby/buildkit.git /b\n' })).rejects.toThrow('ADD of a git repository (git@github.com:moby/buildkit.git)');
   });
 
+  it('COPY --link: the layer does not depend on the parent (a changed earlier step reuses it), and lies on top of it as BuildKit merges it', { timeout: 60_000 }, async () => {
+    const df = (before: string) => `FROM busybox:latest\nRUN ln -s /opt /app${before}\nCOPY --link f.txt /app/f.txt\nRUN ls -ld /app | cut -c1 > /app-type && cat /app/f.txt > /seen\n`;
+    const { root, context } = await setup({ 'f.txt': 'linked\n' });
+    const out = path.join(tmp, `local-${n}`);
+    const first = await buildIn(root, context, { dockerfileText: df(''), outputs: [{ type: 'local', dest: out }] });
+    expect(first.steps.find((s) => s.name.includes('COPY --link'))!.status).toBe('executed');
+    // the layer's /app is a directory, on top of the parent's /app -> /opt symlink (not followed)
+    expect(await readFile(path.join(out, 'app-type'), 'utf8')).toBe('d\n');
+    expect(await readFile(path.join(out, 'seen'), 'utf8')).toBe('linked\n');
+    const second = await buildIn(root, context, { dockerfileText: df(' && echo changed > /changed'), outputs: [{ type: 'local', dest: `${out}-2` }] });
+    const byName = (name: string) => second.steps.find((s) => s.name.includes(name))!;
+    expect(byName('RUN ln -s').status).toBe('executed');
+    expect(byName('COPY --link').status).toBe('cached');
+    expect(byName('RUN ls -ld').status).toBe('executed');
+    expect(await readFile(path.join(`${out}-2`, 'changed'), 'utf8')).toBe('changed\n');
+    expect(await readFile(path.join(`${out}-2`, 'seen'), 'utf8')).toBe('linked\n');
+    // without --link the same COPY follows the symlink into /opt, and reruns after a change
+    const plain = await buildIn(root, context, { dockerfileText: df('').replace('--link ', ''), outputs: [{ type: 'local', dest: `${out}-3` }] });
+    expect(await readFile(path.join(`${out}-3`, 'app-type'), 'utf8')).toBe('l\n');
+    expect(await readFile(path.join(`${out}-3`, 'opt/f.txt'), 'utf8')).toBe('linked\n');
+    expect(plain.steps.find((s) => s.name.includes('COPY f.txt'))!.status).toBe('executed');
+  });
+
   it('RUN --security=insecure is refused at its step, not run sandboxed as if it were granted', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN --security=insecure true\n' });
     const err = await buildIn(root, context).then(
