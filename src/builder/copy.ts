@@ -565,6 +565,11 @@ class Copier {
   #reuse(srcAbs: string, st: Stats, targetRel: string): boolean {
     const reuse = this.env.reuse;
     if (!reuse) return false;
+    // The previous snapshot's directories on the way must be directories, not links: a link
+    // there (`d -> /host/dir`, from a context that had one) would lead to a host file, which
+    // would be hard-linked into the snapshot.
+    const dir = path.posix.dirname(targetRel);
+    if (!this.#realDir(reuse.from, dir === '.' ? '' : dir)) return false;
     const from = path.join(reuse.from, targetRel);
     const c = lstatSync(from, { throwIfNoEntry: false });
     if (!c || !c.isFile() || c.size !== st.size || c.mtime.getTime() !== st.mtime.getTime()) return false;
@@ -577,12 +582,28 @@ class Copier {
     return true;
   }
 
+  /** Directories of the previous snapshot found real (no symlink from its root down to them). */
+  readonly #realDirs = new Set<string>(['']);
+
+  #realDir(root: string, rel: string): boolean {
+    if (this.#realDirs.has(rel)) return true;
+    const parent = path.posix.dirname(rel);
+    if (!this.#realDir(root, parent === '.' ? '' : parent)) return false;
+    if (!lstatSync(path.join(root, rel), { throwIfNoEntry: false })?.isDirectory()) return false;
+    this.#realDirs.add(rel);
+    return true;
+  }
+
   /** The target for one source entry (fsutil `prepareTargetDir`). */
   async prepareTarget(srcIsDir: boolean, baseName: string, destPath: string): Promise<Resolved> {
     const d = this.#dirs.get(cleanPath('/' + destPath)) ?? (await this.dest(destPath));
     // A resolved path that exists is not a symlink, so lstat tells what stat would.
     const destIsDir = d.exists && (lstatSync(d.abs, { throwIfNoEntry: false })?.isDirectory() ?? false);
     if (!srcIsDir && destIsDir) {
+      // one path element, joined to a resolved directory: never a way out of it
+      if (baseName === '' || baseName === '.' || baseName === '..' || baseName.includes('/') || baseName.includes('\0')) {
+        throw new CopyError('TSBUILD_COPY_NAME', `invalid file name ${JSON.stringify(baseName)}`);
+      }
       // d is a resolved directory: resolving '/' + d.rel again gives d itself.
       const rel = d.rel === '' ? baseName : `${d.rel}/${baseName}`;
       return { rel, abs: path.join(d.abs, baseName), exists: false };
@@ -899,8 +920,16 @@ async function extractArchive(c: Copier, file: string, target: Resolved): Promis
 /** The file name BuildKit gives a URL's download. */
 export function urlFileName(url: string): string {
   const u = new URL(url);
-  const base = path.posix.basename(u.pathname);
-  return base === '' || base === '/' || base === '.' ? '__unnamed__' : decodeURIComponent(base);
+  // The last element of the decoded path, as Go's path.Base(u.Path) gives it: an encoded `/`
+  // (`..%2F..%2Fetc%2Fx`) is a separator once decoded, never part of the name.
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(u.pathname);
+  } catch {
+    decoded = u.pathname;
+  }
+  const base = path.posix.basename(decoded);
+  return base === '' || base === '/' || base === '.' || base === '..' || base.includes('\0') ? '__unnamed__' : base;
 }
 
 async function addUrl(c: Copier, url: string, dest: string, spec: CopySpec): Promise<void> {

@@ -728,7 +728,7 @@ export async function mountOverlay(lowerDirs: readonly string[], upperDir: strin
   // A work dir a volatile overlay used keeps work/incompat/volatile, and overlayfs refuses to
   // mount over it again until it is gone (a reused work dir; ours are usually fresh).
   rmSync(path.join(workDir, 'work', 'incompat'), { recursive: true, force: true });
-  const options = `lowerdir=${[...lowerDirs].reverse().join(':')},upperdir=${upperDir},workdir=${workDir}`;
+  const options = `lowerdir=${lowerOption(lowerDirs)},upperdir=${overlayPath(upperDir)},workdir=${overlayPath(workDir)}`;
   // volatile (Linux 5.10): unmounting a writable overlay otherwise syncs the whole filesystem
   // of its upper dir (overlayfs' sync_fs), so a WORKDIR after an apt-get RUN waited 300 ms for
   // apt's files to reach the disk. The upper dir becomes a snapshot that nothing syncs either
@@ -796,7 +796,21 @@ export async function mountMaskedView(source: string, hidden: readonly string[],
 export async function mountReadOnlyOverlay(lowerDirs: readonly string[], target: string): Promise<() => Promise<void>> {
   if (lowerDirs.length < 2) throw new LayerUnpackError('TSBUILD_MOUNT', `a read-only overlay needs two lower directories (got ${lowerDirs.length})`);
   mkdirSync(target, { recursive: true });
-  return mount(`lowerdir=${[...lowerDirs].reverse().join(':')}`, target);
+  return mount(`lowerdir=${lowerOption(lowerDirs)}`, target);
+}
+
+/**
+ * A directory as an overlay mount option takes it: `\` and `:` escaped (overlayfs splits
+ * `lowerdir` at `:`), and a `,` (which ends an option and cannot be escaped) refused. A context
+ * directory named `x:/host/dir` would otherwise add the host's /host/dir as a layer.
+ */
+function overlayPath(dir: string): string {
+  if (/[,\n\t\0]/.test(dir)) throw new LayerUnpackError('TSBUILD_MOUNT', `cannot mount an overlay of ${JSON.stringify(dir)}: its path holds a comma or a control character`);
+  return dir.replace(/[\\:]/g, (c) => `\\${c}`);
+}
+
+function lowerOption(lowerDirs: readonly string[]): string {
+  return [...lowerDirs].reverse().map(overlayPath).join(':');
 }
 
 async function mount(options: string, target: string): Promise<() => Promise<void>> {

@@ -107,6 +107,19 @@ async function removeAll(p: string): Promise<void> {
   await fs.rm(p, { recursive: true, force: true });
 }
 
+/** True when every component of `p` below `root` is a directory, none a symlink. */
+async function isRealDir(root: string, p: string): Promise<boolean> {
+  const rel = path.relative(root, p);
+  if (rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) return false;
+  let cur = root;
+  for (const part of rel.split(path.sep)) {
+    cur = path.join(cur, part);
+    const st = await lstatOrUndefined(cur);
+    if (!st || !st.isDirectory()) return false;
+  }
+  return true;
+}
+
 async function lstatOrUndefined(p: string) {
   try {
     return await fs.lstat(p);
@@ -260,6 +273,10 @@ export async function extractLayer(input: Readable, dir: string, options: Extrac
   for (const r of results) if (r.status === 'rejected') throw r.reason;
   dirMeta.sort((a, b) => b.depth - a.depth);
   for (const d of dirMeta) {
+    // A later entry may have made this path, or a directory above it, a symlink (`d/` then
+    // `d -> /etc`): chmod and utimes follow links, so only a path that is still directories all
+    // the way down from the root gets them.
+    if (!(await isRealDir(root, d.p))) continue;
     await fs.chmod(d.p, d.mode);
     await fs.utimes(d.p, d.mtime, d.mtime);
   }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { createReadStream, constants as fsc } from 'node:fs';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -5,7 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
-import { digestAlgorithm, digestHex, isDigest, sha256, type Digest } from './digest.js';
+import { digestAlgorithm, digestHex, isDigest, parseDigest, sha256, type Digest } from './digest.js';
 import { collectBlobs, loadManifest, selectImage, type Image, type ImageOrIndex } from './image.js';
 import { BlobNotFoundError, DigestMismatchError, putBlobFile, syncBlobDirs, verifyingStream, writeFileAtomic, type BlobInput, type BlobSink, type BlobSource } from './store.js';
 import { MediaType, type Descriptor, type ImageIndex, type Platform } from './types.js';
@@ -75,7 +76,8 @@ export class OciLayout implements BlobSource, BlobSink {
   }
 
   blobPath(digest: Digest): string {
-    return path.join(this.dir, 'blobs', digestAlgorithm(digest), digestHex(digest));
+    // A digest from index.json or a manifest is text from the layout: never a path of its own.
+    return path.join(this.dir, 'blobs', digestAlgorithm(parseDigest(digest)), digestHex(digest));
   }
 
   async hasBlob(digest: Digest): Promise<boolean> {
@@ -117,7 +119,8 @@ export class OciLayout implements BlobSource, BlobSink {
     } catch (err) {
       throw new BlobNotFoundError(digest, `layout ${this.dir}`, { cause: err });
     }
-    const actual = digestAlgorithm(digest) === 'sha256' ? sha256(data) : digest;
+    const algorithm = digestAlgorithm(digest);
+    const actual = `${algorithm}:${createHash(algorithm).update(data).digest('hex')}` as Digest;
     if (actual !== digest) throw new DigestMismatchError(`blob ${digest} in layout ${this.dir}`, digest, actual);
     return data;
   }
@@ -139,7 +142,10 @@ export class OciLayout implements BlobSource, BlobSink {
   }
 
   async entries(): Promise<LayoutEntry[]> {
-    return (await this.readIndex()).manifests.map((d) => ({ refName: d.annotations?.[REF_NAME_ANNOTATION], descriptor: d }));
+    return (await this.readIndex()).manifests.map((d) => {
+      if (typeof d.digest !== 'string' || !isDigest(d.digest)) throw new LayoutError(`${this.dir}/index.json names an invalid digest ${JSON.stringify(d.digest)}`);
+      return { refName: d.annotations?.[REF_NAME_ANNOTATION], descriptor: d };
+    });
   }
 
   /** Adds a manifest/index descriptor to index.json; an entry with the same ref name is replaced. */

@@ -363,7 +363,8 @@ export class Store implements BlobSource, BlobSink {
   }
 
   blobPath(digest: Digest): string {
-    return path.join(this.blobsDir, digestAlgorithm(digest), digestHex(digest));
+    // checked here too: a digest from a file or a registry is text, never a path of its own
+    return path.join(this.blobsDir, digestAlgorithm(parseDigest(digest)), digestHex(digest));
   }
 
   /** Size of a stored blob, or undefined. */

@@ -17,7 +17,8 @@ const isOpaque = (x: ReadonlyMap<string, Buffer> | undefined) =>
 
 function cpA(from: string, to: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn('cp', ['-a', '--reflink=auto', `${from}/.`, `${to}/`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // --remove-destination: an existing non-directory is replaced, never written through
+    const child = spawn('cp', ['-a', '--reflink=auto', '--remove-destination', `${from}/.`, `${to}/`], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr.on('data', (b: Buffer) => { err += String(b); });
     child.on('error', (e) => reject(new SandboxSetupError(`cannot copy layer ${from}`, { cause: e })));
@@ -49,8 +50,10 @@ export async function copyLayers(helperPath: string, lowerDirs: readonly string[
           if (d && !d.isDirectory()) await rm(join(dest, r), { force: true });
           await prepare(r);
         } else {
+          // Whatever is there goes, a symlink most of all: cp -a would write through a lower
+          // layer's `f -> /host/file` onto the host.
           const d = await lstat(join(dest, r)).catch(() => undefined);
-          if (d?.isDirectory()) await rm(join(dest, r), { recursive: true, force: true });
+          if (d) await rm(join(dest, r), { recursive: true, force: true });
         }
       }
     };

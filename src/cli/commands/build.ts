@@ -349,13 +349,29 @@ async function stdinContext(
     await extractLayer(decompressed(file, compression), context, { whiteouts: false });
     await rm(file);
     const name = dockerfileInContext ?? 'Dockerfile';
-    const dockerfile = resolve(context, name);
-    if (relative(context, dockerfile).startsWith('..')) throw new UsageError(`-f ${name}: the Dockerfile must be inside the context read from stdin`);
+    if (relative(context, resolve(context, name)).startsWith('..')) throw new UsageError(`-f ${name}: the Dockerfile must be inside the context read from stdin`);
+    // The tar's links lead inside it: the host would follow a `Dockerfile -> /etc/x` out of it
+    // when it reads the file (a local context's links are its owner's, as docker reads them).
+    const { resolveInRoot } = await import('../../builder/context.js');
+    const dockerfile = (await resolveInRoot(context, name)).abs;
+    for (const ignore of ['.dockerignore', `${name}.dockerignore`]) await confineLink(context, ignore, resolveInRoot);
     return { context, dockerfile, remove };
   } catch (err) {
     await rm(dir, { recursive: true, force: true });
     throw err;
   }
+}
+
+/** A symlink at `name` in `root` becomes a copy of the file it names inside root (or goes). */
+async function confineLink(root: string, name: string, resolveInRoot: typeof import('../../builder/context.js').resolveInRoot): Promise<void> {
+  const { lstat, rm, writeFile } = await import('node:fs/promises');
+  const at = resolve(root, name);
+  const st = await lstat(at).catch(() => undefined);
+  if (!st?.isSymbolicLink()) return;
+  const r = await resolveInRoot(root, name);
+  const text = r.exists ? await readFile(r.abs).catch(() => undefined) : undefined;
+  await rm(at, { force: true });
+  if (text !== undefined) await writeFile(at, text);
 }
 
 /** `--call targets`: the stages of the Dockerfile, as buildx lists them; nothing is built. */
