@@ -132,8 +132,10 @@ export class CacheStore {
   readonly #options: CacheStoreOptions;
   readonly #pid: number;
   readonly #host = hostname();
+  /** Calls of `withLock` running now; the file lock is held while this is above 0. */
   #held = 0;
   #heldNonce: string | undefined;
+  #acquiring: Promise<void> | undefined;
 
   private constructor(dir: string, pid: number, options: CacheStoreOptions) {
     this.dir = dir;
@@ -257,16 +259,29 @@ export class CacheStore {
     await unlink(aside).catch(() => {});
   }
 
-  /** Run `fn` holding the store's lock (reentrant within this store object). */
+  /**
+   * Run `fn` holding the store's lock. The lock keeps other processes out; within this store
+   * object, calls share it (the parallel steps of one build write records side by side): the
+   * first takes the file lock, later ones wait for that, and the last one to finish gives it up.
+   * (A count that let a later call in as "reentrant" and gave the lock up when the first call
+   * ended left the others writing unlocked, beside another build's prune.)
+   */
   async withLock<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.#held > 0) {
-      this.#held++;
-      try {
-        return await fn();
-      } finally {
-        this.#held--;
-      }
+    if (this.#held === 0) {
+      this.#acquiring ??= this.#acquire().finally(() => {
+        this.#acquiring = undefined;
+      });
+      await this.#acquiring;
     }
+    this.#held++;
+    try {
+      return await fn();
+    } finally {
+      if (--this.#held === 0) await this.#release();
+    }
+  }
+
+  async #acquire(): Promise<void> {
     const deadline = Date.now() + (this.#options.lockTimeoutMs ?? 60_000);
     let wait = 2;
     while (!(await this.#tryLock())) {
@@ -274,19 +289,17 @@ export class CacheStore {
       await sleep(wait + Math.random() * wait);
       wait = Math.min(wait * 2, 100);
     }
-    this.#held = 1;
+  }
+
+  async #release(): Promise<void> {
+    const nonce = this.#heldNonce;
+    this.#heldNonce = undefined;
+    const lockFile = path.join(this.dir, 'lock');
     try {
-      return await fn();
-    } finally {
-      this.#held = 0;
-      const lockFile = path.join(this.dir, 'lock');
-      try {
-        const cur = JSON.parse(await readFile(lockFile, 'utf8')) as LockInfo;
-        if (cur.nonce === this.#heldNonce) await unlink(lockFile);
-      } catch {
-        /* already gone */
-      }
-      this.#heldNonce = undefined;
+      const cur = JSON.parse(await readFile(lockFile, 'utf8')) as LockInfo;
+      if (cur.nonce === nonce) await unlink(lockFile);
+    } catch {
+      /* already gone */
     }
   }
 

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -172,6 +173,28 @@ describe('CacheStore', () => {
     await store.put({ key: key('after'), result: 'ok' });
     expect((await store.get(key('after')))?.result).toBe('ok');
     expect(await allRecordsValid(dir)).toBe(n + 1);
+  });
+
+  it('parallel calls of one store share the lock, which is held until the last of them ends', async () => {
+    const dir = path.join(tmpRoot, 'shared-lock');
+    const a = await CacheStore.open(dir);
+    const other = await CacheStore.open(dir, { lockTimeoutMs: 150 });
+    const lockFile = path.join(dir, 'lock');
+    let release1!: () => void;
+    let release2!: () => void;
+    const first = a.withLock(() => new Promise<void>((r) => (release1 = r)));
+    const second = a.withLock(() => new Promise<void>((r) => (release2 = r)));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(typeof release1 === 'function' && typeof release2 === 'function').toBe(true); // both run at once
+    release1();
+    await first;
+    // the second still writes: the lock stays, and another build is kept out
+    expect(existsSync(lockFile)).toBe(true);
+    await expect(other.put({ key: key('y'), result: 2 })).rejects.toThrow(/is locked by another build/);
+    release2();
+    await second;
+    expect(existsSync(lockFile)).toBe(false);
+    await other.put({ key: key('y'), result: 2 });
   });
 
   it('waits for a live lock holder and times out with a clear error', async () => {
