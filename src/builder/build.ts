@@ -276,7 +276,7 @@ export async function build(opts: BuildOptions): Promise<BuildResult> {
     stopWith(err);
     await solver.settled();
     await solver.close().catch(() => {}); // the step's error is the one to report
-    await saveIndexes();
+    await saveIndexes().catch(() => {}); // the step's error is the one to report
     throw err;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
@@ -1006,8 +1006,8 @@ class Solver {
       // there (only in a lower layer): read through the mount.
       if (op.type === 'tsbuild.file.mkdir.v1') mkdirLayer = await this.#writeLayer(mnt, changed);
     } catch (err) {
-      await unmount();
-      await rm(dir, { recursive: true, force: true });
+      // the step's error is the one to report; a dir still mounted is left to gc (never rm'd through a mount)
+      if (await unmount().then(() => true, () => false)) await rm(dir, { recursive: true, force: true });
       throw err;
     }
     // The layer is read from the upper dir while the overlay is being unmounted (reading an
@@ -1018,8 +1018,7 @@ class Solver {
     try {
       result = mkdirLayer ?? (await this.#writeLayer(upper, changed));
     } catch (err) {
-      await unmounting;
-      await rm(dir, { recursive: true, force: true });
+      if (await unmounting.then(() => true, () => false)) await rm(dir, { recursive: true, force: true });
       throw err;
     }
     await unmounting;
