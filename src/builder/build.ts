@@ -1148,7 +1148,15 @@ class Solver {
         case 'ssh': {
           const spec = options.ssh?.find((s) => s.id === m.id);
           if (!spec?.paths[0] && m.required) throw new TsbuildError('TSBUILD_SSH_MISSING', `ssh agent ${m.id} is required but was not given (--ssh ${m.id})`);
-          out.push({ type: 'ssh', socket: spec?.paths[0], id: m.id, target: m.target, required: m.required });
+          let socket = spec?.paths[0];
+          if (socket !== undefined) {
+            // the step sees a socket of the mount's owner and mode, forwarding to the agent
+            const { agentProxy } = await import('./ssh-proxy.js');
+            const proxy = await agentProxy(socket, { uid: m.uid, gid: m.gid, mode: m.mode });
+            cleanups.push(() => proxy.close());
+            socket = proxy.socket;
+          }
+          out.push({ type: 'ssh', socket, id: m.id, target: m.target, required: m.required });
           break;
         }
         case 'bind': {

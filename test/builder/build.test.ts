@@ -502,6 +502,33 @@ describe('build(): sources', () => {
     await expect(buildIn(root, context, { dockerfileText: 'FROM busybox:latest AS a\nFROM busybox:latest\nRUN --mount=type=cache,target=/c,from=a,source=/nope true\n' })).rejects.toThrow('cache mount source /nope not found in stage 0');
   });
 
+  it('RUN --mount=type=ssh: the step\'s socket has the mount\'s owner and mode (root 0600 by default, as BuildKit) and forwards to the agent', { timeout: 60_000 }, async () => {
+    const { createServer, connect } = await import('node:net');
+    const { agentProxy } = await import('../../src/builder/ssh-proxy.js');
+    const agentSock = path.join(tmp, `agent-${n}.sock`);
+    const agent = createServer((c) => c.on('data', (d: Buffer) => c.end(`agent saw ${d.toString()}`)));
+    await new Promise<void>((resolve) => agent.listen(agentSock, resolve));
+    try {
+      const df = 'FROM busybox:latest\nRUN --mount=type=ssh stat -c "%a %u %g" $SSH_AUTH_SOCK > /default\nRUN --mount=type=ssh,target=/s,uid=1000,gid=1001,mode=0660 stat -c "%a %u %g" /s > /custom\n';
+      const { root, context } = await setup({ Dockerfile: df });
+      const out = path.join(tmp, `local-${n}`);
+      await buildIn(root, context, { ssh: [{ id: 'default', paths: [agentSock] }], outputs: [{ type: 'local', dest: out }] });
+      expect(await readFile(path.join(out, 'default'), 'utf8')).toBe('600 0 0\n');
+      expect(await readFile(path.join(out, 'custom'), 'utf8')).toBe('660 1000 1001\n');
+      // what the step connects to reaches the agent
+      const proxy = await agentProxy(agentSock, { uid: 0, gid: 0, mode: 0o600 });
+      const reply = await new Promise<string>((resolve, reject) => {
+        const c = connect(proxy.socket, () => c.write('hello'));
+        let got = '';
+        c.on('data', (d: Buffer) => (got += d.toString())).on('end', () => resolve(got)).on('error', reject);
+      });
+      await proxy.close();
+      expect(reply).toBe('agent saw hello');
+    } finally {
+      agent.close();
+    }
+  });
+
   it('ONBUILD triggers of a base image run at the start of the child stage', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nONBUILD RUN echo triggered > /onbuild\n', 'x.txt': 'x' });
     await buildIn(root, context, { tags: ['parent:1'] });
