@@ -31,7 +31,7 @@ import {
 } from 'node:fs';
 import { copyFile, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable, pipeline as streamPipeline } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import tar from 'tar-stream';
@@ -785,18 +785,47 @@ function isTarHeader(block: Buffer): boolean {
   return sum === parseInt(stored, 8);
 }
 
-/** The tar in `file` (compressed as `detectArchive` said), as a stream of tar bytes. */
+/**
+ * The tar in `file` (compressed as `detectArchive` said), as a stream of tar bytes. Every
+ * failure (an unreadable file, bad data, a decompressor missing or exiting non-zero) errors
+ * the stream returned; a tool that cannot be started is `TSBUILD_DECOMPRESS_TOOL`.
+ */
 export function decompressed(file: string, compression: ArchiveCompression): Readable {
   const input = createReadStream(file);
   if (compression === 'none') return input;
-  if (compression === 'gzip') return input.pipe(createGunzip());
+  // pipeline hands the file's errors on to the gunzip stream the caller reads.
+  if (compression === 'gzip') return streamPipeline(input, createGunzip(), () => {});
+  const name = path.basename(file);
   const tool = compression === 'bzip2' ? 'bzip2' : compression === 'xz' ? 'xz' : 'zstd';
+  const out = new PassThrough();
+  const fail = (err: Error): void => {
+    input.destroy();
+    out.destroy(err);
+  };
   const child = spawn(tool, ['-dc'], { stdio: ['pipe', 'pipe', 'ignore'] });
-  input.pipe(child.stdin);
-  child.stdin.on('error', () => {});
-  const out = child.stdout;
-  child.on('close', (code) => {
-    if (code !== 0) out.destroy(new CopyError('TSBUILD_DECOMPRESS', `${tool} -dc ${file} exited with ${code}`));
+  // A tool that is not installed (ENOENT) or no process or descriptor to spare (EAGAIN, EMFILE)
+  // is an 'error' event, not an exit code; with EMFILE there are no pipes either.
+  child.on('error', (err: NodeJS.ErrnoException) => {
+    const why = err.code === 'ENOENT' ? `${tool} not found` : `cannot run ${tool}: ${err.message}`;
+    fail(new CopyError('TSBUILD_DECOMPRESS_TOOL', `cannot decompress ${name}: ${why}`, { cause: err }));
+  });
+  input.on('error', fail);
+  if (child.stdin && child.stdout) {
+    input.pipe(child.stdin);
+    child.stdin.on('error', () => {}); // EPIPE when the tool stops reading: its exit code says why
+    child.stdout.on('error', fail);
+    // Ended only once the tool exited 0, so output cut short by a failure never looks complete.
+    child.stdout.pipe(out, { end: false });
+  }
+  child.on('close', (code, signal) => {
+    if (code === 0) out.end();
+    else fail(new CopyError('TSBUILD_DECOMPRESS', `cannot decompress ${name}: ${tool} -dc exited with ${code ?? signal}`));
+  });
+  // A reader that stops early (detectArchive) ends the tool too.
+  out.on('close', () => {
+    input.destroy();
+    child.stdout?.destroy();
+    if (child.exitCode === null && child.signalCode === null) child.kill();
   });
   return out;
 }
@@ -823,7 +852,10 @@ export async function detectArchive(file: string): Promise<ArchiveCompression | 
       size += (chunk as Buffer).length;
       if (size >= 512) break;
     }
-  } catch {
+  } catch (err) {
+    // Data that does not decompress is not an archive (ADD copies it as a file); a missing
+    // decompressor says nothing about the file and must not turn an archive into a copy.
+    if (err instanceof CopyError && err.code === 'TSBUILD_DECOMPRESS_TOOL') throw err;
     return undefined;
   } finally {
     stream.destroy();
@@ -837,80 +869,97 @@ async function extractArchive(c: Copier, file: string, target: Resolved): Promis
   const ex = tar.extract();
   const dirTimes: { abs: string; mtime: Date }[] = [];
   const input = decompressed(file, comp);
+  // The archive is read while the loop writes its entries, and either can fail first: the loop
+  // (an abort, a hard link to nothing, a full disk) leaves early and closes `ex`, so the
+  // pipeline ends in a premature close; a bad archive errors `ex` under the loop. Both are
+  // settled before anything is reported (an unawaited rejection would end the process).
+  let streamError: unknown;
   const done = pipeline(input, ex).catch((err: unknown) => {
-    throw new CopyError('TSBUILD_ADD_EXTRACT', `failed to extract ${path.basename(file)}`, { cause: err });
+    streamError = err;
   });
-  for await (const entry of ex) {
-    c.checkAbort();
-    const h = entry.header;
-    const name = cleanPath('/' + h.name).slice(1);
-    if (name === '' || name === '.') {
-      entry.resume();
-      continue;
-    }
-    // Parents are resolved (links followed) inside destRoot; the entry itself is not followed.
-    const parentPath = path.posix.dirname(`/${target.rel}/${name}`);
-    const parent = await c.mkdirAll(parentPath);
-    const base = path.posix.basename(name);
-    const abs = path.join(parent.abs, base);
-    const rel = parent.rel === '' ? base : `${parent.rel}/${base}`;
-    const meta = {
-      mode: h.mode ?? 0o644,
-      uid: h.uid ?? 0,
-      gid: h.gid ?? 0,
-      mtime: h.mtime ?? c.created,
-    };
-    const owner = c.owner ?? { uid: meta.uid, gid: meta.gid };
-    const setMeta = (isDir: boolean, isLink: boolean): void => {
-      lchownSync(abs, owner.uid, owner.gid);
-      if (!isLink) chmodSync(abs, applyMode(c.mode, meta.mode, isDir));
-      if (isDir) dirTimes.push({ abs, mtime: meta.mtime });
-      else lutimesSync(abs, meta.mtime, meta.mtime);
-      c.mark(rel);
-    };
-    switch (h.type) {
-      case 'directory': {
-        const st = lstatSync(abs, { throwIfNoEntry: false });
-        if (st && !st.isDirectory()) {
-          rmSync(abs, { force: true });
-          c.removed();
-        }
-        if (!st || !st.isDirectory()) mkdirSync(abs);
-        setMeta(true, false);
+  let loopFailed = false;
+  let loopError: unknown;
+  try {
+    for await (const entry of ex) {
+      c.checkAbort();
+      const h = entry.header;
+      const name = cleanPath('/' + h.name).slice(1);
+      if (name === '' || name === '.') {
         entry.resume();
-        break;
+        continue;
       }
-      case 'file':
-      case 'contiguous-file':
-      case null:
-      case undefined: {
-        c.clearTarget(abs, rel);
-        await pipeline(entry, createWriteStream(abs, { mode: 0o600 }));
-        setMeta(false, false);
-        break;
-      }
-      case 'symlink': {
-        c.clearTarget(abs, rel);
-        symlinkSync(h.linkname ?? '', abs);
-        setMeta(false, true);
-        entry.resume();
-        break;
-      }
-      case 'link': {
-        const linkTarget = await resolveInRoot(c.env.destRoot, `/${target.rel}/${cleanPath('/' + (h.linkname ?? '')).slice(1)}`, { followFinal: false });
-        if (!linkTarget.exists) throw new CopyError('TSBUILD_ADD_EXTRACT', `hard link ${name} -> ${h.linkname}: target not found in the archive`);
-        c.clearTarget(abs, rel);
-        linkSync(linkTarget.abs, abs);
+      // Parents are resolved (links followed) inside destRoot; the entry itself is not followed.
+      const parentPath = path.posix.dirname(`/${target.rel}/${name}`);
+      const parent = await c.mkdirAll(parentPath);
+      const base = path.posix.basename(name);
+      const abs = path.join(parent.abs, base);
+      const rel = parent.rel === '' ? base : `${parent.rel}/${base}`;
+      const meta = {
+        mode: h.mode ?? 0o644,
+        uid: h.uid ?? 0,
+        gid: h.gid ?? 0,
+        mtime: h.mtime ?? c.created,
+      };
+      const owner = c.owner ?? { uid: meta.uid, gid: meta.gid };
+      const setMeta = (isDir: boolean, isLink: boolean): void => {
+        lchownSync(abs, owner.uid, owner.gid);
+        if (!isLink) chmodSync(abs, applyMode(c.mode, meta.mode, isDir));
+        if (isDir) dirTimes.push({ abs, mtime: meta.mtime });
+        else lutimesSync(abs, meta.mtime, meta.mtime);
         c.mark(rel);
-        entry.resume();
-        break;
+      };
+      switch (h.type) {
+        case 'directory': {
+          const st = lstatSync(abs, { throwIfNoEntry: false });
+          if (st && !st.isDirectory()) {
+            rmSync(abs, { force: true });
+            c.removed();
+          }
+          if (!st || !st.isDirectory()) mkdirSync(abs);
+          setMeta(true, false);
+          entry.resume();
+          break;
+        }
+        case 'file':
+        case 'contiguous-file':
+        case null:
+        case undefined: {
+          c.clearTarget(abs, rel);
+          await pipeline(entry, createWriteStream(abs, { mode: 0o600 }));
+          setMeta(false, false);
+          break;
+        }
+        case 'symlink': {
+          c.clearTarget(abs, rel);
+          symlinkSync(h.linkname ?? '', abs);
+          setMeta(false, true);
+          entry.resume();
+          break;
+        }
+        case 'link': {
+          const linkTarget = await resolveInRoot(c.env.destRoot, `/${target.rel}/${cleanPath('/' + (h.linkname ?? '')).slice(1)}`, { followFinal: false });
+          if (!linkTarget.exists) throw new CopyError('TSBUILD_ADD_EXTRACT', `hard link ${name} -> ${h.linkname}: target not found in the archive`);
+          c.clearTarget(abs, rel);
+          linkSync(linkTarget.abs, abs);
+          c.mark(rel);
+          entry.resume();
+          break;
+        }
+        default:
+          // Devices and fifos cannot be created without mknod; they are skipped.
+          entry.resume();
       }
-      default:
-        // Devices and fifos cannot be created without mknod; they are skipped.
-        entry.resume();
     }
+  } catch (err) {
+    loopFailed = true;
+    loopError = err;
   }
   await done;
+  // The archive's own failure is reported as such; a premature close only says the loop stopped.
+  if (streamError !== undefined && (!loopFailed || (streamError as NodeJS.ErrnoException).code !== 'ERR_STREAM_PREMATURE_CLOSE')) {
+    throw new CopyError('TSBUILD_ADD_EXTRACT', `failed to extract ${path.basename(file)}`, { cause: streamError });
+  }
+  if (loopFailed) throw loopError;
   for (const d of dirTimes.reverse()) lutimesSync(d.abs, d.mtime, d.mtime);
 }
 

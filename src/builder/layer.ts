@@ -17,6 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { TsbuildError } from '../errors.js';
 import { compressStream, createGzipStream, layerMediaType } from '../oci/compress.js';
 import { DigestingStream, digestHex, type Digest } from '../oci/digest.js';
+import { BlobNotFoundError } from '../oci/store.js';
 import { TAR_END_BYTES, tarPadding, writeTarHeader, type TarHeaderFields } from '../oci/tar-writer.js';
 import { flatString } from './context.js';
 
@@ -427,11 +428,18 @@ export async function compressBlob(
   const src = path.join(blobDir, 'sha256', digestHex(diffId));
   const check = new DigestingStream();
   const out = new DigestingStream();
-  const input = createReadStream(src);
   await storeAtomically(
     blobDir,
     async (fh) => {
-      await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, fileStream(fh));
+      // Opened here, under pipeline: a stream made before storeAtomically's awaits could fail
+      // to open (a blob pruned meanwhile) with no listener yet, or leak when they fail.
+      const input = createReadStream(src);
+      try {
+        await pipeline(input, check, compressStream(compression, { level: options.level ?? options.gzipLevel ?? (compression === 'gzip' ? 6 : 3) }), out, fileStream(fh));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new BlobNotFoundError(diffId, blobDir, { cause: err });
+        throw err;
+      }
       if (check.digest !== diffId) throw new LayerError('TSBUILD_BLOB_CORRUPT', `blob ${diffId} does not match its digest (got ${check.digest})`);
     },
     () => out.digest,

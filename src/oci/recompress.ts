@@ -52,8 +52,23 @@ export async function compressStoredImage(store: Store, desc: Descriptor, option
     }
     const out = new PassThrough();
     const stored = store.putBlob(out);
-    const d = await compressLayer(await store.openBlob(l.digest), compression, out, options.level !== undefined ? { level: options.level } : {});
-    await stored;
+    const compressed = (async () => {
+      try {
+        return await compressLayer(await store.openBlob(l.digest), compression, out, options.level !== undefined ? { level: options.level } : {});
+      } catch (err) {
+        out.destroy(err as Error); // ends putBlob too (it removes its temp file), even when openBlob failed
+        throw err;
+      }
+    })();
+    // Both settle before anything is reported: a failure on either side ends the other, and
+    // neither rejection may go unawaited.
+    const [s, c] = await Promise.allSettled([stored, compressed]);
+    if (c.status === 'rejected') {
+      // A failing putBlob (a full disk) leaves compression only a premature close: report putBlob's.
+      throw s.status === 'rejected' && (c.reason as NodeJS.ErrnoException).code === 'ERR_STREAM_PREMATURE_CLOSE' ? s.reason : c.reason;
+    }
+    if (s.status === 'rejected') throw s.reason;
+    const d = c.value;
     if (d.diffId !== l.digest) throw new Error(`layer ${l.digest} does not match its digest (read ${d.diffId})`);
     const { digest: _d, size: _s, mediaType: _m, ...rest } = l;
     layers.push({ ...rest, mediaType: layerMediaType(compression, flavour), digest: d.digest, size: d.size });
