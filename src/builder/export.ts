@@ -1,5 +1,5 @@
-import { createWriteStream, lstatSync } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { lstatSync } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { TsbuildError } from '../errors.js';
@@ -42,11 +42,24 @@ function refName(name: string | undefined): string | undefined {
 async function atomicFile(dest: string, write: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<void> {
   await mkdir(path.dirname(dest), { recursive: true });
   const tmp = `${dest}.tmp-${randomBytes(4).toString('hex')}`;
-  const out = createWriteStream(tmp);
+  // Opened here, not left to the stream: `write` may read the whole image before it pipes into
+  // `out` (a tar output unpacks every layer first), and a failed open would meanwhile be an
+  // 'error' event with no listener, which ends the process. Now it fails before any work.
+  let fh;
+  try {
+    fh = await open(tmp, 'wx');
+  } catch (err) {
+    throw new ExportError('TSBUILD_EXPORT_WRITE', `cannot write ${dest}`, { cause: err });
+  }
+  const out = fh.createWriteStream();
+  // A failed write (ENOSPC, EIO) reaches `write` through its pipeline; this names the file.
+  let outErr: unknown;
+  out.on('error', (err) => (outErr ??= err));
   try {
     await write(out);
     await new Promise<void>((resolve, reject) => {
-      if (out.writableFinished) resolve();
+      if (outErr !== undefined) reject(outErr);
+      else if (out.writableFinished) resolve();
       else {
         out.on('finish', resolve);
         out.on('error', reject);
@@ -56,6 +69,7 @@ async function atomicFile(dest: string, write: (out: NodeJS.WritableStream) => P
   } catch (err) {
     out.destroy();
     await rm(tmp, { force: true });
+    if (err !== undefined && err === outErr) throw new ExportError('TSBUILD_EXPORT_WRITE', `cannot write ${dest}`, { cause: err });
     throw err;
   }
 }

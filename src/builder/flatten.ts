@@ -6,6 +6,7 @@ import type { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { extractLayer } from '../oci/extract.js';
+import { packInto, quietEntry } from '../oci/layout.js';
 import type { Image } from '../oci/image.js';
 import { comparePaths } from './layer.js';
 
@@ -38,20 +39,15 @@ async function packDir(root: string, out: Writable): Promise<void> {
   await walk('');
   rels.sort(comparePaths);
   const pack = tar.pack();
-  const done = pipeline(pack, out);
-  for (const r of rels) {
-    const abs = path.join(root, r);
-    const st = await lstat(abs);
-    const base = { name: r, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
-    if (st.isDirectory()) pack.entry({ ...base, type: 'directory' });
-    else if (st.isSymbolicLink()) pack.entry({ ...base, type: 'symlink', linkname: await readlink(abs) });
-    else if (st.isFile()) {
-      await new Promise<void>((resolve, reject) => {
-        const e = pack.entry({ ...base, type: 'file', size: st.size }, (err) => (err ? reject(err) : resolve()));
-        createReadStream(abs).on('error', reject).pipe(e);
-      });
+  await packInto(pack, out, async () => {
+    for (const r of rels) {
+      const abs = path.join(root, r);
+      const st = await lstat(abs);
+      const base = { name: r, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+      if (st.isDirectory()) quietEntry(pack, { ...base, type: 'directory' });
+      else if (st.isSymbolicLink()) quietEntry(pack, { ...base, type: 'symlink', linkname: await readlink(abs) });
+      // pipeline, not pipe: a failing read or a destroyed pack (the output failed) rejects here.
+      else if (st.isFile()) await pipeline(createReadStream(abs), quietEntry(pack, { ...base, type: 'file', size: st.size }));
     }
-  }
-  pack.finalize();
-  await done;
+  });
 }

@@ -120,12 +120,19 @@ export async function runProcess(): Promise<void> {
   // terminal (see `stdioWriter`).
   let stdout: ReturnType<typeof stdioWriter> | undefined;
   let stderr: ReturnType<typeof stdioWriter> | undefined;
+  const errorOutput = () => (stderr ??= stdioWriter(2, () => process.stderr));
+  // Output that could not be written (other than to a closed pipe): said once, and the command
+  // fails. Nothing can be said of standard error's own failure; it fails the command too.
+  let lost = false;
   const code = await main(process.argv.slice(2), {
     get stdout() {
-      return (stdout ??= stdioWriter(1, () => process.stdout));
+      return (stdout ??= stdioWriter(1, () => process.stdout, (err) => {
+        lost = true;
+        errorOutput().write(`tsbuild: cannot write to standard output: ${err.message}\n`);
+      }));
     },
     get stderr() {
-      return (stderr ??= stdioWriter(2, () => process.stderr));
+      return errorOutput();
     },
     get stdin() {
       return process.stdin;
@@ -135,7 +142,7 @@ export async function runProcess(): Promise<void> {
     cwd: process.cwd(),
     signal: controller.signal,
   });
-  process.exitCode = code;
+  process.exitCode = code === 0 && (lost || stderr?.failed) ? 1 : code;
 }
 
 /**
@@ -145,31 +152,59 @@ export async function runProcess(): Promise<void> {
  * stream is made only when a command asks whether the output is a terminal (`isTTY`, `columns`),
  * or when the descriptor refuses a synchronous write (EAGAIN: a non-blocking pipe); everything
  * goes through it from then on, after what was already written.
+ *
+ * A failed write never becomes the stream's 'error' (no command listens for it, and an 'error'
+ * nobody listens to ends the process as an internal error): the rest of the output is dropped.
+ * EPIPE, the reader gone (`tsbuild graph … | head -1`), is quiet, as a shell pipeline expects;
+ * any other failure is passed to `onFailure` once.
  */
-function stdioWriter(fd: 1 | 2, real: () => NodeJS.WriteStream): Writable & { readonly isTTY?: boolean; readonly columns?: number } {
+function stdioWriter(
+  fd: 1 | 2,
+  real: () => NodeJS.WriteStream,
+  onFailure?: (err: NodeJS.ErrnoException) => void,
+): Writable & { readonly isTTY?: boolean; readonly columns?: number; readonly failed: boolean } {
   let stream: NodeJS.WriteStream | undefined;
+  let closed = false;
+  let failed = false;
+  const realStream = (): NodeJS.WriteStream => {
+    if (stream) return stream;
+    stream = real();
+    // Its failures come to the write callbacks below as well; this keeps them from ending the process.
+    stream.on('error', () => {});
+    return stream;
+  };
+  const fail = (err: NodeJS.ErrnoException, cb: () => void): void => {
+    if (!closed) {
+      closed = true;
+      if (err.code !== 'EPIPE') {
+        failed = true;
+        onFailure?.(err);
+      }
+    }
+    cb();
+  };
   const w = new Writable({
     write(chunk: Buffer, _encoding, cb) {
+      if (closed) return cb();
       if (stream) {
-        stream.write(chunk, (err) => cb(err ?? null));
+        stream.write(chunk, (err) => (err ? fail(err, cb) : cb()));
         return;
       }
       let at = 0;
       try {
         while (at < chunk.length) at += writeSync(fd, chunk, at);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return cb(err as Error);
-        stream = real();
-        stream.write(chunk.subarray(at), (e) => cb(e ?? null));
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') return fail(err as NodeJS.ErrnoException, cb);
+        realStream().write(chunk.subarray(at), (e) => (e ? fail(e, cb) : cb()));
         return;
       }
       cb();
     },
   });
   Object.defineProperties(w, {
-    isTTY: { get: () => (stream ??= real()).isTTY },
-    columns: { get: () => (stream ??= real()).columns },
+    isTTY: { get: () => realStream().isTTY },
+    columns: { get: () => realStream().columns },
+    failed: { get: () => failed },
   });
-  return w;
+  return w as Writable & { readonly isTTY?: boolean; readonly columns?: number; readonly failed: boolean };
 }
-

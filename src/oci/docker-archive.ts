@@ -5,7 +5,7 @@ import { TsbuildError } from '../errors.js';
 import { detectCompression, layerMediaType, type Compression } from './compress.js';
 import { digestHex, type Digest } from './digest.js';
 import type { Image } from './image.js';
-import { TarWriter, type ArchiveOptions } from './layout.js';
+import { packInto, TarWriter, type ArchiveOptions } from './layout.js';
 import { familiarName, parseReference } from './reference.js';
 import type { BlobSink, BlobSource } from './store.js';
 import { MediaType, type Descriptor, type ImageConfig, type ImageManifest } from './types.js';
@@ -35,11 +35,10 @@ function familiarTag(ref: string): string {
  */
 export async function writeDockerArchive(out: Writable, entries: readonly { image: Image; tags?: readonly string[] }[], options: ArchiveOptions = {}): Promise<void> {
   const w = new TarWriter(options);
-  const done = pipeline(w.pack, out);
   const manifest: DockerArchiveManifestEntry[] = [];
   const repositories: Record<string, Record<string, string>> = {};
   const written = new Set<string>();
-  try {
+  await packInto(w.pack, out, async () => {
     for (const e of entries) {
       const cfgDesc = await e.image.configDescriptor();
       const configName = `${digestHex(cfgDesc.digest)}.json`;
@@ -69,13 +68,7 @@ export async function writeDockerArchive(out: Writable, entries: readonly { imag
     }
     w.file('manifest.json', JSON.stringify(manifest));
     if (Object.keys(repositories).length) w.file('repositories', JSON.stringify(repositories));
-    w.finalize();
-  } catch (err) {
-    w.pack.destroy(err as Error);
-    await done.catch(() => undefined);
-    throw err;
-  }
-  await done;
+  });
 }
 
 /** One image read from a docker archive: the OCI manifest made for it and its tags. */
@@ -117,8 +110,11 @@ export async function readDockerArchive(input: Readable, sink: BlobSink & BlobSo
             cb(null, c);
           },
         });
-        const src = Readable.from(stream).pipe(peek);
-        const r = await sink.putBlob(src);
+        // pipeline, not pipe: a truncated archive fails the entry's stream, and the wrapper's
+        // 'error' (pipe() does not pass it on) would have no listener. Its rejection is taken
+        // with putBlob's, which meets the same failure as `peek` is destroyed.
+        const copied = pipeline(Readable.from(stream), peek);
+        const [r] = await Promise.all([sink.putBlob(peek), copied]);
         blobs.set(name, { ...r, compression: detectCompression(head) });
       };
       handle().then(

@@ -209,24 +209,53 @@ export class TarWriter {
     return { name, mtime: this.mtime, uid: 0, gid: 0, uname: '', gname: '', mode: 0o644, ...extra } as tar.Header;
   }
   dir(name: string): void {
-    this.pack.entry(this.header(name, { type: 'directory', mode: 0o755 }));
+    quietEntry(this.pack, this.header(name, { type: 'directory', mode: 0o755 }));
   }
   file(name: string, data: Buffer | string): void {
-    this.pack.entry(this.header(name, { type: 'file' }), Buffer.from(data));
+    quietEntry(this.pack, this.header(name, { type: 'file' }), Buffer.from(data));
   }
   async stream(name: string, size: number, src: Readable): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const entry = this.pack.entry(this.header(name, { type: 'file', size }), (err) => (err ? reject(err) : resolve()));
-      src.on('error', (e) => {
-        entry.destroy(e);
-        reject(e);
-      });
-      src.pipe(entry);
-    });
+    // pipeline, not pipe: a failing source or a destroyed pack (its output failed) rejects here,
+    // and the source is closed; pipe() re-emits the entry's error with no listener.
+    await pipeline(src, quietEntry(this.pack, this.header(name, { type: 'file', size })));
   }
   finalize(): void {
     this.pack.finalize();
   }
+}
+
+/**
+ * `pack.entry`, with a listener for its 'error': an entry not yet written when the pack is
+ * destroyed (a failing output, a failing source) is destroyed with the pack's error, and an
+ * 'error' event nobody listens to ends the process. The pipeline into the output reports it.
+ */
+export function quietEntry(pack: tar.Pack, header: Partial<tar.Header> & { name: string }, data?: Buffer): NodeJS.WritableStream {
+  const entry = data ? pack.entry(header, data) : pack.entry(header);
+  entry.on('error', () => {});
+  // A streamx Writable, which node's pipeline drives as it does its own.
+  return entry as unknown as NodeJS.WritableStream;
+}
+
+/**
+ * Streams `pack` into `out` while `fill` adds the entries, then ends the archive. The first
+ * failure ends both sides and is the one thrown: the output's own (EACCES, ENOSPC) when it came
+ * first, though `fill` then only meets a destroyed pack. The pipeline's outcome is taken from the
+ * start, so an output failing while `fill` awaits something else is no unhandled rejection.
+ */
+export async function packInto(pack: tar.Pack, out: Writable | NodeJS.WritableStream, fill: () => Promise<void>): Promise<void> {
+  const failed = pipeline(pack, out).then(
+    () => undefined,
+    (err: unknown) => err ?? new Error('archive output failed'),
+  );
+  try {
+    await fill();
+    pack.finalize();
+  } catch (err) {
+    pack.destroy(err as Error);
+    throw (await failed) ?? err;
+  }
+  const err = await failed;
+  if (err) throw err;
 }
 
 /**
@@ -235,32 +264,25 @@ export class TarWriter {
  */
 export async function writeOciArchive(out: Writable, entries: readonly { item: ImageOrIndex; refName?: string }[], options: ArchiveOptions = {}): Promise<Descriptor[]> {
   const w = new TarWriter(options);
-  const done = pipeline(w.pack, out);
   const manifests: Descriptor[] = [];
-  const blobs: { descriptor: Descriptor; open: () => Promise<Readable> }[] = [];
-  const seen = new Set<string>();
-  for (const e of entries) {
-    for (const b of await collectBlobs(e.item)) {
-      if (seen.has(b.descriptor.digest)) continue;
-      seen.add(b.descriptor.digest);
-      blobs.push(b);
+  await packInto(w.pack, out, async () => {
+    const blobs: { descriptor: Descriptor; open: () => Promise<Readable> }[] = [];
+    const seen = new Set<string>();
+    for (const e of entries) {
+      for (const b of await collectBlobs(e.item)) {
+        if (seen.has(b.descriptor.digest)) continue;
+        seen.add(b.descriptor.digest);
+        blobs.push(b);
+      }
+      const d = await e.item.descriptor();
+      manifests.push(e.refName !== undefined ? { ...d, annotations: { [REF_NAME_ANNOTATION]: e.refName } } : d);
     }
-    const d = await e.item.descriptor();
-    manifests.push(e.refName !== undefined ? { ...d, annotations: { [REF_NAME_ANNOTATION]: e.refName } } : d);
-  }
-  try {
     w.file('oci-layout', OCI_LAYOUT);
     w.file('index.json', JSON.stringify({ schemaVersion: 2, mediaType: MediaType.OciIndex, manifests }));
     w.dir('blobs/');
     w.dir('blobs/sha256/');
     for (const b of blobs) await w.stream(`blobs/${digestAlgorithm(b.descriptor.digest)}/${digestHex(b.descriptor.digest)}`, b.descriptor.size, await b.open());
-    w.finalize();
-  } catch (err) {
-    w.pack.destroy(err as Error);
-    await done.catch(() => undefined);
-    throw err;
-  }
-  await done;
+  });
   return manifests;
 }
 
@@ -328,17 +350,16 @@ export async function readOciArchive(input: Readable, sink: BlobSink): Promise<L
 /** Writes an OCI archive of a whole layout directory (every blob and index.json as they are). */
 export async function archiveLayout(layout: OciLayout, out: Writable, options: ArchiveOptions = {}): Promise<void> {
   const w = new TarWriter(options);
-  const done = pipeline(w.pack, out);
-  w.file('oci-layout', OCI_LAYOUT);
-  w.file('index.json', await fs.readFile(path.join(layout.dir, 'index.json')));
-  w.dir('blobs/');
-  for (const alg of (await fs.readdir(path.join(layout.dir, 'blobs'))).sort()) {
-    w.dir(`blobs/${alg}/`);
-    for (const hex of (await fs.readdir(path.join(layout.dir, 'blobs', alg))).sort()) {
-      const p = path.join(layout.dir, 'blobs', alg, hex);
-      await w.stream(`blobs/${alg}/${hex}`, (await fs.stat(p)).size, createReadStream(p));
+  await packInto(w.pack, out, async () => {
+    w.file('oci-layout', OCI_LAYOUT);
+    w.file('index.json', await fs.readFile(path.join(layout.dir, 'index.json')));
+    w.dir('blobs/');
+    for (const alg of (await fs.readdir(path.join(layout.dir, 'blobs'))).sort()) {
+      w.dir(`blobs/${alg}/`);
+      for (const hex of (await fs.readdir(path.join(layout.dir, 'blobs', alg))).sort()) {
+        const p = path.join(layout.dir, 'blobs', alg, hex);
+        await w.stream(`blobs/${alg}/${hex}`, (await fs.stat(p)).size, createReadStream(p));
+      }
     }
-  }
-  w.finalize();
-  await done;
+  });
 }
