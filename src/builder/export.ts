@@ -74,6 +74,14 @@ async function atomicFile(dest: string, write: (out: NodeJS.WritableStream) => P
   }
 }
 
+/** Writes an archive into a stream the caller gave (standard output for `dest=-`): it is ended when done. */
+async function toStream(out: NodeJS.WritableStream, write: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<void> {
+  await write(out);
+  // the writers pipe into `out` and end it; wait until it has taken everything
+  const w = out as NodeJS.WritableStream & { writableFinished?: boolean };
+  if (w.writableFinished === false) await new Promise<void>((resolve, reject) => out.once('finish', resolve).once('error', reject));
+}
+
 /** An archive file as written: what its lstat said right after, to know it again. */
 interface WrittenArchive {
   readonly dev: string;
@@ -103,9 +111,10 @@ function archiveStat(file: string): WrittenArchive | undefined {
  * these inputs give is written again. A no-op rebuild then costs a stat, not a copy of every
  * blob of the image.
  */
-async function writeArchive(ctx: ExportContext, dest: string, inputs: unknown, write: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<void> {
+async function writeArchive(ctx: ExportContext, dest: string | NodeJS.WritableStream, inputs: unknown, write: (out: NodeJS.WritableStream) => Promise<unknown>): Promise<void> {
+  if (typeof dest !== 'string') return toStream(dest, write);
   const cache = ctx.cache;
-  if (!cache || dest === '-') return atomicFile(dest, write);
+  if (!cache) return atomicFile(dest, write);
   const key = `sha256:${createHash('sha256').update(JSON.stringify(['tsbuild.archive-output.v1', await codeIdentity(), path.resolve(dest), inputs])).digest('hex')}` as Digest;
   const had = await cache.get(key).catch(() => undefined);
   const now = archiveStat(dest);
@@ -136,6 +145,7 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
       const [{ loadManifest }, { OciLayout, writeOciArchive }] = await Promise.all([import('../oci/image.js'), import('../oci/layout.js')]);
       const rn = refName(names[0]);
       if (out.tar === false) {
+        if (typeof out.dest !== 'string') throw new ExportError('TSBUILD_EXPORT_DEST', 'output type=oci,tar=false writes a directory: it needs a path, not a stream');
         const layout = await OciLayout.create(out.dest);
         await layout.write(await loadManifest(ctx.store, ctx.manifest), rn);
         return;
@@ -161,6 +171,7 @@ export async function exportImage(out: OutputSpec, ctx: ExportContext): Promise<
       const item = await loadManifest(ctx.store, ctx.manifest);
       const image = await selectImage(ctx.store, item, ctx.platform);
       if (out.type === 'local') await flattenImage(image, { dir: out.dest });
+      else if (typeof out.dest !== 'string') await toStream(out.dest, (w) => flattenImage(image, { tar: w }));
       else await atomicFile(out.dest, (w) => flattenImage(image, { tar: w }));
       return;
     }

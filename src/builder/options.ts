@@ -21,14 +21,18 @@ export type OutputSpec =
   | ({ readonly type: 'image'; readonly name?: readonly string[]; readonly push?: boolean } & LayerCompression)
   /** Push to a registry under every name. */
   | ({ readonly type: 'registry'; readonly name?: readonly string[] } & LayerCompression)
-  /** OCI image layout: a directory, or a tar of one when `tar` is true (the default for `--output type=oci,dest=x.tar`). */
-  | ({ readonly type: 'oci'; readonly dest: string; readonly tar?: boolean; readonly name?: readonly string[] } & LayerCompression)
-  /** `docker save` format archive (docker load can read it). */
-  | ({ readonly type: 'docker'; readonly dest: string; readonly name?: readonly string[] } & LayerCompression)
+  /**
+   * OCI image layout: a directory, or a tar of one when `tar` is true (the default for
+   * `--output type=oci,dest=x.tar`, and for a stream). `dest` is a path, or a stream the tar is
+   * written to (ended when done): the CLI gives its standard output for `dest=-`.
+   */
+  | ({ readonly type: 'oci'; readonly dest: string | NodeJS.WritableStream; readonly tar?: boolean; readonly name?: readonly string[] } & LayerCompression)
+  /** `docker save` format archive (docker load can read it), to a path or a stream. */
+  | ({ readonly type: 'docker'; readonly dest: string | NodeJS.WritableStream; readonly name?: readonly string[] } & LayerCompression)
   /** The target stage's root filesystem as a directory. */
   | { readonly type: 'local'; readonly dest: string }
-  /** The target stage's root filesystem as a tar. */
-  | { readonly type: 'tar'; readonly dest: string };
+  /** The target stage's root filesystem as a tar, to a path or a stream. */
+  | { readonly type: 'tar'; readonly dest: string | NodeJS.WritableStream };
 
 export interface SecretSpec {
   readonly id: string;

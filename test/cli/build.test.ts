@@ -1,9 +1,10 @@
 /** `tsbuild build` through the CLI: docker build's flags, outputs, metadata, errors, targets. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeBusyboxImage, repoRoot } from '../helpers/base-images.js';
 import { runCli } from '../helpers/cli.js';
@@ -199,5 +200,62 @@ describe('--output compression', () => {
     const r = await runCli(['build', '--root', root, '--output', `type=docker,dest=${path.join(tmp, 'c.tar')},compression=bogus`, context]);
     expect(r.code).not.toBe(0);
     expect(r.stderr).toMatch(/compression wants gzip, zstd or uncompressed/);
+  });
+});
+
+describe('--output dest=- (standard output), as buildx writes it', () => {
+  const bin = path.join(repoRoot, 'dist/cli.cjs');
+  /** The built command, its stdout as bytes (dist is built by `npm test` before vitest). */
+  const spawnBuild = (args: string[]) =>
+    new Promise<{ code: number | null; stdout: Buffer; stderr: string }>((resolve, reject) => {
+      const child = spawn(bin, ['build', '--root', root, '--progress', 'plain', ...args], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+      const out: Buffer[] = [];
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => out.push(d));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      child.on('error', reject);
+      child.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: err }));
+    });
+  const tarNames = async (buf: Buffer): Promise<string[]> => {
+    const names: string[] = [];
+    const ex = tar.extract();
+    const done = new Promise<void>((resolve, reject) => ex.on('finish', resolve).on('error', reject));
+    ex.on('entry', (h, s, next) => {
+      names.push(h.name);
+      s.on('end', next);
+      s.resume();
+    });
+    ex.end(buf);
+    await done;
+    return names;
+  };
+
+  it('-o - is a tar of the filesystem on stdout; progress stays on stderr', { timeout: 60_000 }, async () => {
+    const r = await spawnBuild(['-o', '-', 'ctx']);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('writing image sha256:');
+    const names = await tarNames(r.stdout);
+    expect(names).toEqual(expect.arrayContaining(['hello.txt', 'msg', 'bin/busybox']));
+  });
+
+  it('type=oci,dest=- and type=docker,dest=- are archives skopeo reads', { timeout: 60_000 }, async () => {
+    const oci = await spawnBuild(['--output', 'type=oci,dest=-', '-t', 'stdout:oci', 'ctx']);
+    expect(oci.code).toBe(0);
+    expect(await tarNames(oci.stdout)).toEqual(expect.arrayContaining(['oci-layout', 'index.json']));
+    await writeFile(path.join(tmp, 'from-stdout.oci.tar'), oci.stdout);
+    const inspected = JSON.parse((await run('skopeo', ['inspect', '--raw', `oci-archive:${path.join(tmp, 'from-stdout.oci.tar')}`])).stdout) as { layers: unknown[] };
+    expect(inspected.layers.length).toBeGreaterThan(0);
+    const docker = await spawnBuild(['--output', 'type=docker,dest=-', '-t', 'stdout:docker', 'ctx']);
+    expect(docker.code).toBe(0);
+    await writeFile(path.join(tmp, 'from-stdout.docker.tar'), docker.stdout);
+    const config = JSON.parse((await run('skopeo', ['inspect', '--config', `docker-archive:${path.join(tmp, 'from-stdout.docker.tar')}`])).stdout) as { config?: { Cmd?: string[] } };
+    expect(config.config?.Cmd).toEqual(['cat', '/msg']);
+  });
+
+  it('refuses what cannot go to stdout: two outputs there, -q with it, a directory output', async () => {
+    expect((await cli(['build', '-o', '-', '--output', 'type=oci,dest=-', 'ctx'])).stderr).toContain('only one --output can write to standard output');
+    expect((await cli(['build', '-q', '-o', '-', 'ctx'])).stderr).toContain('-q prints the image ID on standard output');
+    expect((await cli(['build', '--output', 'type=local,dest=-', 'ctx'])).stderr).toContain('type=local writes a directory');
+    expect((await cli(['build', '--output', 'type=oci,tar=false,dest=-', 'ctx'])).stderr).toContain('dest=- (standard output) takes a tar only');
   });
 });

@@ -18,7 +18,8 @@ Options:
       --build-arg K=V         Set a build-time variable (repeatable; "K" alone takes it from the environment)
       --platform os/arch      Target platform (default: the host's)
       --label K=V             Add a label to the image (repeatable)
-  -o, --output SPEC           type=image|registry|oci|docker|local|tar[,dest=PATH][,name=REF][,push=true][,tar=false]
+  -o, --output SPEC           type=image|registry|oci|docker|local|tar[,dest=PATH|-][,name=REF][,push=true][,tar=false];
+                              "-o DIR" writes the filesystem there, "-o -" a tar of it to stdout
       --push                  Shorthand for --output type=registry
       --load                  Shorthand for --output type=image (the default with -t)
       --no-cache              Do not use the cache
@@ -78,7 +79,8 @@ function csvAttrs(spec: string): Record<string, string> {
 }
 
 export function parseOutput(spec: string, cwd: string): OutputSpec {
-  const a = csvAttrs(spec.includes('=') ? spec : `type=local,dest=${spec}`);
+  // `-o DIR` is the local exporter, `-o -` a tar of the filesystem on standard output (buildx)
+  const a = csvAttrs(spec.includes('=') ? spec : spec === '-' ? 'type=tar,dest=-' : `type=local,dest=${spec}`);
   const names = a.name ? a.name.split(/[,\s]+/).filter(Boolean) : undefined;
   const dest = a.dest ? (a.dest === '-' ? '-' : resolve(cwd, a.dest)) : undefined;
   const need = (t: string) => {
@@ -105,12 +107,14 @@ export function parseOutput(spec: string, cwd: string): OutputSpec {
       return { type: 'registry', ...(names ? { name: names } : {}), ...comp };
     case 'oci': {
       const d = need('oci');
-      const tar = a.tar !== undefined ? a.tar !== 'false' : /\.tar$/i.test(d) ? true : undefined;
+      if (d === '-' && a.tar === 'false') throw new UsageError('--output type=oci,tar=false writes a directory: dest=- (standard output) takes a tar only');
+      const tar = a.tar !== undefined ? a.tar !== 'false' : /\.tar$/i.test(d) || d === '-' ? true : undefined;
       return { type: 'oci', dest: d, ...(tar !== undefined ? { tar } : {}), ...(names ? { name: names } : {}), ...comp };
     }
     case 'docker':
       return { type: 'docker', dest: need('docker'), ...(names ? { name: names } : {}), ...comp };
     case 'local':
+      if (need('local') === '-') throw new UsageError('--output type=local writes a directory: for standard output use type=tar,dest=- (or -o -)');
       return { type: 'local', dest: need('local') };
     case 'tar':
       return { type: 'tar', dest: need('tar') };
@@ -275,11 +279,20 @@ export const run: Command = async (argv, ctx) => {
   const { build, BuildError } = await import('../../builder/build.js');
   const { createProgressRenderer } = await import('../progress.js');
   const renderer = createProgressRenderer(parsed.progress, ctx.stderr);
+  // dest=- : the archive goes to standard output (progress is on stderr), as buildx sends it
+  const toStdout = (parsed.options.outputs ?? []).filter((o) => 'dest' in o && o.dest === '-');
+  if (toStdout.length > 0) {
+    if (toStdout.length > 1) throw new UsageError('only one --output can write to standard output (dest=-)');
+    if (parsed.progress === 'quiet') throw new UsageError('-q prints the image ID on standard output, where dest=- writes the archive: use --iidfile');
+    if ((ctx.stdout as { isTTY?: boolean }).isTTY) throw new UsageError('dest=- would write an archive to a terminal: redirect standard output to a file or a pipe');
+  }
+  const outputs = toStdout.length > 0 ? parsed.options.outputs!.map((o) => ('dest' in o && o.dest === '-' ? { ...o, dest: ctx.stdout } : o)) : parsed.options.outputs;
   const fromStdin = parsed.contextFromStdin ? await stdinContext(ctx.stdin, parsed.dockerfileInContext) : undefined;
   const dockerfileText = parsed.dockerfileFromStdin ? await readAll(ctx.stdin) : fromStdin?.dockerfileText;
   try {
     const result = await build({
       ...parsed.options,
+      ...(outputs ? { outputs: outputs as OutputSpec[] } : {}),
       ...(fromStdin ? { context: fromStdin.context, ...(fromStdin.dockerfile ? { dockerfile: fromStdin.dockerfile } : {}) } : {}),
       ...(dockerfileText !== undefined ? { dockerfileText } : {}),
       signal: ctx.signal,
