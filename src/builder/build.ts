@@ -698,21 +698,7 @@ class Solver {
         const hidden = await hiddenBelow(ctx, rel);
         if (hidden.length === 0) return { dir: abs, close: async () => {} };
         const { mountMaskedView } = await import('./snapshots.js');
-        const parent = (await this.#i.snapshots()).tempDirSync('b');
-        const dir = path.join(parent, 'm');
-        try {
-          const unmount = await mountMaskedView(abs, hidden, path.join(parent, 'mask'), dir);
-          return {
-            dir,
-            close: async () => {
-              await unmount();
-              await rm(parent, { recursive: true, force: true });
-            },
-          };
-        } catch (err) {
-          await rm(parent, { recursive: true, force: true });
-          throw err;
-        }
+        return this.#mountedView('b', (parent, dir) => mountMaskedView(abs, hidden, path.join(parent, 'mask'), dir));
       })();
       this.#views.set(id, v);
     }
@@ -907,10 +893,15 @@ class Solver {
 
   async #mountView(lower: readonly string[]): Promise<{ dir: string; close: () => Promise<void> }> {
     const { mountReadOnlyOverlay } = await import('./snapshots.js');
-    const parent = (await this.#i.snapshots()).tempDirSync('v');
+    return this.#mountedView('v', (_parent, dir) => mountReadOnlyOverlay(lower, dir));
+  }
+
+  /** A view mounted by `mount` at `<temp dir>/m`; closing it unmounts it and removes the temp dir. */
+  async #mountedView(prefix: string, mount: (parent: string, dir: string) => Promise<() => Promise<void>>): Promise<{ dir: string; close: () => Promise<void> }> {
+    const parent = (await this.#i.snapshots()).tempDirSync(prefix);
     const dir = path.join(parent, 'm');
     try {
-      const unmount = await mountReadOnlyOverlay(lower, dir);
+      const unmount = await mount(parent, dir);
       return {
         dir,
         close: async () => {
