@@ -798,6 +798,10 @@ export function decompressed(file: string, compression: ArchiveCompression): Rea
   const name = path.basename(file);
   const tool = compression === 'bzip2' ? 'bzip2' : compression === 'xz' ? 'xz' : 'zstd';
   const out = new PassThrough();
+  // The caller may await other things before it pipes `out` anywhere (extractLayer makes its
+  // directory first): a failure meanwhile must not be an 'error' event with no listener, which
+  // ends the process. The stream stays errored, and a later pipeline over it rejects.
+  out.on('error', () => {});
   const fail = (err: Error): void => {
     input.destroy();
     out.destroy(err);

@@ -51,6 +51,9 @@ export async function compressStoredImage(store: Store, desc: Descriptor, option
       continue;
     }
     const out = new PassThrough();
+    // destroyed with the error below, maybe before putBlob has piped it anywhere: an 'error'
+    // event with no listener would end the process (putBlob still sees the stream fail)
+    out.on('error', () => {});
     const stored = store.putBlob(out);
     const compressed = (async () => {
       try {
