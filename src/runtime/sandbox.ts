@@ -56,6 +56,15 @@ function helperStreams(c: ChildProcess): Socket[] {
   return [c.stdout, c.stderr, c.stdio[3]].filter((x) => x != null) as unknown as Socket[];
 }
 
+/** The value of `key` in a `KEY=value` list as the process sees it (the last entry wins); '' when absent. */
+function envValue(env: readonly string[], key: string): string {
+  for (let i = env.length - 1; i >= 0; i--) {
+    const e = env[i]!;
+    if (e.startsWith(`${key}=`)) return e.slice(key.length + 1);
+  }
+  return '';
+}
+
 /** Mount points the sandbox always makes. */
 const SYSTEM_MOUNTS = ['/proc', '/dev', '/sys', '/etc/resolv.conf', '/etc/hosts'];
 const LAST_OUTPUT_BYTES = 8192;
@@ -211,6 +220,12 @@ export class Runtime {
             break;
         }
         mountPoints.push(target);
+      }
+      // runc's rule: when the environment has no HOME (or an empty one, the last entry winning),
+      // HOME is the user's home from the root's /etc/passwd, "/" for a user not in it.
+      if (envValue(env, 'HOME') === '') {
+        const rest = env.filter((e) => !e.startsWith('HOME='));
+        env.splice(0, env.length, ...rest, `HOME=${user.home ?? '/'}`);
       }
       for (const e of env) records.push({ kind: 'env', value: e });
       for (const a of spec.args) records.push({ kind: 'arg', value: a });

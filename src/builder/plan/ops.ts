@@ -1,3 +1,4 @@
+import { posix } from 'node:path';
 import type { CommandForm, CopyInstruction, Heredoc, Mount, RunInstruction } from '../../parser/ast.js';
 import type { Range } from '../../parser/diagnostics.js';
 import type { History } from '../../oci/types.js';
@@ -130,9 +131,11 @@ function planMount(m: Mount, state: StageState, ctx: DispatchContext, range: Ran
       return { type: 'tmpfs', target: abs(target ?? need('target')), size: m.size ?? 0 };
     case 'secret': {
       const env = e(m.env);
-      const id = e(m.id) || (target ? target.split('/').pop()! : '');
-      if (id === '') need('id or target');
-      const t = target ?? (env === undefined ? `/run/secrets/${id}` : undefined);
+      // BuildKit's dispatchSecret: the id is source= when given, else id=, else the target's base
+      // name; the file goes to the target, else (unless it is only an env) /run/secrets/<base of id>.
+      const id = source || e(m.id) || (target ? posix.basename(target) : '');
+      if (id === '') need('id, source or target');
+      const t = target ?? (env === undefined ? `/run/secrets/${posix.basename(id)}` : undefined);
       return {
         type: 'secret',
         id,
@@ -159,6 +162,16 @@ function planMount(m: Mount, state: StageState, ctx: DispatchContext, range: Ran
 
 /** RUN: argv (shell form with the stage's SHELL, heredocs as BuildKit runs them), env, mounts, history. */
 export function planRun(instr: RunInstruction, state: StageState, ctx: DispatchContext): ExecOp {
+  // Stable BuildKit refuses --device (CDI devices are a labs-channel feature); tsbuild has no CDI.
+  if (instr.devices !== undefined && instr.devices.length > 0) {
+    const list = instr.devices.map((d) => `--device=${d}`).join(' ');
+    throw new PlanAbort(
+      makeDiagnostic(
+        { code: 'unsupported-flag', message: `RUN ${list}: the device flag is not supported (BuildKit: device feature is only supported in Dockerfile frontend 1.14.0-labs or later)`, range: instr.range },
+        ctx.file,
+      ),
+    );
+  }
   const mounts: ExecMount[] = [];
   let sshIndex = 0;
   for (const m of instr.mounts) mounts.push(planMount(m, state, ctx, instr.range, m.type === 'ssh' ? sshIndex++ : 0));
