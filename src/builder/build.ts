@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { availableParallelism } from 'node:os';
 import { lstatSync, readFileSync, statSync } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, rm, rmdir, unlink } from 'node:fs/promises';
+import { lchown, lstat, mkdir, readFile, readdir, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pLimit from 'p-limit';
 import { TsbuildError } from '../errors.js';
@@ -505,6 +505,15 @@ async function resolveImage(store: Store, root: string, ref: string, platform: s
   }
   const manifest = doc as ImageManifest;
   const config = JSON.parse((await store.readBlob(manifest.config.digest)).toString()) as ImageConfig;
+  // A single-platform image (what a pull tags, or a layout holds) must be for the platform
+  // asked: an amd64 busybox is no arm64 base (its RUN steps ran on the host's arch while the
+  // config said arm64). Compared as manifests are chosen from an index.
+  if (config.os && config.architecture) {
+    const has = { os: config.os, architecture: config.architecture, ...(config.variant ? { variant: config.variant } : {}) };
+    if (!selectManifest([{ ...manifest.config, platform: has }], parsePlatform(platform))) {
+      throw new TsbuildError('TSBUILD_NO_MATCHING_PLATFORM', `image ${ref} is for ${formatPlatform(has)}, not ${platform}${layoutRef || options.pull ? '' : ` (pull it for ${platform} with --pull, or build for ${formatPlatform(has)})`}`);
+    }
+  }
   const diffIds = config.rootfs?.diff_ids ?? [];
   if (diffIds.length !== manifest.layers.length) throw new TsbuildError('TSBUILD_BAD_IMAGE', `image ${ref}: config lists ${diffIds.length} diff_ids for ${manifest.layers.length} layers`);
   return {
@@ -961,7 +970,14 @@ class Solver {
     let mkdirLayer: LayerResult | undefined;
     try {
       if (op.type === 'tsbuild.file.mkdir.v1') {
-        changed = await mkdirInRoot(mnt, op.path, op.mode);
+        // Made by the stage's USER, as BuildKit's mkdir runs WithUser: `USER app` then
+        // `WORKDIR /home/app/src` gives directories app can write to.
+        let owner: { uid: number; gid: number } | undefined;
+        if (op.user !== '' && op.user !== 'root' && op.user !== '0' && op.user !== '0:0') {
+          const { resolveChown, rootfsIdLookup } = await import('./copy.js');
+          owner = await resolveChown(op.user, rootfsIdLookup(mnt));
+        }
+        changed = await mkdirInRoot(mnt, op.path, op.mode, owner);
       } else {
         const sourceState = await this.#sourceState(op.from);
         const copy = async (srcRoot: string, hidden?: (rel: string, intermediate: boolean) => boolean, preserve?: boolean) =>
@@ -1168,8 +1184,21 @@ class Solver {
           }
           break;
         }
-        case 'inline':
+        case 'inline': {
+          // A heredoc run as a script (`RUN <<EOF` starting with `#!`): its file, read-only at
+          // /dev/pipes as BuildKit mounts it.
+          const { mkdtemp, chmod } = await import('node:fs/promises');
+          const { tmpdir } = await import('node:os');
+          const dir = await mkdtemp(path.join(tmpdir(), 'tsbuild-inline-'));
+          cleanups.push(() => rm(dir, { recursive: true, force: true }));
+          for (const f of m.files) {
+            const file = path.join(dir, path.posix.basename('/' + f.name));
+            await writeFile(file, f.content, { mode: f.mode });
+            await chmod(file, f.mode);
+          }
+          out.push({ type: 'bind', source: dir, target: m.target, readwrite: false });
           break;
+        }
       }
     }
     return out;
@@ -1305,9 +1334,16 @@ async function removeIfPlaceholder(p: string): Promise<void> {
 }
 
 /** `mkdir -p` inside a root, never following a symlink out of it. Returns created/ensured paths relative to root. */
-async function mkdirInRoot(root: string, dir: string, mode: number): Promise<string[]> {
+async function mkdirInRoot(root: string, dir: string, mode: number, owner?: { uid: number; gid: number }): Promise<string[]> {
   const r = await resolveInRoot(root, dir);
-  await mkdir(r.abs, { recursive: true, mode });
+  const first = await mkdir(r.abs, { recursive: true, mode });
+  if (owner && first !== undefined) {
+    // every directory this made, from the target up to the first one made (those there already keep their owner)
+    for (let d = r.abs; ; d = path.dirname(d)) {
+      await lchown(d, owner.uid, owner.gid);
+      if (d === first || d.length <= root.length) break;
+    }
+  }
   const rel = path.relative(root, r.abs);
   return rel ? [rel.split(path.sep).join('/')] : [];
 }

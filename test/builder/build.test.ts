@@ -134,6 +134,27 @@ describe('build(): multi-stage images on busybox', () => {
     expect(plain.steps.find((s) => s.name.includes('COPY f.txt'))!.status).toBe('executed');
   });
 
+  it('RUN <<EOF with a #! line runs as a script from /dev/pipes, as BuildKit runs it', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN <<EOT\n#!/bin/sh\necho "script $0" > /out\nEOT\n' });
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    expect(await readFile(path.join(out, 'out'), 'utf8')).toBe('script /dev/pipes/EOT\n');
+  });
+
+  it('WORKDIR after USER makes its directories owned by that user (as BuildKit\'s mkdir runs WithUser); existing ones keep theirs', { timeout: 60_000 }, async () => {
+    const df = 'FROM busybox:latest\nUSER nobody\nWORKDIR /app/sub\nRUN touch /app/sub/written && stat -c %U /app /app/sub /tmp > /app/sub/owners\nWORKDIR /tmp\n';
+    const { root, context } = await setup({ Dockerfile: df });
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    expect(await readFile(path.join(out, 'app/sub/owners'), 'utf8')).toBe('nobody\nnobody\nroot\n');
+  });
+
+  it('a base image for another platform than the one asked is refused, not run as if it were (config said arm64, RUN ran x86_64)', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN true\n' });
+    const other = process.arch === 'arm64' ? 'linux/amd64' : 'linux/arm64';
+    await expect(buildIn(root, context, { platform: other })).rejects.toThrow(new RegExp(`image busybox:latest is for linux/\\w+, not ${other}`));
+  });
+
   it('RUN --security=insecure is refused at its step, not run sandboxed as if it were granted', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN --security=insecure true\n' });
     const err = await buildIn(root, context).then(
