@@ -104,7 +104,10 @@ export interface RunSpec {
    */
   readonly upperDir?: string;
   readonly mounts?: readonly MountSpec[];
-  /** `KEY=value` strings, passed as is (the caller adds PATH and build args). */
+  /**
+   * `KEY=value` strings, passed as is (the caller adds PATH and build args); HOME is added from
+   * the user's passwd entry (`/` without one) when absent or empty, as runc does.
+   */
   readonly env?: readonly string[];
   /** Dockerfile USER: `name`, `uid`, `name:group`, `uid:gid`; resolved from the rootfs's /etc/passwd and /etc/group. Default root. */
   readonly user?: string;

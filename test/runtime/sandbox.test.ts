@@ -88,10 +88,13 @@ describe('sandbox process', () => {
     expect(stdout).toBe('/w/a/b\n0 755\n');
   });
 
-  it('passes exactly the given environment', async () => {
+  it('passes exactly the given environment, and HOME from passwd when it has none (as runc)', async () => {
     const { r, stdout } = await sh('env | sort', { env: ['PATH=/bin', 'FOO=bar baz', 'EMPTY='] });
     await r.dispose();
-    expect(stdout.split('\n').filter(Boolean).filter((l) => !l.startsWith('PWD=') && !l.startsWith('SHLVL='))).toEqual(['EMPTY=', 'FOO=bar baz', 'PATH=/bin']);
+    expect(stdout.split('\n').filter(Boolean).filter((l) => !l.startsWith('PWD=') && !l.startsWith('SHLVL='))).toEqual(['EMPTY=', 'FOO=bar baz', 'HOME=/root', 'PATH=/bin']);
+    const given = await sh('echo $HOME', { env: ['PATH=/bin', 'HOME=/elsewhere'] });
+    await given.r.dispose();
+    expect(given.stdout).toBe('/elsewhere\n');
   });
 
   it('returns exit codes, signals and exec failures', async () => {
