@@ -5,6 +5,7 @@ import type { Command, CliContext } from '../context.js';
 import { UsageError, addHostFlags, resolveRoot } from '../context.js';
 import type { BuildOptions, LayerCompression, OutputSpec, SecretSpec, SshSpec } from '../../builder/options.js';
 import { resolveRootDir } from '../../oci/store.js';
+import { didYouMean } from '../../util/suggest.js';
 
 const USAGE = `Usage: tsbuild [build] [OPTIONS] PATH | -
 
@@ -18,14 +19,18 @@ Options:
       --build-arg K=V         Set a build-time variable (repeatable; "K" alone takes it from the environment)
       --platform os/arch      Target platform (default: the host's)
       --label K=V             Add a label to the image (repeatable)
-  -o, --output SPEC           type=image|registry|oci|docker|local|tar[,dest=PATH|-][,name=REF][,push=true][,tar=false];
+  -o, --output SPEC           type=image|registry|oci|docker|local|tar[,dest=PATH|-][,name=REF][,push=true][,tar=false]
+                              [,compression=gzip|zstd|uncompressed][,compression-level=N]; other buildx
+                              attributes are refused unless they ask for what tsbuild does anyway;
                               "-o DIR" writes the filesystem there, "-o -" a tar of it to stdout
       --push                  Shorthand for --output type=registry
       --load                  Shorthand for --output type=image (the default with -t)
       --no-cache              Do not use the cache
       --no-cache-filter STAGE Do not use the cache for these stages (repeatable)
       --pull                  Always look up base images in the registry
-      --secret id=ID[,src=PATH|,env=VAR]   Expose a secret to RUN --mount=type=secret (repeatable)
+      --secret [type=env|file,]id=ID[,src=PATH|,env=VAR]
+                              Expose a secret to RUN --mount=type=secret (repeatable); type=env
+                              reads the variable src= or env= (default: the id)
       --ssh default|ID[=SOCKET]            Expose an SSH agent to RUN --mount=type=ssh (repeatable)
       --build-context NAME=PATH|docker-image://REF|oci-layout://PATH[:TAG]
                               A named context: replaces the image or stage NAME, or is read by
@@ -36,7 +41,8 @@ Options:
   -q, --quiet                 Print only the image ID
       --iidfile PATH          Write the image ID (config digest) to PATH
       --metadata-file PATH    Write build result metadata (JSON) to PATH
-      --source-date-epoch N   Clamp timestamps (also the SOURCE_DATE_EPOCH env or build arg)
+      --source-date-epoch N   Clamp timestamps (also the SOURCE_DATE_EPOCH env or build arg);
+                              the value is also the SOURCE_DATE_EPOCH build arg
   -j, --jobs N                Steps run at once (default: twice the CPUs, at least 8)
       --call build|targets[,format=json]  targets: list the stages that can be built, build nothing
       --root DIR              Store, cache and runtime root (env TSBUILD_ROOT)
@@ -78,9 +84,65 @@ function csvAttrs(spec: string): Record<string, string> {
   return out;
 }
 
-export function parseOutput(spec: string, cwd: string): OutputSpec {
+type OutputType = 'image' | 'registry' | 'oci' | 'docker' | 'local' | 'tar';
+
+/** The attributes each output type reads (besides `type`), any value they take. */
+const OUTPUT_ATTRS: Readonly<Record<OutputType, readonly string[]>> = {
+  image: ['name', 'push', 'compression', 'compression-level'],
+  registry: ['name', 'push', 'compression', 'compression-level'],
+  oci: ['dest', 'tar', 'name', 'compression', 'compression-level'],
+  docker: ['dest', 'tar', 'name', 'compression', 'compression-level'],
+  local: ['dest'],
+  tar: ['dest'],
+};
+
+/**
+ * buildx attributes tsbuild has no switch for, accepted only with the value that asks for what it
+ * does anyway (any other value, or any other attribute, is refused: dropping it silently would
+ * change the result without saying so). `reason` says what tsbuild does.
+ */
+const OUTPUT_FIXED: Readonly<Record<string, { readonly types: readonly OutputType[]; readonly value: boolean; readonly reason: string }>> = {
+  'oci-mediatypes': { types: ['image', 'registry', 'oci'], value: true, reason: 'its manifests and configs always have OCI media types' },
+  'force-compression': { types: ['image', 'registry', 'oci', 'docker'], value: false, reason: 'it keeps layers already compressed as they are' },
+  store: { types: ['image'], value: true, reason: 'it always keeps the image in its store' },
+};
+
+/** buildx's boolean attribute values (Go's strconv.ParseBool). */
+function outputBool(type: string, key: string, value: string): boolean {
+  if (['1', 't', 'T', 'true', 'TRUE', 'True'].includes(value)) return true;
+  if (['0', 'f', 'F', 'false', 'FALSE', 'False'].includes(value)) return false;
+  throw new UsageError(`--output type=${type}: attribute "${key}" wants true or false, got ${JSON.stringify(value)}`);
+}
+
+/**
+ * One `--output` spec. Every attribute is honoured or refused with a UsageError naming it and the
+ * output type. `sourceDateEpoch` (the build's, if any) decides whether `rewrite-timestamp=false`
+ * matches what tsbuild does: with an epoch, layer timestamps are always clamped to it (BuildKit's
+ * `rewrite-timestamp=true`); without one there is nothing to rewrite either way.
+ */
+export function parseOutput(spec: string, cwd: string, sourceDateEpoch?: number): OutputSpec {
   // `-o DIR` is the local exporter, `-o -` a tar of the filesystem on standard output (buildx)
   const a = csvAttrs(spec.includes('=') ? spec : spec === '-' ? 'type=tar,dest=-' : `type=local,dest=${spec}`);
+  const type = a.type === 'docker-image' ? 'image' : a.type;
+  if (type === undefined || !Object.hasOwn(OUTPUT_ATTRS, type)) throw new UsageError(`unknown output type ${JSON.stringify(a.type ?? '')}: want image, registry, oci, docker, local or tar`);
+  const t = type as OutputType;
+  const shown = a.type!;
+  for (const [key, value] of Object.entries(a)) {
+    if (key === 'type' || OUTPUT_ATTRS[t].includes(key)) continue;
+    const fixed = OUTPUT_FIXED[key];
+    if (fixed?.types.includes(t)) {
+      if (outputBool(shown, key, value) === fixed.value) continue;
+      throw new UsageError(`--output type=${shown}: attribute "${key}=${value}" is not supported: tsbuild has no switch for it (${fixed.reason})`);
+    }
+    if (key === 'rewrite-timestamp' && t !== 'local' && t !== 'tar') {
+      // tsbuild clamps layer timestamps to SOURCE_DATE_EPOCH whenever one is set
+      if (outputBool(shown, key, value) || sourceDateEpoch === undefined) continue;
+      throw new UsageError(`--output type=${shown}: attribute "rewrite-timestamp=${value}" is not supported: with SOURCE_DATE_EPOCH set, tsbuild always clamps layer timestamps to it (as rewrite-timestamp=true)`);
+    }
+    const known = [...OUTPUT_ATTRS[t], ...Object.keys(OUTPUT_FIXED).filter((k) => OUTPUT_FIXED[k]!.types.includes(t)), ...(t !== 'local' && t !== 'tar' ? ['rewrite-timestamp'] : [])];
+    const hint = didYouMean(key, known);
+    throw new UsageError(`--output type=${shown}: attribute ${JSON.stringify(key)} is not supported${hint ? ` (did you mean "${hint}"?)` : ''}; type=${shown} takes ${known.join(', ')}`);
+  }
   const names = a.name ? a.name.split(/[,\s]+/).filter(Boolean) : undefined;
   const dest = a.dest ? (a.dest === '-' ? '-' : resolve(cwd, a.dest)) : undefined;
   const need = (t: string) => {
@@ -99,28 +161,60 @@ export function parseOutput(spec: string, cwd: string): OutputSpec {
     if (!Number.isInteger(level) || level < 1 || level > max) throw new UsageError(`--output compression-level wants a whole number from 1 to ${max}, got ${JSON.stringify(a['compression-level'])}`);
     comp = { ...comp, compressionLevel: level };
   }
-  switch (a.type) {
+  const push = a.push !== undefined ? outputBool(shown, 'push', a.push) : undefined;
+  const tarAttr = a.tar !== undefined ? outputBool(shown, 'tar', a.tar) : undefined;
+  switch (t) {
     case 'image':
-    case 'docker-image':
-      return { type: 'image', ...(names ? { name: names } : {}), ...(a.push === 'true' ? { push: true } : {}), ...comp };
+      return { type: 'image', ...(names ? { name: names } : {}), ...(push ? { push: true } : {}), ...comp };
     case 'registry':
+      if (push === false) throw new UsageError('--output type=registry always pushes: for the local store only use type=image');
       return { type: 'registry', ...(names ? { name: names } : {}), ...comp };
     case 'oci': {
       const d = need('oci');
-      if (d === '-' && a.tar === 'false') throw new UsageError('--output type=oci,tar=false writes a directory: dest=- (standard output) takes a tar only');
-      const tar = a.tar !== undefined ? a.tar !== 'false' : /\.tar$/i.test(d) || d === '-' ? true : undefined;
+      if (d === '-' && tarAttr === false) throw new UsageError('--output type=oci,tar=false writes a directory: dest=- (standard output) takes a tar only');
+      const tar = tarAttr ?? (/\.tar$/i.test(d) || d === '-' ? true : undefined);
       return { type: 'oci', dest: d, ...(tar !== undefined ? { tar } : {}), ...(names ? { name: names } : {}), ...comp };
     }
     case 'docker':
+      if (tarAttr === false) throw new UsageError('--output type=docker writes a docker save archive: tar=false is not supported (type=oci,tar=false writes a directory)');
       return { type: 'docker', dest: need('docker'), ...(names ? { name: names } : {}), ...comp };
     case 'local':
       if (need('local') === '-') throw new UsageError('--output type=local writes a directory: for standard output use type=tar,dest=- (or -o -)');
       return { type: 'local', dest: need('local') };
     case 'tar':
       return { type: 'tar', dest: need('tar') };
-    default:
-      throw new UsageError(`unknown output type ${JSON.stringify(a.type ?? '')}: want image, registry, oci, docker, local or tar`);
   }
+}
+
+/**
+ * One `--secret`, as buildx reads it: `type=env` takes the variable from `env=`, else `src=` or
+ * `source=`, else the id; `type=file` reads the file `src=`/`source=`, else the file named by the
+ * id. Without a type, `env=` is a variable and `src=` a file; with neither, the variable named by
+ * the id if it is set, else the file. Keys are case-insensitive; any other key is refused.
+ */
+export function parseSecret(s: string, ctx: Pick<CliContext, 'cwd' | 'env'>): SecretSpec {
+  const usage = `--secret wants [type=env|file,]id=ID[,src=PATH|,env=VAR], got ${JSON.stringify(s)}`;
+  const a: Record<string, string> = {};
+  for (const [k, v] of Object.entries(csvAttrs(s))) {
+    const key = k.toLowerCase();
+    if (!['type', 'id', 'src', 'source', 'env'].includes(key)) throw new UsageError(`--secret: unknown key ${JSON.stringify(k)}: ${usage}`);
+    a[key] = v;
+  }
+  if (!a.id) throw new UsageError(usage);
+  const type = a.type;
+  if (type !== undefined && type !== 'env' && type !== 'file') throw new UsageError(`--secret: unknown type ${JSON.stringify(type)} (want env or file)`);
+  const src = a.src || a.source || undefined;
+  if (a.src && a.source && a.src !== a.source) throw new UsageError(`--secret: src=${a.src} and source=${a.source} disagree: give one`);
+  if (type === 'env') {
+    if (a.env && src && a.env !== src) throw new UsageError(`--secret type=env: env=${a.env} and src=${src} both name the variable: give one`);
+    return { id: a.id, env: a.env || src || a.id };
+  }
+  if (type === 'file') {
+    if (a.env) throw new UsageError(`--secret type=file reads a file (src=PATH): env=${a.env} names a variable, use type=env`);
+    return { id: a.id, src: resolve(ctx.cwd, src ?? a.id) };
+  }
+  const spec: SecretSpec = { id: a.id, ...(src ? { src: resolve(ctx.cwd, src) } : {}), ...(a.env ? { env: a.env } : {}) };
+  return spec.src || spec.env ? spec : { ...spec, ...(ctx.env[a.id] !== undefined ? { env: a.id } : { src: resolve(ctx.cwd, a.id) }) };
 }
 
 export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'env'>): ParsedBuildArgs {
@@ -181,20 +275,26 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
     const [k, v] = kv(a, '--build-arg');
     buildArgs[k] = v;
   }
+  // SOURCE_DATE_EPOCH: --source-date-epoch, else a --build-arg, else the environment (an empty
+  // value is unset). As buildx does with the environment's, the value is also the build arg, so
+  // an `ARG SOURCE_DATE_EPOCH` sees the epoch the timestamps get; a --build-arg is kept as given.
+  const sdeFlag = values['source-date-epoch'];
+  const sdeText = [sdeFlag, buildArgs.SOURCE_DATE_EPOCH, ctx.env.SOURCE_DATE_EPOCH].find((v) => v !== undefined && v !== '');
+  const sourceDateEpoch = sdeText !== undefined ? Number(sdeText) : undefined;
+  if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) throw new UsageError(`SOURCE_DATE_EPOCH must be an integer, got ${JSON.stringify(sdeText)}`);
+  if (sdeFlag !== undefined && sdeFlag !== '' && buildArgs.SOURCE_DATE_EPOCH !== undefined && buildArgs.SOURCE_DATE_EPOCH !== sdeFlag) {
+    throw new UsageError(`--source-date-epoch ${sdeFlag} and --build-arg SOURCE_DATE_EPOCH=${buildArgs.SOURCE_DATE_EPOCH} disagree: give one`);
+  }
+  if (sdeText !== undefined && buildArgs.SOURCE_DATE_EPOCH === undefined) buildArgs.SOURCE_DATE_EPOCH = sdeText;
+  const outputs: OutputSpec[] = (values.output ?? []).map((o) => parseOutput(o, ctx.cwd, sourceDateEpoch));
   const labels: Record<string, string> = {};
   for (const l of values.label ?? []) {
     const [k, v] = kv(l, '--label');
     labels[k] = v;
   }
-  const outputs: OutputSpec[] = (values.output ?? []).map((o) => parseOutput(o, ctx.cwd));
   if (values.push) outputs.push({ type: 'registry' });
   if (values.load) outputs.push({ type: 'image' });
-  const secrets: SecretSpec[] = (values.secret ?? []).map((s) => {
-    const a = csvAttrs(s);
-    if (!a.id) throw new UsageError(`--secret wants id=ID[,src=PATH|,env=VAR], got ${JSON.stringify(s)}`);
-    const spec: SecretSpec = { id: a.id, ...(a.src || a.source ? { src: resolve(ctx.cwd, (a.src || a.source)!) } : {}), ...(a.env ? { env: a.env } : {}) };
-    return spec.src || spec.env ? spec : { ...spec, ...(ctx.env[a.id] !== undefined ? { env: a.id } : { src: resolve(ctx.cwd, a.id) }) };
-  });
+  const secrets: SecretSpec[] = (values.secret ?? []).map((s) => parseSecret(s, ctx));
   const ssh: SshSpec[] = (values.ssh ?? []).map((s) => {
     const i = s.indexOf('=');
     const id = i < 0 ? s : s.slice(0, i);
@@ -218,9 +318,6 @@ export function parseBuildArgv(argv: string[], ctx: Pick<CliContext, 'cwd' | 'en
   const network = values.network as BuildOptions['network'] | undefined;
   if (network !== undefined && !['default', 'none', 'host'].includes(network)) throw new UsageError(`--network wants default, none or host`);
   const addHosts = addHostFlags(values['add-host']);
-  const sdeText = values['source-date-epoch'] ?? buildArgs.SOURCE_DATE_EPOCH ?? ctx.env.SOURCE_DATE_EPOCH;
-  const sourceDateEpoch = sdeText !== undefined && sdeText !== '' ? Number(sdeText) : undefined;
-  if (sourceDateEpoch !== undefined && !Number.isInteger(sourceDateEpoch)) throw new UsageError(`SOURCE_DATE_EPOCH must be an integer, got ${JSON.stringify(sdeText)}`);
   const dockerfileFromStdin = values.file === '-';
   const options: ParsedBuildArgs['options'] = {
     context,
