@@ -779,6 +779,9 @@ class Solver {
       const hosts = this.#i.options.addHosts ?? [];
       if (hosts.length > 0) values['add-host'] = hosts.map((h) => `${h.host}=${h.ip}`).join(',');
       if (op.network === 'default' && runNetwork(op, this.#i.options) === 'none') values.network = 'none';
+      // BuildKit's ExecOp keys a hostname given with the BUILDKIT_SANDBOX_HOSTNAME build arg
+      const hostname = this.#i.options.buildArgs?.BUILDKIT_SANDBOX_HOSTNAME;
+      if (hostname) values.hostname = hostname;
     }
     const { key, manifest } = cacheKey({ op, inputs, ...(files ? { files } : {}), ...(Object.keys(values).length > 0 ? { values } : {}) });
     const existing = this.#inflight.get(key);
@@ -1080,6 +1083,8 @@ class Solver {
         cwd: op.cwd,
         args: op.args,
         network: runNetwork(op, options),
+        // as BuildKit names its RUN sandboxes, unless the BUILDKIT_SANDBOX_HOSTNAME build arg says otherwise
+        hostname: options.buildArgs?.BUILDKIT_SANDBOX_HOSTNAME || 'buildkitsandbox',
         ...(options.addHosts?.length ? { extraHosts: options.addHosts } : {}),
         ...(options.signal ? { signal: options.signal } : {}),
         onStdout: (b) => emit({ type: 'output', id, name, stream: 'stdout', data: b.toString() }),

@@ -155,6 +155,17 @@ describe('build(): multi-stage images on busybox', () => {
     await expect(buildIn(root, context, { platform: other })).rejects.toThrow(new RegExp(`image busybox:latest is for linux/\\w+, not ${other}`));
   });
 
+  it('RUN steps are named buildkitsandbox, as BuildKit names them; BUILDKIT_SANDBOX_HOSTNAME renames them and is part of the key', { timeout: 60_000 }, async () => {
+    const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN hostname > /h && grep -c "$(hostname)" /etc/hosts > /in-hosts\n' });
+    const out = path.join(tmp, `local-${n}`);
+    await buildIn(root, context, { outputs: [{ type: 'local', dest: out }] });
+    expect(await readFile(path.join(out, 'h'), 'utf8')).toBe('buildkitsandbox\n');
+    expect(await readFile(path.join(out, 'in-hosts'), 'utf8')).toBe('1\n');
+    const named = await buildIn(root, context, { buildArgs: { BUILDKIT_SANDBOX_HOSTNAME: 'myhost' }, outputs: [{ type: 'local', dest: `${out}-2` }] });
+    expect(named.executedSteps).toBe(1);
+    expect(await readFile(path.join(`${out}-2`, 'h'), 'utf8')).toBe('myhost\n');
+  });
+
   it('RUN --security=insecure is refused at its step, not run sandboxed as if it were granted', { timeout: 60_000 }, async () => {
     const { root, context } = await setup({ Dockerfile: 'FROM busybox:latest\nRUN --security=insecure true\n' });
     const err = await buildIn(root, context).then(
