@@ -13,7 +13,8 @@ import { parseAddHost } from '../../src/runtime/spec.js';
 import { makeBusyboxImage } from '../helpers/base-images.js';
 import { runCli } from '../helpers/cli.js';
 
-const DEFAULT_LINES = ['127.0.0.1\tlocalhost tsbuild', '::1\tlocalhost ip6-localhost ip6-loopback'];
+/** A RUN step's /etc/hosts before --add-host lines (its hostname is BuildKit's, buildkitsandbox). */
+const DEFAULT_LINES = ['127.0.0.1\tlocalhost buildkitsandbox', '::1\tlocalhost ip6-localhost ip6-loopback'];
 
 let tmp: string;
 let root: string;
