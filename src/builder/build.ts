@@ -642,17 +642,17 @@ class Solver {
       case 'image': {
         const img = images.get(`${stage.base.ref}@${stage.platform}`) ?? [...images.values()].find((i) => i.ref === (stage.base as { ref: string }).ref);
         if (!img) throw new TsbuildError('TSBUILD_INTERNAL', `base image ${stage.base.ref} was not resolved`);
-        state = { layers: img.layers, key: `image:${img.manifestDigest}` };
+        state = imageState(img);
         break;
       }
       case 'stage':
         state = await (deps.get(stage.base.stage) ?? this.stage(stage.base.stage));
         break;
       case 'named-context': {
-        const nc = this.#namedContext(stage.base.name);
         // A directory as a stage's base: its files (after its .dockerignore) as one layer, as
         // `COPY . /` onto scratch would make it, keyed by their content.
-        state = nc.kind === 'image' ? { layers: nc.image.layers, key: `image:${nc.image.manifestDigest}` } : nc.kind === 'scratch' ? SCRATCH : await this.#op(namedContextRootOp(stage, stage.base, nc.dir), SCRATCH, noCache);
+        const { name, op } = stage.base;
+        state = (await this.#sourceState({ kind: 'named-context', name, op })) ?? (await this.#op(namedContextRootOp(stage, stage.base, this.#namedDir(name)), SCRATCH, noCache));
         break;
       }
     }
@@ -671,12 +671,12 @@ class Solver {
         return this.stage(src.stage);
       case 'image': {
         const img = [...this.#i.images.values()].find((i) => i.ref === src.ref);
-        if (img) return { layers: img.layers, key: `image:${img.manifestDigest}` };
+        if (img) return imageState(img);
         throw new TsbuildError('TSBUILD_UNSUPPORTED', `--from=${src.ref}: image was not resolved`);
       }
       case 'named-context': {
         const nc = this.#namedContext(src.name);
-        return nc.kind === 'image' ? { layers: nc.image.layers, key: `image:${nc.image.manifestDigest}` } : nc.kind === 'scratch' ? SCRATCH : undefined;
+        return nc.kind === 'image' ? imageState(nc.image) : nc.kind === 'scratch' ? SCRATCH : undefined;
       }
     }
   }
@@ -687,18 +687,19 @@ class Solver {
    * the ignore rules keep out, and its key would not see it change). With no rules, or nothing
    * hidden below the source, the directory itself; else a masked read-only view, once per build.
    */
-  async #localView(local: LocalSource, source: string): Promise<string> {
+  async #localView(local: LocalSource, source: string, what: 'bind' | 'cache'): Promise<string> {
     const { ctx } = local;
     // Resolved inside the context, symlinks as if it were `/` (as BuildKit resolves it in the
     // context it was sent): the host follows the path given to mount(2), and a context's
     // `hostroot -> /` must not bind the host's root.
     const r = await resolveInRoot(ctx.root, source);
-    if (r.rel !== '' && ctx.isHidden(r.rel, lstatSyncOrUndefined(r.abs)?.isDirectory() ?? false)) {
-      throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${source} is excluded by ${ctx.ignoreFile ?? '.dockerignore'}`);
+    const isDir = lstatSyncOrUndefined(r.abs)?.isDirectory() ?? false;
+    if (r.rel !== '' && ctx.isHidden(r.rel, isDir)) {
+      throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `${what} mount source ${source} is excluded by ${ctx.ignoreFile ?? '.dockerignore'}`);
     }
-    if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${source} not found in the ${ctx.root === this.#i.context?.root ? 'build context' : `context ${ctx.root}`}`);
+    if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `${what} mount source ${source} not found in the ${ctx.root === this.#i.context?.root ? 'build context' : `context ${ctx.root}`}`);
     const { rel, abs } = r;
-    if (ctx.ignore.empty || !lstatSyncOrUndefined(abs)?.isDirectory()) return abs;
+    if (ctx.ignore.empty || !isDir) return abs;
     const id = `mask:${abs}`;
     let v = this.#views.get(id);
     if (!v) {
@@ -720,6 +721,26 @@ class Solver {
     return nc;
   }
 
+  #namedDir(name: string): string {
+    const nc = this.#namedContext(name);
+    if (nc.kind !== 'dir') throw new TsbuildError('TSBUILD_INTERNAL', `named context ${name} is not a directory`);
+    return nc.dir;
+  }
+
+  /**
+   * The host path a RUN mount (`bind`, or a `cache` seed) of `source` in `from` reads: inside the
+   * stage's view, or the context's (or a named directory's) masked view; resolved in that root,
+   * symlinks as if it were `/`: the host follows the path given to mount(2), and a stage's
+   * `ln -s / /up` must not bind the host's root.
+   */
+  async #mountSource(from: FileSource, source: string, what: 'bind' | 'cache'): Promise<{ path: string; state: FsState | undefined }> {
+    const state = await this.#sourceState(from);
+    if (!state) return { path: await this.#localView(await this.#local(from), source, what), state };
+    const r = await resolveInRoot(await this.#view(state), source);
+    if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `${what} mount source ${source} not found in ${describeSource(from)}`);
+    return { path: r.abs, state };
+  }
+
   /** The directory a step reads when its source is no stage or image: the context, or a named directory. */
   async #local(src: FileSource): Promise<LocalSource> {
     if (src.kind === 'named-context') {
@@ -735,7 +756,7 @@ class Solver {
     // base image, or an earlier step, reuses it. A --chown by name needs the parent's
     // /etc/passwd: such a COPY is made as a plain one.
     if (op.type === 'tsbuild.file.copy.v1' && op.link && !op.chmod && !(op.chown && /[^0-9:]/.test(op.chown))) {
-      const linked = await this.#keyedOp({ ...op, link: true }, SCRATCH, {}, noCache);
+      const linked = await this.#keyedOp(op, SCRATCH, {}, noCache);
       const key = `sha256:${createHash('sha256').update(`link\0${parent.key}\0${linked.key}`).digest('hex')}`;
       return { layers: [...parent.layers, ...linked.layers], key };
     }
@@ -1133,14 +1154,8 @@ class Solver {
           // is one cache per id and source, as BuildKit keys it by id and base.
           let seed: { dir: string; key: string } | undefined;
           if (m.from) {
-            const s = await this.#sourceState(m.from);
             const source = m.source ?? '/';
-            let dir: string;
-            if (s) {
-              const r = await resolveInRoot(await this.#view(s), source);
-              if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `cache mount source ${source} not found in ${describeSource(m.from)}`);
-              dir = r.abs;
-            } else dir = await this.#localView(await this.#local(m.from), source);
+            const { path: dir, state: s } = await this.#mountSource(m.from, source, 'cache');
             if (!lstatSyncOrUndefined(dir)?.isDirectory()) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `cache mount source ${source} in ${describeSource(m.from)} is not a directory`);
             const from = s ? s.key : `files:${(await this.#contextFiles([source], [], m.from)).digest}`;
             seed = { dir, key: `${from}:${source}` };
@@ -1171,24 +1186,11 @@ class Solver {
           out.push({ type: 'ssh', socket, id: m.id, target: m.target, required: m.required });
           break;
         }
-        case 'bind': {
-          const s = await this.#sourceState(m.from);
-          if (!s) {
-            const local = await this.#local(m.from);
-            out.push({ type: 'bind', source: await this.#localView(local, m.source), target: m.target, readwrite: !m.readonly });
-          } else {
-            // The build's shared read-only view of the stage; a writable bind gets an overlay of
-            // its own over it from the runtime, whose upper dir is dropped after the step.
-            // The source is resolved inside the view, symlinks as if it were `/`: the host
-            // follows the path given to mount(2), and a stage's `ln -s / /up` must not bind the
-            // host's root.
-            const mnt = await this.#view(s);
-            const r = await resolveInRoot(mnt, m.source);
-            if (!r.exists) throw new TsbuildError('TSBUILD_MOUNT_SOURCE', `bind mount source ${m.source} not found in ${describeSource(m.from)}`);
-            out.push({ type: 'bind', source: r.abs, target: m.target, readwrite: !m.readonly });
-          }
+        case 'bind':
+          // A read-only view shared by the build; a writable bind gets an overlay of its own
+          // over it from the runtime, whose upper dir is dropped after the step.
+          out.push({ type: 'bind', source: (await this.#mountSource(m.from, m.source, 'bind')).path, target: m.target, readwrite: !m.readonly });
           break;
-        }
         case 'inline': {
           // A heredoc run as a script (`RUN <<EOF` starting with `#!`): its file, read-only at
           // /dev/pipes as BuildKit mounts it.
@@ -1243,6 +1245,11 @@ function describeSource(src: FileSource): string {
     case 'named-context':
       return `context ${src.name}`;
   }
+}
+
+/** A base image (or an image as a source) as a state: its layers, keyed by its manifest. */
+function imageState(img: ResolvedImage): FsState {
+  return { layers: img.layers, key: `image:${img.manifestDigest}` };
 }
 
 function lstatSyncOrUndefined(p: string): import('node:fs').Stats | undefined {

@@ -6,7 +6,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { TsbuildError } from '../errors.js';
-import { digestAlgorithm, digestHex, isDigest, parseDigest, sha256, type Digest } from './digest.js';
+import { digestAlgorithm, digestHex, isDigest, parseDigest, type Digest } from './digest.js';
 import { collectBlobs, loadManifest, selectImage, type Image, type ImageOrIndex } from './image.js';
 import { BlobNotFoundError, DigestMismatchError, putBlobFile, syncBlobDirs, verifyingStream, writeFileAtomic, type BlobInput, type BlobSink, type BlobSource } from './store.js';
 import { MediaType, type Descriptor, type ImageIndex, type Platform } from './types.js';
