@@ -763,15 +763,8 @@ let volatileOverlay = true;
  */
 export async function mountMaskedView(source: string, hidden: readonly string[], maskDir: string, target: string): Promise<() => Promise<void>> {
   mkdirSync(maskDir, { recursive: true });
+  // the mask's directories, in the order made (a parent before its children)
   const made = new Set<string>(['']);
-  const copyMeta = (rel: string) => {
-    const st = lstatSync(path.join(source, rel));
-    const dir = path.join(maskDir, rel);
-    chmodSync(dir, st.mode & 0o7777);
-    lchownSync(dir, st.uid, st.gid);
-    utimesSync(dir, st.atime, st.mtime);
-  };
-  const parents: string[] = [''];
   for (const rel of hidden) {
     const parts = rel.split('/');
     for (let i = 1; i < parts.length; i++) {
@@ -779,12 +772,17 @@ export async function mountMaskedView(source: string, hidden: readonly string[],
       if (made.has(dir)) continue;
       mkdirSync(path.join(maskDir, dir));
       made.add(dir);
-      parents.push(dir);
     }
   }
   if (hidden.length > 0) await runWithInput('xargs', ['-0', '-I{}', 'mknod', '{}', 'c', '0', '0'], Buffer.from(hidden.map((rel) => `${path.join(maskDir, rel)}\0`).join('')));
-  // deepest first: setting a directory's times after its children were made
-  for (const dir of parents.reverse()) copyMeta(dir);
+  // deepest first: a directory's times are set after its children were made
+  for (const rel of [...made].reverse()) {
+    const st = lstatSync(path.join(source, rel));
+    const dir = path.join(maskDir, rel);
+    chmodSync(dir, st.mode & 0o7777);
+    lchownSync(dir, st.uid, st.gid);
+    utimesSync(dir, st.atime, st.mtime);
+  }
   return mountReadOnlyOverlay([source, maskDir], target);
 }
 
